@@ -1,0 +1,45 @@
+"""annzoo: a Keras 3 model zoo for the classic neural-network families.
+
+Builders return compiled ``keras.Model`` objects::
+
+    import annzoo
+    model = annzoo.build_cnn((28, 28, 1), 10, filters=(32, 64))
+    model = annzoo.create_model("resnet20")
+    annzoo.list_models("resnet*")
+
+Model code is backend-agnostic Keras 3: ``import annzoo`` and every builder work
+on the TensorFlow, JAX and PyTorch backends; only the data pipelines import
+TensorFlow, and only when used.
+"""
+
+from annzoo import datasets
+from annzoo.errors import AnnzooError, CheckpointError, UnknownNameError
+from annzoo.models import build_cnn, build_mlp
+from annzoo.registry import (
+    ModelInfo,
+    Reference,
+    create_model,
+    list_families,
+    list_models,
+    model_info,
+)
+from annzoo.tasks import compile_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnnzooError",
+    "CheckpointError",
+    "ModelInfo",
+    "Reference",
+    "UnknownNameError",
+    "__version__",
+    "build_cnn",
+    "build_mlp",
+    "compile_model",
+    "create_model",
+    "datasets",
+    "list_families",
+    "list_models",
+    "model_info",
+]

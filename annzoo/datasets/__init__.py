@@ -1,0 +1,47 @@
+"""Datasets as NumPy arrays, with fixed, seeded train/validation/test splits.
+
+Built in (no network needed, from scikit-learn's bundled copies):
+
+- ``"digits"``: 8x8x1 float32 images in [0, 1], 10 classes.
+- ``"breast_cancer"``: 30 standardized float32 features, binary.
+- ``"diabetes"``: 10 standardized float32 features, regression.
+
+>>> from annzoo import datasets
+>>> x, y = datasets.load("breast_cancer", "validation", seed=1)
+>>> datasets.list_datasets()
+['breast_cancer', 'diabetes', 'digits']
+
+Other sources plug in with `register_dataset` (an exact name) or
+`register_dataset_prefix` (a family such as ``"tfds:NAME"``). Importing this
+package imports neither scikit-learn, Keras nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+from annzoo.datasets import embedded as _embedded  # noqa: F401  (registers)
+from annzoo.datasets._base import (
+    TASKS,
+    ArrayDataset,
+    Loader,
+    dataset_info,
+    list_datasets,
+    load,
+    register_dataset,
+    register_dataset_prefix,
+)
+from annzoo.datasets._split import SPLITS, split_indices, split_sizes, standardize
+
+__all__ = [
+    "ArrayDataset",
+    "Loader",
+    "SPLITS",
+    "TASKS",
+    "dataset_info",
+    "list_datasets",
+    "load",
+    "register_dataset",
+    "register_dataset_prefix",
+    "split_indices",
+    "split_sizes",
+    "standardize",
+]

@@ -1,0 +1,263 @@
+"""`ArrayDataset`, the dataset registry and `load`.
+
+A dataset source registers a loader under an exact name (``register_dataset``)
+or under a name prefix such as ``"tfds:"`` (``register_dataset_prefix``);
+``load`` validates its arguments, resolves the name and calls the loader, so new
+sources never need to edit ``load``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from annzoo._checks import check_choice, check_non_negative_int
+from annzoo.datasets._split import SPLITS
+from annzoo.errors import AnnzooError, UnknownNameError
+
+__all__ = [
+    "ArrayDataset",
+    "TASKS",
+    "Loader",
+    "register_dataset",
+    "register_dataset_prefix",
+    "list_datasets",
+    "dataset_info",
+    "load",
+]
+
+TASKS: tuple[str, ...] = ("multiclass", "binary", "regression")
+
+# ``loader(name, split, seed)``: ``name`` is the full requested name (with its
+# prefix for prefix loaders); ``split`` and ``seed`` are already validated.
+Loader = Callable[[str, str, int], "ArrayDataset"]
+InfoSource = Mapping[str, Any] | Callable[[str], Mapping[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ArrayDataset:
+    """One split of a dataset as NumPy arrays.
+
+    Attributes:
+        x: Features, shape ``(num_samples, *input_shape)``.
+        y: Targets, shape ``(num_samples,)``: int labels for classification,
+            floats for regression.
+        name: The dataset name passed to `load`.
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+        task: ``"multiclass"``, ``"binary"`` or ``"regression"``.
+        num_classes: Number of classes, ``None`` for regression.
+        class_names: One name per class label, ``None`` for regression.
+        feature_names: One name per feature for tabular data, else ``None``.
+        seed: The seed that drew the split.
+        indices: Row of each sample in the source dataset, so splits drawn
+            with the same seed can be checked to be disjoint.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    name: str
+    split: str
+    task: str
+    num_classes: int | None
+    class_names: tuple[str, ...] | None
+    feature_names: tuple[str, ...] | None
+    seed: int
+    indices: np.ndarray
+
+    def __post_init__(self) -> None:
+        check_choice("task", self.task, TASKS)
+        if not len(self.x) == len(self.y) == len(self.indices):
+            raise AnnzooError(
+                "`x`, `y` and `indices` must have the same length. Received: "
+                f"len(x)={len(self.x)}, len(y)={len(self.y)}, "
+                f"len(indices)={len(self.indices)}"
+            )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, without the batch axis."""
+        return tuple(self.x.shape[1:])
+
+    @property
+    def num_outputs(self) -> int:
+        """Units of a model's output layer: the classes, or 1 (binary, regression)."""
+        if self.task == "multiclass":
+            return int(self.num_classes)
+        return 1
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Yields ``x`` then ``y``, so that ``x, y = load("digits")`` works."""
+        yield self.x
+        yield self.y
+
+    def __repr__(self) -> str:
+        return (
+            f"ArrayDataset(name={self.name!r}, split={self.split!r}, "
+            f"task={self.task!r}, x={self.x.dtype}{list(self.x.shape)}, "
+            f"y={self.y.dtype}{list(self.y.shape)}, num_classes={self.num_classes}, "
+            f"seed={self.seed})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    loader: Loader
+    info: InfoSource
+    splits: tuple[str, ...]
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_PREFIXES: dict[str, _Entry] = {}
+
+
+def _check_registration(
+    kind: str, key: Any, loader: Any, splits: Any, table: Mapping, overwrite: bool
+) -> tuple[str, ...]:
+    if not isinstance(key, str) or not key:
+        raise AnnzooError(
+            f"`{kind}` must be a non-empty string. Received: {kind}={key!r}"
+        )
+    if not callable(loader):
+        raise AnnzooError(f"`loader` must be callable. Received: loader={loader!r}")
+    if (
+        isinstance(splits, str)
+        or not splits
+        or not all(isinstance(s, str) for s in splits)
+    ):
+        raise AnnzooError(
+            "`splits` must be a non-empty sequence of strings. "
+            f"Received: splits={splits!r}"
+        )
+    if key in table and not overwrite:
+        raise AnnzooError(
+            f"A dataset {kind} {key!r} is already registered; pass overwrite=True to "
+            f"replace it. Received: {kind}={key!r}"
+        )
+    return tuple(splits)
+
+
+def register_dataset(
+    name: str,
+    loader: Loader,
+    *,
+    info: InfoSource,
+    splits: tuple[str, ...] = SPLITS,
+    overwrite: bool = False,
+) -> None:
+    """Make ``load(name, ...)`` call ``loader(name, split, seed)``.
+
+    Args:
+        name: The exact dataset name.
+        loader: Returns the `ArrayDataset` of one split; called only with a valid
+            ``split`` and ``seed``.
+        info: The `dataset_info` dict, or a callable ``info(name)`` returning it.
+        splits: The split names ``load`` accepts for this dataset.
+        overwrite: Replace an existing registration instead of raising.
+    """
+    splits = _check_registration("name", name, loader, splits, _REGISTRY, overwrite)
+    _REGISTRY[name] = _Entry(loader, info, splits)
+
+
+def register_dataset_prefix(
+    prefix: str,
+    loader: Loader,
+    *,
+    info: InfoSource,
+    splits: tuple[str, ...] = SPLITS,
+    overwrite: bool = False,
+) -> None:
+    """Route every name starting with ``prefix`` (e.g. ``"tfds:"``) to ``loader``.
+
+    Exact names registered with `register_dataset` take precedence. ``loader`` and
+    a callable ``info`` receive the full name, prefix included.
+    """
+    splits = _check_registration("prefix", prefix, loader, splits, _PREFIXES, overwrite)
+    _PREFIXES[prefix] = _Entry(loader, info, splits)
+
+
+def list_datasets() -> list[str]:
+    """The sorted names registered with `register_dataset` (prefixes excluded)."""
+    return sorted(_REGISTRY)
+
+
+def _resolve(name: Any) -> _Entry:
+    if isinstance(name, str):
+        if name in _REGISTRY:
+            return _REGISTRY[name]
+        for prefix in sorted(_PREFIXES, key=len, reverse=True):
+            if name.startswith(prefix) and len(name) > len(prefix):
+                return _PREFIXES[prefix]
+    try:
+        check_choice("name", name, _REGISTRY)
+    except UnknownNameError as error:
+        if not _PREFIXES:
+            raise
+        patterns = ", ".join(f"'{p}NAME'" for p in sorted(_PREFIXES))
+        raise UnknownNameError(
+            f"{error} Names like {patterns} are also accepted."
+        ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def dataset_info(name: str) -> dict[str, Any]:
+    """Metadata of a dataset, without loading it.
+
+    Returns:
+        A new dict with at least ``name``, ``task``, ``num_classes``,
+        ``input_shape``, ``class_names``, ``splits``, ``num_samples`` (a dict
+        ``{split: count}``), ``source`` and ``description``.
+
+    Raises:
+        UnknownNameError: If ``name`` is not a registered dataset.
+    """
+    entry = _resolve(name)
+    info = entry.info(name) if callable(entry.info) else entry.info
+    return {"name": name, "splits": list(entry.splits), **copy.deepcopy(dict(info))}
+
+
+def load(name: str, split: str = "train", *, seed: int = 0) -> ArrayDataset:
+    """Loads one split of a dataset as NumPy arrays.
+
+    Every split is drawn from the same seeded partition of the whole dataset:
+    70% ``"train"``, 15% ``"validation"``, 15% ``"test"``, stratified by class
+    for classification. The splits of one seed are disjoint and cover every
+    sample; the same seed gives identical arrays in any process. Tabular
+    features are standardized with statistics of the train split only.
+
+    Args:
+        name: A dataset name, one of `list_datasets()`: ``"digits"`` (8x8x1
+            images in [0, 1], 10 classes), ``"breast_cancer"`` (30 features,
+            binary) or ``"diabetes"`` (10 features, regression).
+        split: ``"train"``, ``"validation"`` or ``"test"``.
+        seed: Non-negative integer that draws the partition.
+
+    Returns:
+        An `ArrayDataset`; it unpacks as ``x, y``, and also carries ``task``,
+        ``num_classes``, ``class_names``, ``input_shape``, ``num_outputs`` and
+        the source row ``indices``. Its arrays are new on every call.
+
+    Raises:
+        UnknownNameError: If ``name`` or ``split`` is not known.
+        AnnzooError: If ``seed`` is not a non-negative integer.
+
+    Example:
+
+    >>> from annzoo import datasets
+    >>> x_train, y_train = datasets.load("digits", "train", seed=0)
+    >>> x_train.shape, x_train.dtype, y_train.dtype
+    ((1257, 8, 8, 1), dtype('float32'), dtype('int32'))
+    >>> test = datasets.load("digits", "test", seed=0)
+    >>> test.num_classes, test.input_shape
+    (10, (8, 8, 1))
+    """
+    entry = _resolve(name)
+    split = check_choice("split", split, entry.splits)
+    seed = check_non_negative_int("seed", seed)
+    return entry.loader(name, split, seed)

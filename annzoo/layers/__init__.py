@@ -1,0 +1,5 @@
+"""Serializable custom layers used by annzoo's builders."""
+
+from annzoo.layers.shortcut import PaddedIdentity
+
+__all__ = ["PaddedIdentity"]

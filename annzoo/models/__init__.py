@@ -1,0 +1,6 @@
+"""Model families. Importing this package registers every family and preset."""
+
+from annzoo.models.cnn import build_cnn
+from annzoo.models.mlp import build_mlp
+
+__all__ = ["build_cnn", "build_mlp"]

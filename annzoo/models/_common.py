@@ -1,0 +1,98 @@
+"""Pieces shared by the builders: argument checks, dense stacks and the head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from annzoo import tasks
+from annzoo._checks import check_positive_int
+from annzoo.errors import AnnzooError, UnknownNameError
+
+
+def check_activation(name: str, value: Any) -> Any:
+    """A Keras activation name (``"relu"``, ``"gelu"``...) or callable."""
+    if callable(value):
+        return value
+    try:
+        keras.activations.get(value)
+    except (ValueError, TypeError):
+        raise UnknownNameError(
+            f"`{name}` must be a Keras activation name such as 'relu', 'sigmoid', "
+            f"'tanh', 'gelu' or 'swish'. Received: {name}={value!r}"
+        ) from None
+    if not isinstance(value, str):
+        raise AnnzooError(f"`{name}` must be an activation name. Received: {value!r}")
+    return value
+
+
+def check_outputs(name: str, value: Any, task: str) -> int:
+    """Output width for ``task``: >= 2 classes for multiclass, >= 1 otherwise."""
+    value = check_positive_int(name, value)
+    if task == "multiclass" and value < 2:
+        raise AnnzooError(
+            f"`{name}` must be >= 2 for task='multiclass' (use task='binary' for "
+            f"one sigmoid output). Received: {name}={value}"
+        )
+    return value
+
+
+def dense_stack(
+    x,
+    hidden_units: tuple[int, ...],
+    *,
+    activation: Any,
+    dropout: float,
+    batch_norm: bool = False,
+    prefix: str,
+):
+    """Hidden dense layers, each followed by dropout.
+
+    With no hidden layer, dropout (if any) applies to ``x`` itself, which is
+    how the keras.io MNIST convnet drops its flattened features.
+    """
+    if not hidden_units and dropout:
+        x = keras.layers.Dropout(dropout, name=f"{prefix}_dropout")(x)
+    for i, units in enumerate(hidden_units, start=1):
+        name = f"{prefix}{i}"
+        x = keras.layers.Dense(units, use_bias=not batch_norm, name=name)(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = keras.layers.Activation(activation, name=f"{name}_act")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return x
+
+
+def output_head(x, num_outputs: int, task: str):
+    """``head_logits`` then the task's activation, kept in float32.
+
+    The activation is a layer of its own so that mixed-precision models still
+    emit float32 probabilities, and so that ``finetune`` can cut the model at
+    ``head_logits``.
+    """
+    x = keras.layers.Dense(num_outputs, name="head_logits")(x)
+    return keras.layers.Activation(
+        tasks.output_activation(task), dtype="float32", name="predictions"
+    )(x)
+
+
+def finish(model: keras.Model, task: str, compile: Any) -> keras.Model:
+    """Compiles ``model`` as the builders' ``compile=`` argument asks.
+
+    ``compile`` is ``True`` (the task's defaults), ``False`` (left uncompiled)
+    or a dict of :func:`annzoo.compile_model` arguments.
+    """
+    if compile is False or compile is None:
+        return model
+    if compile is True:
+        return tasks.compile_model(model, task=task)
+    if isinstance(compile, dict):
+        options = dict(compile)
+        options.setdefault("task", task)
+        return tasks.compile_model(model, **options)
+    raise AnnzooError(
+        "`compile` must be True, False or a dict of compile_model arguments. "
+        f"Received: compile={compile!r}"
+    )

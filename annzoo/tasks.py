@@ -1,0 +1,156 @@
+"""Tasks: the one place that maps a task to output activation, loss and metrics.
+
+``binary``
+    One sigmoid unit per label (several units = independent multi-label
+    outputs); binary cross-entropy (log loss) on labels in {0, 1}.
+``multiclass``
+    Softmax over ``num_classes`` units; cross-entropy on integer labels
+    (``label_format="sparse"``, the default) or one-hot rows
+    (``label_format="one_hot"``).
+``regression``
+    Linear outputs; mean squared error, with mean absolute error reported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from annzoo._checks import check_choice, check_positive_float
+
+__all__ = [
+    "TASKS",
+    "OPTIMIZERS",
+    "compile_model",
+    "get_optimizer",
+    "output_activation",
+]
+
+TASKS = ("binary", "multiclass", "regression")
+LABEL_FORMATS = ("sparse", "one_hot")
+
+_ACTIVATIONS = {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}
+
+# name -> (Keras class name, fixed keyword arguments). Learning rates default to
+# Keras' own defaults for each optimizer.
+OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sgd": ("SGD", {}),
+    "momentum": ("SGD", {"momentum": 0.9}),
+    "nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}),
+    "adam": ("Adam", {}),
+    "adamw": ("AdamW", {}),
+    "nadam": ("Nadam", {}),
+    "adamax": ("Adamax", {}),
+    "adagrad": ("Adagrad", {}),
+    "adadelta": ("Adadelta", {}),
+    "rmsprop": ("RMSprop", {}),
+    "lion": ("Lion", {}),
+}
+
+
+def check_task(task: Any) -> str:
+    return check_choice("task", task, TASKS)
+
+
+def output_activation(task: str) -> str:
+    """The activation of the output layer for ``task``."""
+    return _ACTIVATIONS[check_task(task)]
+
+
+def get_optimizer(
+    optimizer: str | keras.optimizers.Optimizer = "adam",
+    learning_rate: float | None = None,
+    **kwargs: Any,
+) -> keras.optimizers.Optimizer:
+    """Returns a fresh optimizer for a name in :data:`OPTIMIZERS`, or ``optimizer``.
+
+    Args:
+        optimizer: a name (``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``,
+            ``"adagrad"``, ``"rmsprop"``, ...) or a Keras optimizer instance.
+        learning_rate: overrides the optimizer's default learning rate.
+        **kwargs: further optimizer arguments (``weight_decay``, ``clipnorm``...).
+    """
+    if learning_rate is not None:
+        learning_rate = check_positive_float("learning_rate", learning_rate)
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        if learning_rate is not None:
+            optimizer.learning_rate = learning_rate
+        return optimizer
+    name = check_choice("optimizer", optimizer, OPTIMIZERS)
+    class_name, fixed = OPTIMIZERS[name]
+    options = {**fixed, **kwargs}
+    if learning_rate is not None:
+        options["learning_rate"] = learning_rate
+    return getattr(keras.optimizers, class_name)(**options)
+
+
+def _loss_and_metrics(task: str, label_format: str, from_logits: bool):
+    if task == "binary":
+        return keras.losses.BinaryCrossentropy(from_logits=from_logits), [
+            keras.metrics.BinaryAccuracy(
+                name="accuracy", threshold=0.0 if from_logits else 0.5
+            )
+        ]
+    if task == "multiclass":
+        if label_format == "one_hot":
+            return keras.losses.CategoricalCrossentropy(from_logits=from_logits), [
+                keras.metrics.CategoricalAccuracy(name="accuracy")
+            ]
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), [
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        ]
+    return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
+
+
+def compile_model(
+    model: keras.Model,
+    *,
+    task: str = "multiclass",
+    optimizer: str | keras.optimizers.Optimizer = "adam",
+    learning_rate: float | None = None,
+    loss: Any = "auto",
+    metrics: Any = "auto",
+    label_format: str = "sparse",
+    from_logits: bool = False,
+    **compile_kwargs: Any,
+) -> keras.Model:
+    """Compiles ``model`` for ``task`` and returns it.
+
+    Args:
+        model: a Keras model whose outputs already carry the task's activation
+            (every annzoo builder does; pass ``from_logits=True`` for a model
+            that ends in raw scores).
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+        optimizer: an optimizer name (see :data:`OPTIMIZERS`) or instance.
+        learning_rate: overrides the optimizer's default learning rate.
+        loss: ``"auto"`` picks the task's loss; anything else goes to Keras.
+        metrics: ``"auto"`` picks the task's metrics (accuracy, or MAE for
+            regression); anything else goes to Keras.
+        label_format: for ``"multiclass"``: ``"sparse"`` integer labels or
+            ``"one_hot"`` rows.
+        from_logits: whether the model outputs logits rather than
+            probabilities.
+        **compile_kwargs: passed to ``model.compile`` (``jit_compile``,
+            ``steps_per_execution``, ...).
+
+    Returns:
+        The same model, compiled.
+
+    Example:
+        >>> model = annzoo.build_mlp(4, 3, compile=False)
+        >>> annzoo.compile_model(model, task="multiclass", optimizer="sgd",
+        ...                      learning_rate=0.1)
+    """
+    task = check_task(task)
+    label_format = check_choice("label_format", label_format, LABEL_FORMATS)
+    auto_loss, auto_metrics = _loss_and_metrics(task, label_format, from_logits)
+    model.compile(
+        optimizer=get_optimizer(optimizer, learning_rate),
+        loss=auto_loss if isinstance(loss, str) and loss == "auto" else loss,
+        metrics=auto_metrics
+        if isinstance(metrics, str) and metrics == "auto"
+        else metrics,
+        **compile_kwargs,
+    )
+    return model

@@ -1,0 +1,144 @@
+"""Atomic file writes: the only way annzoo puts bytes on disk.
+
+Every file is written to a temporary file in the same directory, flushed and
+fsynced, then renamed over the target, and the directory entry is fsynced. A
+process killed at any moment leaves either the previous file or the new one,
+never a half-written one. Temporaries carry the ``.annzoo-tmp-`` prefix so
+:func:`clean_temporaries` can remove the ones a killed process left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from annzoo.errors import CheckpointError
+
+__all__ = [
+    "TMP_PREFIX",
+    "atomic_path",
+    "write_bytes",
+    "write_text",
+    "write_json",
+    "save_model",
+    "clean_temporaries",
+]
+
+TMP_PREFIX = ".annzoo-tmp-"
+
+
+def _default_mode() -> int:
+    # mkstemp creates 0600 files; give the result the permissions any other
+    # new file would get under the current umask.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_mode()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path to write; renames it to ``path`` on success.
+
+    The temporary path ends with the same suffix as ``path`` (Keras checks
+    that a model file ends in ``.keras``). On an exception the temporary is
+    removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    directory = target.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f"{TMP_PREFIX}{target.stem}-", suffix=target.suffix, dir=directory
+        )
+        os.close(fd)
+        os.chmod(tmp, _FILE_MODE)
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot write {str(target)!r}: {error.strerror or error}. Check that "
+            "the directory exists, is writable and has free space."
+        ) from error
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, target)
+        _fsync_dir(directory)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise CheckpointError(
+            f"Cannot write {str(target)!r}: {error.strerror or error}. The previous "
+            "version of the file, if any, is intact."
+        ) from error
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    text = json.dumps(data, indent=2, sort_keys=True, default=_jsonable)
+    return write_text(path, text + "\n")
+
+
+def save_model(model, path: str | os.PathLike) -> Path:
+    """``model.save`` through a temporary ``.keras`` file and a rename."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return Path(path)
+
+
+def clean_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Removes temporaries a killed process left in ``directory``."""
+    directory = Path(directory)
+    removed = []
+    if directory.is_dir():
+        for stray in directory.rglob(f"{TMP_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                stray.unlink()
+                removed.append(stray)
+    return removed
