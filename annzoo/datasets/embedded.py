@@ -110,7 +110,7 @@ def _load(name: str, split: str, seed: int) -> ArrayDataset:
         x = (raw.x[idx] / 16.0).astype(np.float32)[..., np.newaxis]
         feature_names = None
     else:
-        x = standardize(raw.x, np.arange(len(raw.y)))[idx]
+        x = standardize(raw.x, rows["train"])[idx]
         feature_names = raw.feature_names
     y = raw.y[idx].astype(np.int32 if classify else np.float32)
     return ArrayDataset(
