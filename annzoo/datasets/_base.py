@@ -187,7 +187,7 @@ def list_datasets() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _resolve(name: Any) -> _Entry:
+def _resolve(name: Any, argument: str = "name") -> _Entry:
     if isinstance(name, str):
         if name in _REGISTRY:
             return _REGISTRY[name]
@@ -195,7 +195,7 @@ def _resolve(name: Any) -> _Entry:
             if name.startswith(prefix) and len(name) > len(prefix):
                 return _PREFIXES[prefix]
     try:
-        check_choice("name", name, _REGISTRY)
+        check_choice(argument, name, _REGISTRY)
     except UnknownNameError as error:
         if not _PREFIXES:
             raise

@@ -80,8 +80,10 @@ class TrainConfig:
                 "`name` must be a non-empty string without '/'. "
                 f"Received: name={self.name!r}"
             )
-        registry.model_info(self.model)  # raises for unknown names
-        datasets.dataset_info(self.dataset)
+        check_choice(
+            "model", self.model, [*registry.list_models(), *registry.list_families()]
+        )
+        datasets._base._resolve(self.dataset, argument="dataset")
         if not isinstance(self.model_args, dict):
             raise AnnzooError(
                 f"`model_args` must be a dict. Received: model_args={self.model_args!r}"

@@ -1,0 +1,74 @@
+"""Shared fixtures: a fresh-process model loader and subprocess helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for child Python processes: this checkout first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra)
+    return env
+
+
+def run_python(*args: str, timeout: float = 600, **env: str):
+    """Runs ``python ARGS`` in a fresh process; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Reloader:
+    """A separate Python process that loads ``.keras`` files and predicts.
+
+    It never built the models it loads, so a model that only reloads because
+    its classes happen to be live in the test process fails here.
+    """
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "_reload_worker.py")],
+            cwd=ROOT,
+            env=subprocess_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def predict(self, model_path: Path, inputs_path: Path, output_path: Path) -> None:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(f"{model_path}\t{inputs_path}\t{output_path}\n")
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline().strip()
+        if reply != "ok":
+            raise AssertionError(f"fresh process failed to reload {model_path}: {reply}")
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def reloader():
+    worker = Reloader()
+    yield worker
+    worker.close()

@@ -1,0 +1,119 @@
+"""The same checks on every registered preset (a new preset is tested automatically).
+
+Build, documented output shape, one training step, save to ``.keras``, reload
+in a fresh process without ``custom_objects`` and predict identically, and the
+parameter count against the published figure.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import annzoo
+
+MODELS = annzoo.list_models()
+
+# Published parameter counts, written here from the sources (not from annzoo):
+# name -> (figure, what it counts, rounding used by the source, source).
+PUBLISHED = {
+    # m + 1 weights for logistic regression on the m = 30 breast-cancer features.
+    "logistic_regression": (31, "total", 1, "m + 1 for m = 30 features"),
+    # LeCun et al. 1998, Sec. II.B: "about 60,000 trainable parameters".
+    "lenet5": (60_000, "trainable", 10_000, "LeCun et al. 1998"),
+    # keras.io/examples/vision/mnist_convnet: "Total params: 34,826".
+    "mnist_convnet": (34_826, "total", 1, "keras.io Simple MNIST convnet"),
+    # keras.applications VGG16, include_top=True: 138,357,544.
+    "vgg16": (138_357_544, "total", 1, "keras.applications.VGG16"),
+    # torchvision ResNet18_Weights.IMAGENET1K_V1 num_params (BN buffers excluded).
+    "resnet18": (11_689_512, "trainable", 1, "torchvision resnet18"),
+    # torchvision ResNet50_Weights.IMAGENET1K_V1 num_params.
+    "resnet50": (25_557_032, "trainable", 1, "torchvision resnet50"),
+    # He et al. 2016, Table 6 (CIFAR-10): 0.27M, 0.46M, 0.66M, 0.85M, 1.7M.
+    "resnet20": (270_000, "trainable", 10_000, "He et al. 2016 Table 6"),
+    "resnet32": (460_000, "trainable", 10_000, "He et al. 2016 Table 6"),
+    "resnet44": (660_000, "trainable", 10_000, "He et al. 2016 Table 6"),
+    "resnet56": (850_000, "trainable", 10_000, "He et al. 2016 Table 6"),
+    "resnet110": (1_700_000, "trainable", 100_000, "He et al. 2016 Table 6"),
+}
+
+REQUIRED = {
+    "logistic_regression", "lenet5", "mnist_convnet", "vgg16",
+    "resnet18", "resnet50", "resnet20", "resnet56",
+}
+
+
+def _trainable(model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def _labels(info, n, rng):
+    width = info.output_shape[-1]
+    if info.task == "multiclass":
+        return rng.integers(0, width, size=(n,))
+    if info.task == "binary":
+        return rng.integers(0, 2, size=(n, width)).astype("float32")
+    return rng.normal(size=(n, width)).astype("float32")
+
+
+def test_required_presets_are_registered():
+    assert REQUIRED <= set(MODELS)
+
+
+def test_every_preset_has_a_published_figure():
+    assert set(MODELS) <= set(PUBLISHED), "add the new preset's figure to PUBLISHED"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_count_matches_publication(name):
+    figure, kind, rounding, _ = PUBLISHED[name]
+    model = annzoo.create_model(name, compile=False)
+    count = model.count_params() if kind == "total" else _trainable(model)
+    assert round(count / rounding) * rounding == figure, (name, count)
+    # The registry states the same figure and says what it counts.
+    reference = annzoo.model_info(name).reference
+    assert (reference.params, reference.kind, reference.rounding) == (
+        figure, kind, rounding,
+    )
+    assert reference.source
+    assert reference.matches(count)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_build_train_save_reload(name, tmp_path, reloader):
+    info = annzoo.model_info(name)
+    keras.utils.set_random_seed(0)
+    model = annzoo.create_model(name)
+    assert model.name == name
+    assert model.optimizer is not None, "builders return compiled models by default"
+    assert tuple(model.input_shape) == (None, *info.input_shape)
+    assert tuple(model.output_shape) == (None, *info.output_shape)
+
+    rng = np.random.default_rng(0)
+    x = rng.random((2, *info.input_shape), dtype=np.float32)
+    y = _labels(info, 2, rng)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    if info.task == "multiclass":
+        np.testing.assert_allclose(expected.sum(axis=-1), 1.0, rtol=1e-5)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+    reloader.predict(path, tmp_path / "x.npy", tmp_path / "y.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_info_is_serializable(name):
+    info = annzoo.model_info(name)
+    data = json.loads(json.dumps(info.to_dict(), default=list))
+    assert data["family"] in annzoo.list_families()
+    assert data["task"] in ("binary", "multiclass", "regression")

@@ -1,0 +1,137 @@
+"""Atomic writes, the checkpoint callback and the run-directory naming."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from annzoo import AnnzooError, CheckpointError
+from annzoo.training import TrainConfig, resolve_run_dir
+from annzoo.training import io as aio
+from annzoo.training.callbacks import BestModelCheckpoint, MetricsLog
+from tests.conftest import ROOT, subprocess_env
+
+
+def test_write_json_round_trip_and_permissions(tmp_path):
+    path = aio.write_json(tmp_path / "a" / "b.json", {"x": (1, 2), "y": np.float32(0.5)})
+    assert json.loads(path.read_text()) == {"x": [1, 2], "y": 0.5}
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_failed_write_keeps_previous_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "state.json"
+    aio.write_json(target, {"version": 1})
+    with pytest.raises(RuntimeError), aio.atomic_path(target) as tmp:
+        tmp.write_text("{half a fi")
+        raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"version": 1}
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_unwritable_location_raises_checkpoint_error_naming_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(CheckpointError, match="file/out.json"):
+        aio.write_json(blocker / "out.json", {})
+
+
+def test_clean_temporaries_removes_only_strays(tmp_path):
+    (tmp_path / f"{aio.TMP_PREFIX}best-x.keras").write_text("partial")
+    (tmp_path / "best.keras").write_text("good")
+    removed = aio.clean_temporaries(tmp_path)
+    assert [p.name for p in removed] == [f"{aio.TMP_PREFIX}best-x.keras"]
+    assert os.listdir(tmp_path) == ["best.keras"]
+
+
+WRITER = """
+import sys
+from annzoo.training import io
+i = 0
+while True:
+    i += 1
+    io.write_json(sys.argv[1], {"i": i, "payload": "x" * (1 << 20)})
+    print(i, flush=True)
+"""
+
+
+def test_sigkill_during_writes_never_leaves_a_broken_file(tmp_path):
+    target = tmp_path / "state.json"
+    rng = np.random.default_rng(0)
+    kills = 0
+    for _ in range(5):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(target)], cwd=ROOT,
+            env=subprocess_env(), stdout=subprocess.PIPE, text=True,
+        )
+        proc.stdout.readline()  # at least one complete write happened
+        time.sleep(float(rng.uniform(0.0, 0.2)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += proc.returncode == -signal.SIGKILL
+        data = json.loads(target.read_text())  # never a torn file
+        assert data["i"] >= 1 and len(data["payload"]) == 1 << 20
+    assert kills == 5
+
+
+def _tiny_model():
+    inputs = keras.Input((2,))
+    return keras.Model(inputs, keras.layers.Dense(1)(inputs))
+
+
+def test_best_checkpoint_ignores_nan_and_never_keeps_a_worse_model(tmp_path):
+    path = tmp_path / "best.keras"
+    callback = BestModelCheckpoint(path, monitor="val_loss")
+    callback.set_model(_tiny_model())
+    callback.on_epoch_end(0, {"val_loss": math.nan})
+    assert not path.exists() and callback.best_epoch is None
+    callback.on_epoch_end(1, {"val_loss": 0.5})
+    saved = path.read_bytes()
+    callback.on_epoch_end(2, {"val_loss": 0.7})
+    callback.on_epoch_end(3, {"val_loss": math.inf})
+    assert path.read_bytes() == saved and callback.best_epoch == 2
+    callback.on_epoch_end(4, {"val_loss": 0.1})
+    assert callback.best_epoch == 5 and callback.best == pytest.approx(0.1)
+    assert BestModelCheckpoint(path, monitor="val_accuracy").mode == "max"
+
+
+def test_metrics_log_has_one_row_per_epoch(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.csv")
+    log.on_epoch_end(0, {"loss": 1.0})
+    log.on_epoch_end(1, {"loss": 0.5, "val_loss": 0.6})
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines == ["epoch,loss,val_loss", "1,1.0,", "2,0.5,0.6"]
+
+
+def test_run_directory_is_never_reused(tmp_path):
+    assert resolve_run_dir(tmp_path, "r") == tmp_path / "r"
+    (tmp_path / "r").mkdir()
+    assert resolve_run_dir(tmp_path, "r") == tmp_path / "r"  # empty: reusable
+    (tmp_path / "r" / "results.json").write_text("{}")
+    assert resolve_run_dir(tmp_path, "r") == tmp_path / "r-2"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("model", "resnet2O"), ("dataset", "digitz"), ("epochs", 0),
+     ("batch_size", 0), ("seed", -1), ("optimizer", "adamm"),
+     ("learning_rate", 0.0), ("patience", -1), ("name", "a/b"),
+     ("model_args", [1])],
+)
+def test_config_is_validated_before_anything_runs(tmp_path, field, value):
+    fields = dict(name="t", model="mlp", dataset="digits", output_dir=str(tmp_path))
+    fields[field] = value
+    with pytest.raises(AnnzooError, match="Received|must be one of") as info:
+        TrainConfig(**fields).validate()
+    assert f"`{field}`" in str(info.value)
+    assert not any(tmp_path.iterdir())
