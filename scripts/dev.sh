@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One entry point for the README's Quick start and for CI, so they cannot drift.
+#
+#   scripts/dev.sh main [recipe options]   install, then train the digits CNN
+#   scripts/dev.sh test [pytest options]   install, then run the whole test suite
+#
+# Installs annzoo (editable) with its test extras into ./.venv, created on the
+# first run with the python3 on PATH (3.11 or newer). Set ANNZOO_PYTHON to use
+# another interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${ANNZOO_PYTHON:-python3}
+venv=.venv
+if [ ! -x "$venv/bin/python" ]; then
+    echo "annzoo: creating $venv with $($python --version 2>&1)" >&2
+    "$python" -m venv "$venv"
+fi
+py="$venv/bin/python"
+echo "annzoo: installing annzoo and its dependencies into $venv (first run: a few minutes)" >&2
+"$py" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+export PYTHONUNBUFFERED=1
+
+command=${1:-}
+[ $# -gt 0 ] && shift
+case "$command" in
+    main)
+        exec "$py" recipes/digits_cnn.py "$@"
+        ;;
+    test)
+        # The whole suite on the TensorFlow backend, then the model tests again
+        # on JAX (the backend the GPU machines use).
+        KERAS_BACKEND=tensorflow "$py" -m pytest -p no:cacheprovider --durations=15 "$@"
+        KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -q \
+            tests/test_all_models.py tests/test_mlp.py tests/test_cnn.py \
+            tests/test_tasks.py tests/test_registry.py "$@"
+        ;;
+    *)
+        echo "usage: scripts/dev.sh main|test [options]" >&2
+        exit 2
+        ;;
+esac
