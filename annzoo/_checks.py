@@ -26,7 +26,9 @@ def is_int(value: Any) -> bool:
 def check_positive_int(name: str, value: Any) -> int:
     """A strictly positive integer (a size, a count)."""
     if not is_int(value) or value <= 0:
-        raise AnnzooError(f"`{name}` must be a positive integer. {_received(name, value)}")
+        raise AnnzooError(
+            f"`{name}` must be a positive integer. {_received(name, value)}"
+        )
     return int(value)
 
 
@@ -45,7 +47,9 @@ def check_rate(name: str, value: Any) -> float:
         or isinstance(value, bool)
         or not 0.0 <= float(value) < 1.0
     ):
-        raise AnnzooError(f"`{name}` must be a number in [0, 1). {_received(name, value)}")
+        raise AnnzooError(
+            f"`{name}` must be a number in [0, 1). {_received(name, value)}"
+        )
     return float(value)
 
 

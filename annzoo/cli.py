@@ -32,14 +32,16 @@ def _list(args) -> None:
     rows = [("name", "family", "task", "input", "outputs", "published params")]
     for name in registry.list_models(args.pattern):
         info = registry.model_info(name)
-        rows.append((
-            name,
-            info.family,
-            info.task,
-            "x".join(map(str, info.input_shape)),
-            ",".join(map(str, info.output_shape)),
-            _format_params(info.reference),
-        ))
+        rows.append(
+            (
+                name,
+                info.family,
+                info.task,
+                "x".join(map(str, info.input_shape)),
+                ",".join(map(str, info.output_shape)),
+                _format_params(info.reference),
+            )
+        )
     if len(rows) == 1:
         raise AnnzooError(
             f"No model matches `pattern` {args.pattern!r}. Try 'annzoo list' "

@@ -61,14 +61,22 @@ def plot_curves(
         1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False
     )
     for ax, name in zip(axes[0], names, strict=True):
-        for key, label, style in ((name, "train", "-"), (f"val_{name}", "validation", "--")):
+        for key, label, style in (
+            (name, "train", "-"),
+            (f"val_{name}", "validation", "--"),
+        ):
             values = history.get(key)
             if values:
                 epochs = range(1, len(values) + 1)
                 ax.plot(epochs, values, style, marker="o", markersize=3, label=label)
         if best_epoch:
-            ax.axvline(best_epoch, color="grey", linewidth=0.8, linestyle=":",
-                       label=f"best (epoch {best_epoch})")
+            ax.axvline(
+                best_epoch,
+                color="grey",
+                linewidth=0.8,
+                linestyle=":",
+                label=f"best (epoch {best_epoch})",
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.set_title(name)

@@ -168,9 +168,7 @@ def model_info(name: str) -> ModelInfo:
     """Family, task, input and output shapes and the reference of ``name``."""
     family, config, preset = _lookup(name)
     parameters = inspect.signature(_FAMILIES[family]).parameters
-    defaults = {
-        k: p.default for k, p in parameters.items() if p.default is not p.empty
-    }
+    defaults = {k: p.default for k, p in parameters.items() if p.default is not p.empty}
     resolved = {**defaults, **config}
     outputs = resolved.get("num_classes", resolved.get("num_outputs"))
     input_shape = resolved.get("input_shape")

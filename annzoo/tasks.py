@@ -100,7 +100,9 @@ def _loss_and_metrics(task: str, label_format: str, from_logits: bool):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), [
             keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         ]
-    return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
+    return keras.losses.MeanSquaredError(), [
+        keras.metrics.MeanAbsoluteError(name="mae")
+    ]
 
 
 def compile_model(

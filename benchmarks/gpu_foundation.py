@@ -51,8 +51,11 @@ def check_presets(smoke: bool) -> dict:
         model = annzoo.create_model(name, input_shape=shape)
         x = np.random.default_rng(0).random((8, *shape), dtype=np.float32)
         width = info.output_shape[-1]
-        y = (np.arange(8) % width) if info.task == "multiclass" else (
-            np.arange(8)[:, None] % 2).astype("float32")
+        y = (
+            (np.arange(8) % width)
+            if info.task == "multiclass"
+            else (np.arange(8)[:, None] % 2).astype("float32")
+        )
         loss = model.train_on_batch(x, y, return_dict=True)["loss"]
         report[name] = {
             "loss": float(loss),

@@ -8,10 +8,10 @@ line is ``ok`` or ``error: ...``. Models load with plain
 import sys
 import traceback
 
+import keras
 import numpy as np
 
 import annzoo  # noqa: F401  (a user imports annzoo; its layers register then)
-import keras
 
 for line in sys.stdin:
     try:

@@ -59,7 +59,9 @@ class Reloader:
         self.process.stdin.flush()
         reply = self.process.stdout.readline().strip()
         if reply != "ok":
-            raise AssertionError(f"fresh process failed to reload {model_path}: {reply}")
+            raise AssertionError(
+                f"fresh process failed to reload {model_path}: {reply}"
+            )
 
     def close(self) -> None:
         if self.process.stdin:

@@ -41,8 +41,14 @@ PUBLISHED = {
 }
 
 REQUIRED = {
-    "logistic_regression", "lenet5", "mnist_convnet", "vgg16",
-    "resnet18", "resnet50", "resnet20", "resnet56",
+    "logistic_regression",
+    "lenet5",
+    "mnist_convnet",
+    "vgg16",
+    "resnet18",
+    "resnet50",
+    "resnet20",
+    "resnet56",
 }
 
 
@@ -76,7 +82,9 @@ def test_parameter_count_matches_publication(name):
     # The registry states the same figure and says what it counts.
     reference = annzoo.model_info(name).reference
     assert (reference.params, reference.kind, reference.rounding) == (
-        figure, kind, rounding,
+        figure,
+        kind,
+        rounding,
     )
     assert reference.source
     assert reference.matches(count)

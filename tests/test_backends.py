@@ -31,7 +31,9 @@ except ModuleNotFoundError:
 
 
 def test_import_and_build_every_model_without_tensorflow():
-    script = BLOCK_TENSORFLOW + """
+    script = (
+        BLOCK_TENSORFLOW
+        + """
 import json, sys
 import numpy as np
 import keras
@@ -52,6 +54,7 @@ print(json.dumps({
     "tensorflow_loaded": "tensorflow" in sys.modules,
 }))
 """
+    )
     done = run_python("-c", script, KERAS_BACKEND="jax")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -62,7 +65,9 @@ print(json.dumps({
 
 
 def test_training_runner_without_tensorflow(tmp_path):
-    script = BLOCK_TENSORFLOW + f"""
+    script = (
+        BLOCK_TENSORFLOW
+        + f"""
 import json, sys
 from annzoo.training import TrainConfig, train
 result = train(TrainConfig(name="digits_mlp_jax", model="mlp", dataset="digits",
@@ -70,6 +75,7 @@ result = train(TrainConfig(name="digits_mlp_jax", model="mlp", dataset="digits",
 print(json.dumps({{"accuracy": result.test_metrics["accuracy"],
                   "tensorflow_loaded": "tensorflow" in sys.modules}}))
 """
+    )
     done = run_python("-c", script, KERAS_BACKEND="jax")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -77,8 +83,15 @@ print(json.dumps({{"accuracy": result.test_metrics["accuracy"],
     # Two epochs of an MLP on digits already beat chance (0.1) by far.
     assert report["accuracy"] > 0.5
     run_dir = tmp_path / "digits_mlp_jax"
-    for name in ("recipe.json", "metrics.csv", "best.keras", "curves.png",
-                 "results.json"):
+    for name in (
+        "recipe.json",
+        "metrics.csv",
+        "best.keras",
+        "curves.png",
+        "results.json",
+    ):
         assert (run_dir / name).is_file(), name
-    assert json.loads((run_dir / "results.json").read_text())["versions"][
-        "backend"] == "jax"
+    assert (
+        json.loads((run_dir / "results.json").read_text())["versions"]["backend"]
+        == "jax"
+    )

@@ -18,8 +18,17 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    done = run_python("recipes/digits_cnn.py", "--epochs", "4", "--batch-size", "64",
-                      "--seed", "3", "--output-dir", str(out))
+    done = run_python(
+        "recipes/digits_cnn.py",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "64",
+        "--seed",
+        "3",
+        "--output-dir",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out, done
 
@@ -76,8 +85,9 @@ def test_best_model_reproduces_reported_test_accuracy(run):
 def test_second_run_does_not_overwrite_the_first(run):
     out, _ = run
     first = (out / "digits_cnn" / "results.json").read_bytes()
-    done = run_python("recipes/digits_cnn.py", "--epochs", "1", "--quiet",
-                      "--output-dir", str(out))
+    done = run_python(
+        "recipes/digits_cnn.py", "--epochs", "1", "--quiet", "--output-dir", str(out)
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "digits_cnn-2" / "best.keras").is_file()
     assert (out / "digits_cnn" / "results.json").read_bytes() == first
@@ -92,8 +102,11 @@ def test_help_documents_the_options():
 
 @pytest.mark.parametrize(
     ("args", "argument"),
-    [(["--epochs", "0"], "epochs"), (["--batch-size", "-4"], "batch_size"),
-     (["--seed", "-1"], "seed")],
+    [
+        (["--epochs", "0"], "epochs"),
+        (["--batch-size", "-4"], "batch_size"),
+        (["--seed", "-1"], "seed"),
+    ],
 )
 def test_bad_options_fail_clearly_before_training(tmp_path, args, argument):
     done = run_python("recipes/digits_cnn.py", *args, "--output-dir", str(tmp_path))

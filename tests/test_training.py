@@ -22,7 +22,9 @@ from tests.conftest import ROOT, subprocess_env
 
 
 def test_write_json_round_trip_and_permissions(tmp_path):
-    path = aio.write_json(tmp_path / "a" / "b.json", {"x": (1, 2), "y": np.float32(0.5)})
+    path = aio.write_json(
+        tmp_path / "a" / "b.json", {"x": (1, 2), "y": np.float32(0.5)}
+    )
     assert json.loads(path.read_text()) == {"x": [1, 2], "y": 0.5}
     mask = os.umask(0)
     os.umask(mask)
@@ -71,8 +73,11 @@ def test_sigkill_during_writes_never_leaves_a_broken_file(tmp_path):
     kills = 0
     for _ in range(5):
         proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(target)], cwd=ROOT,
-            env=subprocess_env(), stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-c", WRITER, str(target)],
+            cwd=ROOT,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            text=True,
         )
         proc.stdout.readline()  # at least one complete write happened
         time.sleep(float(rng.uniform(0.0, 0.2)))
@@ -123,10 +128,18 @@ def test_run_directory_is_never_reused(tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("model", "resnet2O"), ("dataset", "digitz"), ("epochs", 0),
-     ("batch_size", 0), ("seed", -1), ("optimizer", "adamm"),
-     ("learning_rate", 0.0), ("patience", -1), ("name", "a/b"),
-     ("model_args", [1])],
+    [
+        ("model", "resnet2O"),
+        ("dataset", "digitz"),
+        ("epochs", 0),
+        ("batch_size", 0),
+        ("seed", -1),
+        ("optimizer", "adamm"),
+        ("learning_rate", 0.0),
+        ("patience", -1),
+        ("name", "a/b"),
+        ("model_args", [1]),
+    ],
 )
 def test_config_is_validated_before_anything_runs(tmp_path, field, value):
     fields = dict(name="t", model="mlp", dataset="digits", output_dir=str(tmp_path))

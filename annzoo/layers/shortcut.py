@@ -49,4 +49,8 @@ class PaddedIdentity(keras.layers.Layer):
         return x
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+        }

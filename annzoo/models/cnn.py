@@ -161,7 +161,13 @@ def build_cnn(
         else:
             for c in range(1, count + 1):
                 x = _conv_bn_act(
-                    x, width, kernel_size, 1, padding, batch_norm, activation,
+                    x,
+                    width,
+                    kernel_size,
+                    1,
+                    padding,
+                    batch_norm,
+                    activation,
                     f"block{s}_conv{c}",
                 )
             if pooling != "none":
@@ -185,7 +191,9 @@ def build_cnn(
     return finish(keras.Model(inputs, outputs, name=name), task, compile)
 
 
-def _conv_bn_act(x, filters, kernel_size, strides, padding, batch_norm, activation, name):
+def _conv_bn_act(
+    x, filters, kernel_size, strides, padding, batch_norm, activation, name
+):
     x = keras.layers.Conv2D(
         filters,
         kernel_size,
@@ -206,9 +214,9 @@ def _stem(x, stem, filters, activation):
         return _conv_bn_act(x, filters, 3, 1, "same", True, activation, "stem_conv")
     if stem == "imagenet":
         x = _conv_bn_act(x, filters, 7, 2, "same", True, activation, "stem_conv")
-        return keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(
-            x
-        )
+        return keras.layers.MaxPooling2D(
+            3, strides=2, padding="same", name="stem_pool"
+        )(x)
     return x
 
 
@@ -216,12 +224,16 @@ def _residual_block(x, width, block, strides, activation, shortcut, name):
     """He et al.'s post-activation block: F(x) + shortcut(x), then activation."""
     out_channels = width * BOTTLENECK_EXPANSION if block == "bottleneck" else width
     if block == "basic":
-        y = _conv_bn_act(x, width, 3, strides, "same", True, activation, f"{name}_conv1")
+        y = _conv_bn_act(
+            x, width, 3, strides, "same", True, activation, f"{name}_conv1"
+        )
         y = _conv_bn_act(y, width, 3, 1, "same", True, None, f"{name}_conv2")
     else:
         # The stride sits on the 3x3 convolution, as in torchvision's ResNet-50.
         y = _conv_bn_act(x, width, 1, 1, "same", True, activation, f"{name}_conv1")
-        y = _conv_bn_act(y, width, 3, strides, "same", True, activation, f"{name}_conv2")
+        y = _conv_bn_act(
+            y, width, 3, strides, "same", True, activation, f"{name}_conv2"
+        )
         y = _conv_bn_act(y, out_channels, 1, 1, "same", True, None, f"{name}_conv3")
     if strides == 1 and x.shape[-1] == out_channels:
         short = x
@@ -235,7 +247,9 @@ def _residual_block(x, width, block, strides, activation, shortcut, name):
     return keras.layers.Activation(activation, name=f"{name}_out")(y)
 
 
-def _check_spatial_size(input_shape, filters, depths, block, kernel, padding, pooling, stem):
+def _check_spatial_size(
+    input_shape, filters, depths, block, kernel, padding, pooling, stem
+):
     """Fails early, naming ``input_shape``, when the image shrinks to nothing."""
     sizes = [n for n in input_shape[:2]]
 

@@ -96,7 +96,9 @@ class TrainConfig:
         if self.learning_rate is not None:
             check_positive_float("learning_rate", self.learning_rate)
         if not isinstance(self.monitor, str) or not self.monitor:
-            raise AnnzooError(f"`monitor` must be a metric name. Received: {self.monitor!r}")
+            raise AnnzooError(
+                f"`monitor` must be a metric name. Received: {self.monitor!r}"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,8 +206,11 @@ def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
         )
 
     checkpoint = BestModelCheckpoint(run_dir / "best.keras", monitor=config.monitor)
-    callbacks = [checkpoint, MetricsLog(run_dir / "metrics.csv"),
-                 keras.callbacks.TerminateOnNaN()]
+    callbacks = [
+        checkpoint,
+        MetricsLog(run_dir / "metrics.csv"),
+        keras.callbacks.TerminateOnNaN(),
+    ]
     if config.patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -274,17 +279,35 @@ def _parser(config: TrainConfig, description: str | None) -> argparse.ArgumentPa
         or f"Train {config.model!r} on {config.dataset!r} and write a run directory.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--epochs", type=int, default=config.epochs,
-                        help="maximum number of epochs (early stopping may end sooner)")
-    parser.add_argument("--batch-size", type=int, default=config.batch_size,
-                        help="samples per training step")
-    parser.add_argument("--seed", type=int, default=config.seed,
-                        help="seed for the data split, initial weights and shuffling")
-    parser.add_argument("--output-dir", default=config.output_dir,
-                        help="parent directory of the run directory")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress bar")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback on errors")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=config.epochs,
+        help="maximum number of epochs (early stopping may end sooner)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=config.batch_size,
+        help="samples per training step",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=config.seed,
+        help="seed for the data split, initial weights and shuffling",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=config.output_dir,
+        help="parent directory of the run directory",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no per-epoch progress bar"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback on errors"
+    )
     return parser
 
 
@@ -315,5 +338,3 @@ def main(
     )
     print(f"run directory: {result.run_dir}")
     return 0
-
-
