@@ -114,3 +114,11 @@ def test_bad_options_fail_clearly_before_training(tmp_path, args, argument):
     assert f"`{argument}`" in done.stderr and "Received" in done.stderr
     assert "Traceback" not in done.stderr
     assert not any(tmp_path.iterdir()), "nothing is written for a refused run"
+
+
+def test_full_main_job_reaches_97_percent_test_accuracy(tmp_path):
+    # The promise in the README: the default recipe, untouched, on this CPU.
+    done = run_python("recipes/digits_cnn.py", "--quiet", "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "digits_cnn" / "results.json").read_text())
+    assert results["test"]["accuracy"] >= 0.97, results["test"]

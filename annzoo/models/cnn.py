@@ -47,6 +47,7 @@ def build_cnn(
     depth: int | tuple[int, ...] = 1,
     block: str = "plain",
     kernel_size: int = 3,
+    strides: int = 1,
     padding: str = "same",
     activation: str = "relu",
     pooling: str = "auto",
@@ -86,6 +87,8 @@ def build_cnn(
         block: ``"plain"``, ``"basic"`` (two 3x3 convolutions) or
             ``"bottleneck"`` (1x1 -> 3x3 -> 1x1).
         kernel_size: size of the plain convolutions.
+        strides: stride of the first convolution of each plain stage (2
+            halves the resolution without pooling).
         padding: ``"same"`` or ``"valid"`` for the plain convolutions.
         activation: activation after each convolution and hidden dense layer.
         pooling: after each plain stage: ``"max"``, ``"average"`` or
@@ -122,6 +125,7 @@ def build_cnn(
     depths = per_stage("depth", depth, len(filters))
     block = check_choice("block", block, BLOCKS)
     kernel_size = check_positive_int("kernel_size", kernel_size)
+    strides = check_positive_int("strides", strides)
     padding = check_choice("padding", padding, PADDINGS)
     activation = check_activation("activation", activation)
     pooling = check_choice("pooling", pooling, POOLINGS)
@@ -146,7 +150,7 @@ def build_cnn(
         pooling = "none" if residual else "max"
     batch_norm = residual if batch_norm is None else bool(batch_norm)
     _check_spatial_size(
-        input_shape, filters, depths, block, kernel_size, padding, pooling, stem
+        input_shape, depths, block, kernel_size, strides, padding, pooling, stem
     )
 
     inputs = keras.Input(input_shape, name="images")
@@ -154,9 +158,9 @@ def build_cnn(
     for s, (width, count) in enumerate(zip(filters, depths, strict=True), start=1):
         if residual:
             for b in range(1, count + 1):
-                strides = 2 if (b == 1 and s > 1) else 1
+                stride = 2 if (b == 1 and s > 1) else 1
                 x = _residual_block(
-                    x, width, block, strides, activation, shortcut, f"stage{s}_block{b}"
+                    x, width, block, stride, activation, shortcut, f"stage{s}_block{b}"
                 )
         else:
             for c in range(1, count + 1):
@@ -164,7 +168,7 @@ def build_cnn(
                     x,
                     width,
                     kernel_size,
-                    1,
+                    strides if c == 1 else 1,
                     padding,
                     batch_norm,
                     activation,
@@ -247,44 +251,42 @@ def _residual_block(x, width, block, strides, activation, shortcut, name):
     return keras.layers.Activation(activation, name=f"{name}_out")(y)
 
 
+def _output_size(n: int, kernel: int, stride: int, padding: str) -> int:
+    """Keras' output length of a convolution or pooling window."""
+    if padding == "same":
+        return math.ceil(n / stride)
+    return (n - kernel) // stride + 1
+
+
 def _check_spatial_size(
-    input_shape, filters, depths, block, kernel, padding, pooling, stem
+    input_shape, depths, block, kernel, strides, padding, pooling, stem
 ):
     """Fails early, naming ``input_shape``, when the image shrinks to nothing."""
-    sizes = [n for n in input_shape[:2]]
-
-    def shrink(where, conv=None, stride=1):
-        for i, n in enumerate(sizes):
-            if n is None:
-                continue
-            if conv is not None:  # a "valid" convolution of size `conv`
-                n = n - conv + 1
-            n = math.ceil(n / stride) if conv is None else n
-            sizes[i] = n
+    steps = []  # (where, kernel, stride, padding), in network order
+    if stem == "imagenet":
+        steps += [("stem_conv", 7, 2, "same"), ("stem_pool", 3, 2, "same")]
+    for s, count in enumerate(depths, start=1):
+        if block != "plain":
+            if s > 1:
+                steps.append((f"stage{s}_block1", 3, 2, "same"))
+            continue
+        for c in range(1, count + 1):
+            stride = strides if c == 1 else 1
+            steps.append((f"block{s}_conv{c}", kernel, stride, padding))
+        if pooling != "none":
+            steps.append((f"block{s}_pool", 2, 2, "valid"))
+    for n in input_shape[:2]:
+        if n is None:
+            continue
+        for where, size, stride, pad in steps:
+            n = _output_size(n, size, stride, pad)
             if n < 1:
                 raise AnnzooError(
-                    f"`input_shape` {tuple(input_shape)} is too small for this "
-                    f"network: the feature map has no pixels left at {where}. Use "
-                    "fewer stages, padding='same' or a larger input. "
+                    f"`input_shape` is too small for this network: the feature map "
+                    f"has no pixels left at {where}. Use fewer stages, "
+                    "padding='same' or a larger input. "
                     f"Received: input_shape={tuple(input_shape)}"
                 )
-
-    if stem == "imagenet":
-        shrink("stem_conv", stride=2)
-        shrink("stem_pool", stride=2)
-    for s, count in enumerate(depths, start=1):
-        if block == "plain":
-            for c in range(1, count + 1):
-                if padding == "valid":
-                    shrink(f"block{s}_conv{c}", conv=kernel)
-            if pooling != "none":
-                # 2x2 pooling, stride 2, no padding: floor(n / 2).
-                for i, n in enumerate(sizes):
-                    if n is not None:
-                        sizes[i] = n // 2
-                shrink(f"block{s}_pool", stride=1)
-        elif s > 1:
-            shrink(f"stage{s}_block1", stride=2)
 
 
 def _resnet_imagenet(depths, block):
