@@ -54,7 +54,9 @@ class Reference:
         """Whether ``count`` gives this figure when rounded as the source rounds."""
         if self.rounding == 1:
             return count == self.params
-        return round(count / self.rounding) * self.rounding == self.params
+        # Half up, as "0.265M" is printed "0.27M" (Python's round() goes to even).
+        half_up = (count + self.rounding // 2) // self.rounding * self.rounding
+        return half_up == self.params
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ def _lookup(name: Any) -> tuple[str, dict[str, Any], _Preset | None]:
     return name, {}, None
 
 
-def create_model(name: str, **overrides: Any):
+def create_model(name: str, /, **overrides: Any):
     """Builds the registered preset or family ``name``.
 
     Args:

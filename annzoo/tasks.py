@@ -13,11 +13,13 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import keras
 
 from annzoo._checks import check_choice, check_positive_float
+from annzoo.errors import AnnzooError
 
 __all__ = [
     "TASKS",
@@ -85,6 +87,34 @@ def get_optimizer(
     return getattr(keras.optimizers, class_name)(**options)
 
 
+def check_compile_options(options: dict[str, Any]) -> None:
+    """Checks :func:`compile_model` arguments without needing a model."""
+    if "task" in options:
+        check_task(options["task"])
+    if "label_format" in options:
+        check_choice("label_format", options["label_format"], LABEL_FORMATS)
+    optimizer = options.get("optimizer", "adam")
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        if not isinstance(optimizer, str):
+            raise AnnzooError(
+                "`optimizer` must be an optimizer name or a keras.optimizers."
+                f"Optimizer. Received: optimizer={optimizer!r}"
+            )
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+    if options.get("learning_rate") is not None:
+        check_positive_float("learning_rate", options["learning_rate"])
+    known = set(inspect.signature(compile_model).parameters) | set(
+        inspect.signature(keras.Model.compile).parameters
+    )
+    known -= {"model", "self", "compile_kwargs", "kwargs"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise AnnzooError(
+            f"{unknown[0]!r} is not an argument of compile_model or Model.compile. "
+            f"Expected some of {sorted(known)}. Received: {unknown}"
+        )
+
+
 def _loss_and_metrics(task: str, label_format: str, from_logits: bool):
     if task == "binary":
         return keras.losses.BinaryCrossentropy(from_logits=from_logits), [
@@ -144,8 +174,15 @@ def compile_model(
         >>> annzoo.compile_model(model, task="multiclass", optimizer="sgd",
         ...                      learning_rate=0.1)
     """
-    task = check_task(task)
-    label_format = check_choice("label_format", label_format, LABEL_FORMATS)
+    check_compile_options(
+        dict(
+            task=task,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            label_format=label_format,
+            **compile_kwargs,
+        )
+    )
     auto_loss, auto_metrics = _loss_and_metrics(task, label_format, from_logits)
     model.compile(
         optimizer=get_optimizer(optimizer, learning_rate),

@@ -7,6 +7,7 @@ hand or read back from the model, never from annzoo's own helpers.
 from __future__ import annotations
 
 import math
+
 import keras
 import numpy as np
 import pytest
@@ -151,7 +152,11 @@ def test_multidimensional_input_is_flattened():
     rng = np.random.default_rng(2)
     shape = (4, 3, 2)
     model = annzoo.build_mlp(
-        shape, 2, hidden_units=(5,), activation="tanh", task="multiclass",
+        shape,
+        2,
+        hidden_units=(5,),
+        activation="tanh",
+        task="multiclass",
         compile=False,
     )
     assert model.input_shape == (None, *shape)
@@ -206,7 +211,11 @@ _NP_ACTIVATIONS = {
 def test_hidden_activation_is_applied(activation):
     rng = np.random.default_rng(3)
     model = annzoo.build_mlp(
-        3, 1, hidden_units=(4, 4), activation=activation, task="regression",
+        3,
+        1,
+        hidden_units=(4, 4),
+        activation=activation,
+        task="regression",
         compile=False,
     )
     # The activation sits after every hidden layer and nowhere else.
@@ -215,7 +224,9 @@ def test_hidden_activation_is_applied(activation):
     ]
     assert [a.name for a in acts] == ["hidden1_act", "hidden2_act", "predictions"]
     x = rng.normal(size=(9, 3)) * 2
-    params = [_weights(model.get_layer(n)) for n in ("hidden1", "hidden2", "head_logits")]
+    params = [
+        _weights(model.get_layer(n)) for n in ("hidden1", "hidden2", "head_logits")
+    ]
     if activation == "gelu":
         # Keras 3's "gelu" is the exact form x * Phi(x) (approximate=False).
         erf = np.vectorize(math.erf)
@@ -258,7 +269,9 @@ def test_dropout_layers_have_the_rate_and_are_off_at_inference():
     assert all(d.rate == pytest.approx(0.4) for d in drops)
 
     x = rng.normal(size=(32, 5)).astype("float32")
-    params = [_weights(model.get_layer(n)) for n in ("hidden1", "hidden2", "head_logits")]
+    params = [
+        _weights(model.get_layer(n)) for n in ("hidden1", "hidden2", "head_logits")
+    ]
     h = x.astype(np.float64)
     for W, b in params[:2]:
         h = relu(h @ W + b)
@@ -273,8 +286,9 @@ def test_dropout_layers_have_the_rate_and_are_off_at_inference():
 
 
 def test_dropout_without_hidden_layers_applies_to_inputs():
-    model = annzoo.build_mlp(4, 1, hidden_units=(), dropout=0.25, task="binary",
-                             compile=False)
+    model = annzoo.build_mlp(
+        4, 1, hidden_units=(), dropout=0.25, task="binary", compile=False
+    )
     drops = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert len(drops) == 1 and drops[0].rate == pytest.approx(0.25)
 
@@ -330,7 +344,11 @@ def test_names():
 
 @pytest.mark.parametrize(
     "task, width, activation",
-    [("binary", 3, "sigmoid"), ("multiclass", 4, "softmax"), ("regression", 2, "linear")],
+    [
+        ("binary", 3, "sigmoid"),
+        ("multiclass", 4, "softmax"),
+        ("regression", 2, "linear"),
+    ],
 )
 def test_output_activation_per_task(task, width, activation):
     model = annzoo.build_mlp(3, width, hidden_units=(), task=task, compile=False)
@@ -391,7 +409,10 @@ def test_training_reduces_loss_on_a_separable_problem():
     x = rng.normal(size=(64, 2)).astype("float32")
     y = (x[:, 0] + 2 * x[:, 1] > 0).astype("float32")[:, None]
     model = annzoo.build_mlp(
-        2, 1, hidden_units=(4,), task="binary",
+        2,
+        1,
+        hidden_units=(4,),
+        task="binary",
         compile={"optimizer": "adam", "learning_rate": 0.05},
     )
     before = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)

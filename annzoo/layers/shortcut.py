@@ -12,7 +12,8 @@ class PaddedIdentity(keras.layers.Layer):
 
     The CIFAR ResNets of He et al. (2016, section 4.2) keep every shortcut free
     of parameters: where a stage halves the resolution and doubles the width,
-    the shortcut takes every ``strides``-th pixel and appends zero channels.
+    the shortcut takes every ``strides``-th pixel and pads the channel axis
+    with zeros, half before the input's channels and half after.
 
     Args:
         filters: number of output channels (>= the input's).
@@ -20,7 +21,7 @@ class PaddedIdentity(keras.layers.Layer):
 
     Example:
         >>> y = PaddedIdentity(32, strides=2)(keras.ops.ones((1, 8, 8, 16)))
-        >>> y.shape  # (1, 4, 4, 32); channels 16..31 are zero
+        >>> y.shape  # (1, 4, 4, 32): channels 0-7 and 24-31 are zero
     """
 
     def __init__(self, filters: int, strides: int = 1, **kwargs):

@@ -15,15 +15,16 @@ def check_activation(name: str, value: Any) -> Any:
     """A Keras activation name (``"relu"``, ``"gelu"``...) or callable."""
     if callable(value):
         return value
+    expected = (
+        f"`{name}` must be a Keras activation name such as 'relu', 'sigmoid', "
+        f"'tanh', 'gelu' or 'swish'. Received: {name}={value!r}"
+    )
+    if not isinstance(value, str):
+        raise AnnzooError(expected)
     try:
         keras.activations.get(value)
     except (ValueError, TypeError):
-        raise UnknownNameError(
-            f"`{name}` must be a Keras activation name such as 'relu', 'sigmoid', "
-            f"'tanh', 'gelu' or 'swish'. Received: {name}={value!r}"
-        ) from None
-    if not isinstance(value, str):
-        raise AnnzooError(f"`{name}` must be an activation name. Received: {value!r}")
+        raise UnknownNameError(expected) from None
     return value
 
 
@@ -78,21 +79,33 @@ def output_head(x, num_outputs: int, task: str):
     )(x)
 
 
-def finish(model: keras.Model, task: str, compile: Any) -> keras.Model:
-    """Compiles ``model`` as the builders' ``compile=`` argument asks.
+def check_compile(compile: Any, task: str) -> Any:
+    """The builders' ``compile=`` argument, checked before anything is built.
 
-    ``compile`` is ``True`` (the task's defaults), ``False`` (left uncompiled)
-    or a dict of :func:`annzoo.compile_model` arguments.
+    ``True`` (the task's defaults), ``False`` (left uncompiled) or a dict of
+    :func:`annzoo.compile_model` arguments.
     """
-    if compile is False or compile is None:
-        return model
-    if compile is True:
-        return tasks.compile_model(model, task=task)
+    if compile is True or compile is False or compile is None:
+        return compile
     if isinstance(compile, dict):
-        options = dict(compile)
-        options.setdefault("task", task)
-        return tasks.compile_model(model, **options)
+        tasks.check_compile_options(compile)
+        if compile.get("task", task) != task:
+            raise AnnzooError(
+                f"`compile` sets task={compile['task']!r} but the model is built for "
+                f"task={task!r}; set `task` once, on the builder. "
+                f"Received: compile={compile!r}"
+            )
+        return compile
     raise AnnzooError(
         "`compile` must be True, False or a dict of compile_model arguments. "
         f"Received: compile={compile!r}"
     )
+
+
+def finish(model: keras.Model, task: str, compile: Any) -> keras.Model:
+    """Compiles ``model`` as the (already checked) ``compile=`` argument asks."""
+    if compile is False or compile is None:
+        return model
+    options = {} if compile is True else dict(compile)
+    options.setdefault("task", task)
+    return tasks.compile_model(model, **options)

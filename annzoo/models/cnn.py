@@ -20,6 +20,7 @@ from annzoo.errors import AnnzooError
 from annzoo.layers import PaddedIdentity
 from annzoo.models._common import (
     check_activation,
+    check_compile,
     check_outputs,
     dense_stack,
     finish,
@@ -134,6 +135,7 @@ def build_cnn(
     head = check_choice("head", head, HEADS)
     hidden_units = check_int_sequence("hidden_units", hidden_units)
     dropout = check_rate("dropout", dropout)
+    compile = check_compile(compile, task)
     residual = block != "plain"
     if residual and pooling not in ("auto", "none"):
         raise AnnzooError(
@@ -146,6 +148,16 @@ def build_cnn(
             f"`batch_norm` cannot be False for residual blocks (block={block!r}): "
             "they are defined with batch normalization. Received: batch_norm=False"
         )
+    if residual and shortcut == "zero_pad":
+        # A parameter-free shortcut can add channels but never drop them.
+        expansion = BOTTLENECK_EXPANSION if block == "bottleneck" else 1
+        widths = [filters[0]] + [f * expansion for f in filters]
+        if any(b < a for a, b in zip(widths, widths[1:], strict=False)):
+            raise AnnzooError(
+                "`filters` must not shrink from one residual stage to the next "
+                "with shortcut='zero_pad' (it pads channels, it cannot drop "
+                f"them); use shortcut='projection'. Received: filters={filters}"
+            )
     if pooling == "auto":
         pooling = "none" if residual else "max"
     batch_norm = residual if batch_norm is None else bool(batch_norm)

@@ -10,6 +10,7 @@ from annzoo import tasks
 from annzoo._checks import check_input_shape, check_int_sequence, check_rate
 from annzoo.models._common import (
     check_activation,
+    check_compile,
     check_outputs,
     dense_stack,
     finish,
@@ -72,6 +73,7 @@ def build_mlp(
     hidden_units = check_int_sequence("hidden_units", hidden_units)
     activation = check_activation("activation", activation)
     dropout = check_rate("dropout", dropout)
+    compile = check_compile(compile, task)
 
     inputs = keras.Input(input_shape, name="features")
     x = keras.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
