@@ -1,8 +1,12 @@
-"""The ``annzoo`` command: browse the zoo and its datasets.
+"""The ``annzoo`` command.
 
-    annzoo list [PATTERN]     registered models with family, task and size
-    annzoo info NAME          one model's description, shapes and reference
-    annzoo datasets           the datasets ``annzoo.datasets.load`` knows
+    annzoo list [PATTERN]                 registered models with family and size
+    annzoo info NAME                      one model's description and reference
+    annzoo datasets                       the datasets annzoo.datasets.load knows
+    annzoo train RECIPE [options]         run a recipe (name, .py, .json or .yaml)
+    annzoo evaluate RUN_DIR [--split S]   evaluate a run's best model again
+    annzoo predict RUN_DIR INPUT...       predictions for .npy/.npz/.csv/images
+    annzoo export RUN_DIR --format F      keras, savedmodel or onnx
 
 Errors print one sentence and exit with status 2; ``--debug`` shows the
 traceback.
@@ -13,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from annzoo.errors import AnnzooError
 
-__all__ = ["main"]
+__all__ = ["main", "find_recipe"]
 
 
 def _format_params(reference) -> str:
@@ -79,28 +84,119 @@ def _datasets(args) -> None:
         sizes = info.get("num_samples", {})
         sizes = ", ".join(f"{k} {v}" for k, v in sizes.items())
         print(f"{name:15s} {info['task']:11s} {str(info['input_shape']):12s} {sizes}")
+    print("tfds:NAME       any TensorFlow Datasets name (downloads on first use)")
+
+
+def find_recipe(source: str) -> Path:
+    """A recipe file from a path, or a name of a file in ``recipes/``."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    candidates = [
+        Path.cwd() / "recipes" / f"{source}.py",
+        Path(__file__).resolve().parents[1] / "recipes" / f"{source}.py",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    known = sorted(
+        {p.stem for c in candidates if c.parent.is_dir() for p in c.parent.glob("*.py")}
+    )
+    raise AnnzooError(
+        "`recipe` must be a recipe file (.py, .json, .yaml) or the name of one in "
+        f"recipes/ (known: {known}). Received: {source!r}"
+    )
+
+
+def _train(args) -> int:
+    from annzoo.training.recipe import load_recipe
+    from annzoo.training.runner import run_and_report
+
+    recipe = load_recipe(find_recipe(args.recipe))
+    return run_and_report(recipe, args)
+
+
+def _evaluate(args) -> None:
+    from annzoo.training.runner import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, split=args.split, which=args.which)
+    print(json.dumps({"split": args.split, "model": args.which, **metrics}, indent=2))
+
+
+def _predict(args) -> None:
+    from annzoo.predict import predict_files
+
+    written = predict_files(
+        args.run_dir, args.inputs, output=args.output, which=args.which
+    )
+    print(f"predictions: {written}")
+
+
+def _export(args) -> None:
+    from annzoo.export import export
+
+    path = export(args.run_dir, args.output, format=args.format, which=args.which)
+    print(f"exported: {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="annzoo", description=__doc__.split("\n")[0])
+    from annzoo.training.runner import add_train_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="annzoo",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
+
     listing = commands.add_parser("list", help="list registered models")
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style pattern")
     listing.set_defaults(run=_list)
+
     info = commands.add_parser("info", help="describe one model")
     info.add_argument("name")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=_info)
+
     data = commands.add_parser("datasets", help="list the built-in datasets")
     data.set_defaults(run=_datasets)
+
+    train = commands.add_parser(
+        "train",
+        help="run a recipe",
+        description="Run a recipe and write a run directory.",
+    )
+    train.add_argument("recipe", help="recipe name (recipes/NAME.py) or file")
+    add_train_arguments(train)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a run again")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--split", default="test", help="train, validation or test")
+    evaluate.add_argument("--which", default="best", choices=("best", "final"))
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser("predict", help="predict with a run's model")
+    predict.add_argument("run_dir")
+    predict.add_argument("inputs", nargs="+", help=".npy, .npz, .csv or image files")
+    predict.add_argument("--output", help="CSV to write (default RUN_DIR/predictions/)")
+    predict.add_argument("--which", default="best", choices=("best", "final"))
+    predict.set_defaults(run=_predict)
+
+    export = commands.add_parser("export", help="export a run's model")
+    export.add_argument("run_dir")
+    export.add_argument("--format", default="keras", help="keras, savedmodel or onnx")
+    export.add_argument("--output", help="destination (default RUN_DIR/export/...)")
+    export.add_argument("--which", default="best", choices=("best", "final"))
+    export.set_defaults(run=_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except AnnzooError as error:
         if args.debug:
             raise
@@ -108,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # `annzoo list | head`
         sys.stderr.close()
-    return 0
+        return 0
+    return int(status or 0)
 
 
 if __name__ == "__main__":

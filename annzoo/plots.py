@@ -9,7 +9,7 @@ from pathlib import Path
 
 from annzoo.training.io import write_bytes
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_confusion_matrix", "plot_curves"]
 
 
 def _pyplot():
@@ -84,4 +84,50 @@ def plot_curves(
         ax.legend()
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(
+    matrix,
+    path: str | os.PathLike,
+    *,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plots a confusion matrix (rows: true class, columns: predicted class).
+
+    Cells show counts; colours show each row's share, so rare classes read
+    as clearly as frequent ones.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    n = matrix.shape[0]
+    names = list(class_names) if class_names else [str(i) for i in range(n)]
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.45 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    ax.set_xticks(
+        range(n), names, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center"
+    )
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if shares[i, j] > 0.6 else "black",
+                )
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title(f"{title + ': ' if title else ''}accuracy {accuracy:.3f}")
     return _save(fig, path)

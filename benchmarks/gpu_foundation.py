@@ -68,17 +68,13 @@ def check_presets(smoke: bool) -> dict:
 
 
 def main_job(smoke: bool, out: Path) -> dict:
-    import dataclasses
-
     from annzoo.training import train
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
     from digits_cnn import RECIPE
 
-    config = dataclasses.replace(
-        RECIPE, output_dir=str(out / "runs"), epochs=2 if smoke else RECIPE.epochs
-    )
-    result = train(config, verbose=2)
+    recipe = RECIPE.override(["fit.epochs=2"] if smoke else [])
+    result = train(recipe, output_dir=out / "runs", verbose=2)
     return {
         "test": result.test_metrics,
         "best_epoch": result.best_epoch,

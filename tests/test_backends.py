@@ -69,9 +69,10 @@ def test_training_runner_without_tensorflow(tmp_path):
         BLOCK_TENSORFLOW
         + f"""
 import json, sys
-from annzoo.training import TrainConfig, train
-result = train(TrainConfig(name="digits_mlp_jax", model="mlp", dataset="digits",
-               epochs=2, batch_size=64, output_dir={str(tmp_path)!r}), verbose=0)
+from annzoo.training import Recipe, train
+recipe = Recipe(name="digits_mlp_jax", model={{"name": "mlp"}},
+                data={{"dataset": "digits", "batch_size": 64}}, fit={{"epochs": 2}})
+result = train(recipe, output_dir={str(tmp_path)!r}, verbose=0)
 print(json.dumps({{"accuracy": result.test_metrics["accuracy"],
                   "tensorflow_loaded": "tensorflow" in sys.modules}}))
 """

@@ -14,9 +14,9 @@ import keras
 import numpy as np
 import pytest
 
-from annzoo import AnnzooError, CheckpointError
-from annzoo.training import TrainConfig, resolve_run_dir
+from annzoo import CheckpointError
 from annzoo.training import io as aio
+from annzoo.training import resolve_run_dir
 from annzoo.training.callbacks import BestModelCheckpoint, MetricsLog
 from tests.conftest import ROOT, subprocess_env
 
@@ -119,32 +119,18 @@ def test_metrics_log_has_one_row_per_epoch(tmp_path):
 
 
 def test_run_directory_is_never_reused(tmp_path):
-    assert resolve_run_dir(tmp_path, "r") == tmp_path / "r"
+    assert resolve_run_dir(tmp_path, "r") == (tmp_path / "r", False)
     (tmp_path / "r").mkdir()
-    assert resolve_run_dir(tmp_path, "r") == tmp_path / "r"  # empty: reusable
+    assert resolve_run_dir(tmp_path, "r")[0] == tmp_path / "r"  # empty: reusable
     (tmp_path / "r" / "results.json").write_text("{}")
-    assert resolve_run_dir(tmp_path, "r") == tmp_path / "r-2"
+    assert resolve_run_dir(tmp_path, "r") == (tmp_path / "r-2", False)
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("model", "resnet2O"),
-        ("dataset", "digitz"),
-        ("epochs", 0),
-        ("batch_size", 0),
-        ("seed", -1),
-        ("optimizer", "adamm"),
-        ("learning_rate", 0.0),
-        ("patience", -1),
-        ("name", "a/b"),
-        ("model_args", [1]),
-    ],
-)
-def test_config_is_validated_before_anything_runs(tmp_path, field, value):
-    fields = dict(name="t", model="mlp", dataset="digits", output_dir=str(tmp_path))
-    fields[field] = value
-    with pytest.raises(AnnzooError, match="Received|must be one of") as info:
-        TrainConfig(**fields).validate()
-    assert f"`{field}`" in str(info.value)
-    assert not any(tmp_path.iterdir())
+def test_unfinished_run_of_the_same_recipe_is_resumed(tmp_path):
+    run = tmp_path / "r"
+    (run / "state").mkdir(parents=True)
+    (run / "recipe.json").write_text(json.dumps({"a": 1}))
+    (run / "state" / "progress.json").write_text("{}")
+    assert resolve_run_dir(tmp_path, "r", {"a": 1}) == (run, True)
+    # Another recipe never takes over the unfinished directory.
+    assert resolve_run_dir(tmp_path, "r", {"a": 2}) == (tmp_path / "r-2", False)

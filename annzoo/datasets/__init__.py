@@ -11,14 +11,21 @@ Built in (no network needed, from scikit-learn's bundled copies):
 >>> datasets.list_datasets()
 ['breast_cancer', 'diabetes', 'digits']
 
+TensorFlow Datasets (downloaded once into ``data_dir``; see
+`annzoo.datasets.tfds` for the splits and array conventions):
+
+- ``"tfds:NAME"``, e.g. ``load("tfds:mnist", "validation", data_dir=...,
+  download=False)``.
+
 Other sources plug in with `register_dataset` (an exact name) or
 `register_dataset_prefix` (a family such as ``"tfds:NAME"``). Importing this
-package imports neither scikit-learn, Keras nor TensorFlow.
+package imports neither scikit-learn, Keras, TensorFlow nor TensorFlow Datasets.
 """
 
 from __future__ import annotations
 
 from annzoo.datasets import embedded as _embedded  # noqa: F401  (registers)
+from annzoo.datasets import tfds as _tfds  # noqa: F401  (registers "tfds:")
 from annzoo.datasets._base import (
     TASKS,
     ArrayDataset,

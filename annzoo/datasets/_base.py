@@ -3,14 +3,16 @@
 A dataset source registers a loader under an exact name (``register_dataset``)
 or under a name prefix such as ``"tfds:"`` (``register_dataset_prefix``);
 ``load`` validates its arguments, resolves the name and calls the loader, so new
-sources never need to edit ``load``.
+sources never need to edit ``load``. A source declares the keyword options it
+accepts (``data_dir``, ``download``...); ``load`` rejects any other option before
+calling it.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,10 +34,11 @@ __all__ = [
 
 TASKS: tuple[str, ...] = ("multiclass", "binary", "regression")
 
-# ``loader(name, split, seed)``: ``name`` is the full requested name (with its
-# prefix for prefix loaders); ``split`` and ``seed`` are already validated.
-Loader = Callable[[str, str, int], "ArrayDataset"]
-InfoSource = Mapping[str, Any] | Callable[[str], Mapping[str, Any]]
+# ``loader(name, split, seed, **options)``: ``name`` is the full requested name
+# (with its prefix for prefix loaders); ``split`` and ``seed`` are already
+# validated, and ``options`` holds only the option names the source declared.
+Loader = Callable[..., "ArrayDataset"]
+InfoSource = Mapping[str, Any] | Callable[..., Mapping[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -111,10 +114,14 @@ class _Entry:
     loader: Loader
     info: InfoSource
     splits: tuple[str, ...]
+    options: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, _Entry] = {}
 _PREFIXES: dict[str, _Entry] = {}
+# Prefixes annzoo itself provides (``"tfds:"``). They are looked up after
+# `_PREFIXES`, so registering the same prefix replaces them without `overwrite`.
+_BUILTIN_PREFIXES: dict[str, _Entry] = {}
 
 
 def _check_registration(
@@ -143,26 +150,42 @@ def _check_registration(
     return tuple(splits)
 
 
+def _check_option_names(options: Any) -> tuple[str, ...]:
+    if isinstance(options, str) or not all(
+        isinstance(o, str) and o.isidentifier() for o in options
+    ):
+        raise AnnzooError(
+            "`options` must be a sequence of keyword names. "
+            f"Received: options={options!r}"
+        )
+    return tuple(options)
+
+
 def register_dataset(
     name: str,
     loader: Loader,
     *,
     info: InfoSource,
     splits: tuple[str, ...] = SPLITS,
+    options: Sequence[str] = (),
     overwrite: bool = False,
 ) -> None:
-    """Make ``load(name, ...)`` call ``loader(name, split, seed)``.
+    """Make ``load(name, ...)`` call ``loader(name, split, seed, **options)``.
 
     Args:
         name: The exact dataset name.
         loader: Returns the `ArrayDataset` of one split; called only with a valid
-            ``split`` and ``seed``.
-        info: The `dataset_info` dict, or a callable ``info(name)`` returning it.
+            ``split`` and ``seed``, and only with keyword options named in
+            ``options``.
+        info: The `dataset_info` dict, or a callable ``info(name, **options)``
+            returning it.
         splits: The split names ``load`` accepts for this dataset.
+        options: Names of the keyword options ``load`` passes through to
+            ``loader`` (e.g. ``("data_dir", "download")``); others are rejected.
         overwrite: Replace an existing registration instead of raising.
     """
     splits = _check_registration("name", name, loader, splits, _REGISTRY, overwrite)
-    _REGISTRY[name] = _Entry(loader, info, splits)
+    _REGISTRY[name] = _Entry(loader, info, splits, _check_option_names(options))
 
 
 def register_dataset_prefix(
@@ -171,15 +194,24 @@ def register_dataset_prefix(
     *,
     info: InfoSource,
     splits: tuple[str, ...] = SPLITS,
+    options: Sequence[str] = (),
     overwrite: bool = False,
+    builtin: bool = False,
 ) -> None:
     """Route every name starting with ``prefix`` (e.g. ``"tfds:"``) to ``loader``.
 
     Exact names registered with `register_dataset` take precedence. ``loader`` and
-    a callable ``info`` receive the full name, prefix included.
+    a callable ``info`` receive the full name, prefix included. Arguments as in
+    `register_dataset`, plus:
+
+    Args:
+        builtin: For annzoo's own sources: a fallback looked up after the other
+            prefixes, which a later registration of the same prefix replaces
+            without ``overwrite=True``.
     """
-    splits = _check_registration("prefix", prefix, loader, splits, _PREFIXES, overwrite)
-    _PREFIXES[prefix] = _Entry(loader, info, splits)
+    table = _BUILTIN_PREFIXES if builtin else _PREFIXES
+    splits = _check_registration("prefix", prefix, loader, splits, table, overwrite)
+    table[prefix] = _Entry(loader, info, splits, _check_option_names(options))
 
 
 def list_datasets() -> list[str]:
@@ -191,23 +223,44 @@ def _resolve(name: Any, argument: str = "name") -> _Entry:
     if isinstance(name, str):
         if name in _REGISTRY:
             return _REGISTRY[name]
-        for prefix in sorted(_PREFIXES, key=len, reverse=True):
-            if name.startswith(prefix) and len(name) > len(prefix):
-                return _PREFIXES[prefix]
+        for table in (_PREFIXES, _BUILTIN_PREFIXES):
+            for prefix in sorted(table, key=len, reverse=True):
+                if name.startswith(prefix) and len(name) > len(prefix):
+                    return table[prefix]
     try:
         check_choice(argument, name, _REGISTRY)
     except UnknownNameError as error:
-        if not _PREFIXES:
+        prefixes = {*_PREFIXES, *_BUILTIN_PREFIXES}
+        if not prefixes:
             raise
-        patterns = ", ".join(f"'{p}NAME'" for p in sorted(_PREFIXES))
+        patterns = ", ".join(f"'{p}NAME'" for p in sorted(prefixes))
         raise UnknownNameError(
             f"{error} Names like {patterns} are also accepted."
         ) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def dataset_info(name: str) -> dict[str, Any]:
+def _check_options(name: str, entry: _Entry, options: Mapping[str, Any]) -> None:
+    for option, value in options.items():
+        if option not in entry.options:
+            accepted = (
+                f"it accepts only {', '.join(f'`{o}`' for o in entry.options)}"
+                if entry.options
+                else "it accepts no options"
+            )
+            raise AnnzooError(
+                f"Dataset {name!r} does not accept the option `{option}`; "
+                f"{accepted}. Received: {option}={value!r}"
+            )
+
+
+def dataset_info(name: str, **options: Any) -> dict[str, Any]:
     """Metadata of a dataset, without loading it.
+
+    Args:
+        name: A dataset name, as for `load`.
+        **options: The source's options, as for `load` (e.g. ``data_dir`` for
+            ``"tfds:NAME"``); dataset_info never downloads.
 
     Returns:
         A new dict with at least ``name``, ``task``, ``num_classes``,
@@ -216,20 +269,26 @@ def dataset_info(name: str) -> dict[str, Any]:
 
     Raises:
         UnknownNameError: If ``name`` is not a registered dataset.
+        AnnzooError: If an option is not one the dataset accepts.
     """
     entry = _resolve(name)
-    info = entry.info(name) if callable(entry.info) else entry.info
+    _check_options(name, entry, options)
+    info = entry.info(name, **options) if callable(entry.info) else entry.info
     return {"name": name, "splits": list(entry.splits), **copy.deepcopy(dict(info))}
 
 
-def load(name: str, split: str = "train", *, seed: int = 0) -> ArrayDataset:
+def load(
+    name: str, split: str = "train", *, seed: int = 0, **options: Any
+) -> ArrayDataset:
     """Loads one split of a dataset as NumPy arrays.
 
-    Every split is drawn from the same seeded partition of the whole dataset:
-    70% ``"train"``, 15% ``"validation"``, 15% ``"test"``, stratified by class
-    for classification. The splits of one seed are disjoint and cover every
-    sample; the same seed gives identical arrays in any process. Tabular
-    features are standardized with statistics of the train split only.
+    For the embedded datasets every split is drawn from the same seeded
+    partition of the whole dataset: 70% ``"train"``, 15% ``"validation"``, 15%
+    ``"test"``, stratified by class for classification. The splits of one seed
+    are disjoint and cover every sample; the same seed gives identical arrays in
+    any process. Tabular features are standardized with statistics of the train
+    split only. ``"tfds:NAME"`` datasets keep TFDS's own splits and carve only
+    the missing ones from TFDS's train split (see `annzoo.datasets.tfds`).
 
     Args:
         name: A dataset name, one of `list_datasets()`: ``"digits"`` (8x8x1
@@ -237,6 +296,9 @@ def load(name: str, split: str = "train", *, seed: int = 0) -> ArrayDataset:
             binary) or ``"diabetes"`` (10 features, regression).
         split: ``"train"``, ``"validation"`` or ``"test"``.
         seed: Non-negative integer that draws the partition.
+        **options: Keyword options of the dataset's source, passed through to
+            its loader: ``data_dir`` and ``download`` for ``"tfds:NAME"`` (see
+            `annzoo.datasets.tfds`). The embedded datasets accept none.
 
     Returns:
         An `ArrayDataset`; it unpacks as ``x, y``, and also carries ``task``,
@@ -245,7 +307,8 @@ def load(name: str, split: str = "train", *, seed: int = 0) -> ArrayDataset:
 
     Raises:
         UnknownNameError: If ``name`` or ``split`` is not known.
-        AnnzooError: If ``seed`` is not a non-negative integer.
+        AnnzooError: If ``seed`` is not a non-negative integer, or an option
+            is not one the dataset's source accepts.
 
     Example:
 
@@ -260,4 +323,5 @@ def load(name: str, split: str = "train", *, seed: int = 0) -> ArrayDataset:
     entry = _resolve(name)
     split = check_choice("split", split, entry.splits)
     seed = check_non_negative_int("seed", seed)
-    return entry.loader(name, split, seed)
+    _check_options(name, entry, options)
+    return entry.loader(name, split, seed, **options)

@@ -1,5 +1,22 @@
-"""Training runs: configuration, runner, callbacks and atomic file IO."""
+"""Training runs: recipes, the runner, callbacks and atomic file IO."""
 
-from annzoo.training.runner import RunResult, TrainConfig, main, resolve_run_dir, train
+from annzoo.training.recipe import Recipe, load_recipe
+from annzoo.training.runner import (
+    RunResult,
+    check_labels,
+    evaluate_run,
+    main,
+    resolve_run_dir,
+    train,
+)
 
-__all__ = ["RunResult", "TrainConfig", "main", "resolve_run_dir", "train"]
+__all__ = [
+    "Recipe",
+    "RunResult",
+    "check_labels",
+    "evaluate_run",
+    "load_recipe",
+    "main",
+    "resolve_run_dir",
+    "train",
+]

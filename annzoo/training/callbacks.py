@@ -1,17 +1,40 @@
-"""Callbacks that write into a run directory, atomically."""
+"""The callback bundle of a run: every file written atomically, every state resumable.
+
+Keras' own callbacks reset their state at each ``fit`` and write files in
+place. Here the checkpoint, the metrics log, early stopping and
+learning-rate reduction carry a ``state()`` that the run's backup stores and
+a resumed run restores, so an interrupted run continues as if it had not
+stopped.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import keras
+import numpy as np
 
 from annzoo.training import io as aio
 
-__all__ = ["BestModelCheckpoint", "MetricsLog"]
+__all__ = [
+    "BestModelCheckpoint",
+    "MetricsLog",
+    "ResumableEarlyStopping",
+    "ResumableReduceLROnPlateau",
+    "NaNGuard",
+    "RunBackup",
+    "Bundle",
+    "build_callbacks",
+]
+
+
+def _mode(monitor: str) -> str:
+    return "max" if any(k in monitor for k in ("acc", "auc", "f1")) else "min"
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
@@ -32,9 +55,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.path = Path(path)
         self.monitor = monitor
-        if mode == "auto":
-            mode = "max" if any(k in monitor for k in ("acc", "auc", "f1")) else "min"
-        self.mode = mode
+        self.mode = _mode(monitor) if mode == "auto" else mode
         self.best: float | None = None
         self.best_epoch: int | None = None
 
@@ -53,23 +74,31 @@ class BestModelCheckpoint(keras.callbacks.Callback):
                 f"{sorted(logs or {})}."
             )
         value = float(value)
-        if self.improved(value):
-            self.best, self.best_epoch = value, epoch + 1
+        if self.improved(value) and _weights_finite(self.model):
             aio.save_model(self.model, self.path)
+            self.best, self.best_epoch = value, epoch + 1
+
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
 
 
 class MetricsLog(keras.callbacks.Callback):
-    """Per-epoch metrics as CSV, rewritten atomically after every epoch."""
+    """Per-epoch metrics (and learning rate) as CSV, rewritten atomically."""
 
-    def __init__(self, path):
+    def __init__(self, path, rows: list[dict[str, float]] | None = None):
         super().__init__()
         self.path = Path(path)
-        self.rows: list[dict[str, float]] = []
+        self.rows: list[dict[str, float]] = list(rows or [])
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1}
+        row: dict[str, float] = {"epoch": epoch + 1}
         for key, value in (logs or {}).items():
             row[key] = float(value)
+        if self.model is not None and "learning_rate" not in row:
+            row["learning_rate"] = _learning_rate(self.model)
         self.rows.append(row)
         columns = list(dict.fromkeys(k for r in self.rows for k in r))
         buffer = io.StringIO()
@@ -77,3 +106,225 @@ class MetricsLog(keras.callbacks.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         aio.write_text(self.path, buffer.getvalue())
+
+
+def _learning_rate(model) -> float:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return float("nan")
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def _weights_finite(model) -> bool:
+    return all(
+        np.all(np.isfinite(keras.ops.convert_to_numpy(w)))
+        for w in model.weights
+        if "float" in str(w.dtype)
+    )
+
+
+class _Restorable:
+    """Applies a saved state after Keras' ``on_train_begin`` has reset it."""
+
+    _fields: tuple[str, ...] = ()
+
+    def __init__(self, *args, restored: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._restored = restored
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._restored:
+            for name in self._fields:
+                if name in self._restored:
+                    setattr(self, name, self._restored[name])
+
+    def state(self) -> dict[str, Any]:
+        out = {}
+        for name in self._fields:
+            value = getattr(self, name, None)
+            out[name] = float(value) if isinstance(value, np.floating) else value
+        return out
+
+
+class ResumableEarlyStopping(_Restorable, keras.callbacks.EarlyStopping):
+    """``keras.callbacks.EarlyStopping`` whose patience survives a resume."""
+
+    _fields = ("wait", "best", "best_epoch", "stopped_epoch")
+
+
+class ResumableReduceLROnPlateau(_Restorable, keras.callbacks.ReduceLROnPlateau):
+    """``keras.callbacks.ReduceLROnPlateau`` whose counters survive a resume."""
+
+    _fields = ("wait", "best", "cooldown_counter")
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops at the first NaN or infinite loss and says where it happened."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.nan_at: tuple[int, int] | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_at = (self.epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.nan_at is None and loss is not None and not math.isfinite(float(loss)):
+            self.nan_at = (epoch + 1, 0)
+            self.model.stop_training = True
+
+
+class RunBackup(keras.callbacks.Callback):
+    """Saves what a resumed run needs at the end of every good epoch.
+
+    ``state/epoch-NNNN.keras`` (model and optimizer) is written first, then
+    ``state/progress.json`` points at it, then older epoch files go: a crash
+    at any moment leaves a progress file that names a complete model file.
+    An epoch with a NaN loss or NaN weights is never backed up.
+    """
+
+    def __init__(self, state_dir, parts: dict[str, Any], history=None, wall_time_s=0.0):
+        super().__init__()
+        self.state_dir = Path(state_dir)
+        self.parts = parts
+        self.history: dict[str, list[float]] = {
+            k: list(v) for k, v in (history or {}).items()
+        }
+        self.wall_time_s = float(wall_time_s)
+        self._started = None
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        logs = logs or {}
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        loss = logs.get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return
+        if not _weights_finite(self.model):
+            return
+        name = f"epoch-{epoch + 1:04d}.keras"
+        aio.save_model(self.model, self.state_dir / name)
+        progress = {
+            "epoch": epoch + 1,
+            "model_file": name,
+            "stopped": bool(self.model.stop_training),
+            "history": self.history,
+            "wall_time_s": self.wall_time_s + time.perf_counter() - self._started,
+            "callbacks": {k: part.state() for k, part in self.parts.items()},
+        }
+        aio.write_json(self.state_dir / "progress.json", progress)
+        for old in self.state_dir.glob("epoch-*.keras"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+@dataclass
+class Bundle:
+    callbacks: list[keras.callbacks.Callback]
+    checkpoint: BestModelCheckpoint | None = None
+    nan_guard: NaNGuard | None = None
+    parts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nan_epoch(self) -> int | None:
+        if self.nan_guard is None or self.nan_guard.nan_at is None:
+            return None
+        return self.nan_guard.nan_at[0]
+
+
+def _tensorflow_available() -> bool:
+    if keras.backend.backend() != "tensorflow":
+        return False
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_callbacks(recipe, run_dir, *, progress: dict | None = None) -> Bundle:
+    """The callbacks a recipe asks for, restored from ``progress`` when resuming."""
+    cb = recipe.callbacks
+    monitor = cb["monitor"]
+    mode = _mode(monitor)
+    saved = (progress or {}).get("callbacks", {})
+    history = (progress or {}).get("history", {})
+    bundle = Bundle(callbacks=[])
+    if cb["terminate_on_nan"]:
+        bundle.nan_guard = NaNGuard()
+        bundle.callbacks.append(bundle.nan_guard)
+    if cb["checkpoint"]:
+        bundle.checkpoint = BestModelCheckpoint(
+            Path(run_dir) / "best.keras", monitor=monitor, mode=mode
+        )
+        bundle.checkpoint.restore(saved.get("checkpoint", {}))
+        bundle.parts["checkpoint"] = bundle.checkpoint
+        bundle.callbacks.append(bundle.checkpoint)
+    if cb["csv"]:
+        epochs = len(history.get("loss", []))
+        rows = [
+            {"epoch": i + 1, **{k: v[i] for k, v in history.items() if i < len(v)}}
+            for i in range(epochs)
+        ]
+        bundle.callbacks.append(MetricsLog(Path(run_dir) / "metrics.csv", rows))
+    if cb["early_stopping"]:
+        stopping = ResumableEarlyStopping(
+            monitor=monitor,
+            mode=mode,
+            patience=cb["early_stopping"]["patience"],
+            restored=saved.get("early_stopping"),
+        )
+        bundle.parts["early_stopping"] = stopping
+        bundle.callbacks.append(stopping)
+    if cb["reduce_lr"]:
+        options = dict(cb["reduce_lr"])
+        reduce = ResumableReduceLROnPlateau(
+            monitor=monitor,
+            mode=mode,
+            factor=options.get("factor", 0.1),
+            patience=options.get("patience", 10),
+            min_lr=options.get("min_lr", 0.0),
+            restored=saved.get("reduce_lr"),
+        )
+        bundle.parts["reduce_lr"] = reduce
+        bundle.callbacks.append(reduce)
+    schedule = recipe.compile["schedule"]
+    if schedule:
+        boundaries, values = list(schedule["boundaries"]), list(schedule["values"])
+
+        def step_schedule(epoch, lr):
+            # `epoch` is 0-based; a boundary b switches the rate from epoch b+1 on.
+            index = sum(epoch >= b for b in boundaries)
+            return float(values[index])
+
+        bundle.callbacks.append(keras.callbacks.LearningRateScheduler(step_schedule))
+    if cb["tensorboard"] and _tensorflow_available():
+        bundle.callbacks.append(
+            keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"))
+        )
+    if cb["backup"]:
+        bundle.callbacks.append(
+            RunBackup(
+                Path(run_dir) / "state",
+                bundle.parts,
+                history=history,
+                wall_time_s=(progress or {}).get("wall_time_s", 0.0),
+            )
+        )
+    return bundle

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,7 @@ def _default_mode() -> int:
 _FILE_MODE = _default_mode()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # some filesystems do not allow opening a directory
@@ -84,7 +85,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as error:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -137,8 +138,13 @@ def clean_temporaries(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     removed = []
     if directory.is_dir():
-        for stray in directory.rglob(f"{TMP_PREFIX}*"):
+        # Deepest first, so a stray directory inside a stray directory goes too.
+        strays = sorted(directory.rglob(f"{TMP_PREFIX}*"), key=lambda p: -len(p.parts))
+        for stray in strays:
             with contextlib.suppress(OSError):
-                stray.unlink()
+                if stray.is_dir() and not stray.is_symlink():
+                    shutil.rmtree(stray)
+                else:
+                    stray.unlink()
                 removed.append(stray)
     return removed

@@ -1,108 +1,41 @@
-"""The generic training run: model name + dataset + settings -> run directory.
-
-A run directory holds everything needed to understand and reproduce a run:
+"""Running a recipe: model + dataset + settings -> a self-describing run directory.
 
 =================  ==========================================================
-``recipe.json``    the resolved configuration (model arguments included)
-``metrics.csv``    one row per epoch: loss and metrics, train and validation
+``recipe.json``    the resolved recipe; ``annzoo train RUN_DIR/recipe.json``
+                   runs it again
+``metrics.csv``    one row per epoch: loss, metrics and learning rate
 ``best.keras``     the model at the best epoch of the monitored quantity
 ``final.keras``    the model at the last epoch trained
 ``curves.png``     loss and metric curves, train and validation
+``confusion.png``  confusion matrix on the test split (classifiers)
 ``summary.txt``    the model summary with parameter counts
 ``results.json``   test metrics, best epoch, wall time, seed, versions
+``tensorboard/``   TensorBoard logs
+``state/``         what an interrupted run resumes from
 =================  ==========================================================
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from annzoo import datasets, registry
-from annzoo._checks import (
-    check_choice,
-    check_non_negative_int,
-    check_positive_float,
-    check_positive_int,
-)
 from annzoo.errors import AnnzooError
-from annzoo.tasks import OPTIMIZERS
 from annzoo.training import io as aio
+from annzoo.training.recipe import Recipe, load_recipe
 
-__all__ = ["TrainConfig", "RunResult", "train", "main", "resolve_run_dir"]
+__all__ = ["RunResult", "train", "main", "resolve_run_dir", "evaluate_run"]
 
-
-@dataclass
-class TrainConfig:
-    """What to train, on what, and how.
-
-    Attributes:
-        name: the run's name; the run directory is ``output_dir/name``.
-        model: a registered preset or family (``annzoo.list_models()``).
-        dataset: a dataset name (``annzoo.datasets.list_datasets()``); it
-            supplies the model's input shape, output width and task unless
-            ``model_args`` sets them.
-        model_args: builder arguments that override the preset's.
-        epochs: maximum number of epochs.
-        batch_size: samples per training step.
-        seed: seeds the split, the weights, the shuffling and dropout.
-        optimizer: an optimizer name (``annzoo.tasks.OPTIMIZERS``).
-        learning_rate: ``None`` keeps the optimizer's default.
-        monitor: the quantity early stopping and the checkpoint watch.
-        patience: epochs without improvement before stopping (0: never stop
-            early).
-        output_dir: parent directory of run directories.
-    """
-
-    name: str
-    model: str
-    dataset: str
-    model_args: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 50
-    batch_size: int = 32
-    seed: int = 0
-    optimizer: str = "adam"
-    learning_rate: float | None = None
-    monitor: str = "val_loss"
-    patience: int = 10
-    output_dir: str = "runs"
-
-    def validate(self) -> TrainConfig:
-        """Checks every field; raises :class:`AnnzooError` naming the first bad one."""
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise AnnzooError(
-                "`name` must be a non-empty string without '/'. "
-                f"Received: name={self.name!r}"
-            )
-        check_choice(
-            "model", self.model, [*registry.list_models(), *registry.list_families()]
-        )
-        datasets._base._resolve(self.dataset, argument="dataset")
-        if not isinstance(self.model_args, dict):
-            raise AnnzooError(
-                f"`model_args` must be a dict. Received: model_args={self.model_args!r}"
-            )
-        check_positive_int("epochs", self.epochs)
-        check_positive_int("batch_size", self.batch_size)
-        check_non_negative_int("seed", self.seed)
-        check_non_negative_int("patience", self.patience)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.learning_rate is not None:
-            check_positive_float("learning_rate", self.learning_rate)
-        if not isinstance(self.monitor, str) or not self.monitor:
-            raise AnnzooError(
-                f"`monitor` must be a metric name. Received: {self.monitor!r}"
-            )
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+STATE_DIR = "state"
 
 
 @dataclass
@@ -113,51 +46,173 @@ class RunResult:
     epochs_run: int
     wall_time_s: float
     history: dict[str, list[float]]
+    resumed_from: int = 0
 
 
-def resolve_run_dir(output_dir: str | Path, name: str) -> Path:
-    """``output_dir/name``, or ``name-2``, ``name-3``... if that one is in use.
+# -- run directories -----------------------------------------------------------
 
-    A directory that exists and is not empty is never reused, so no earlier
-    run is overwritten.
+
+def _is_finished(run_dir: Path) -> bool:
+    return (run_dir / "results.json").is_file()
+
+
+def resolve_run_dir(
+    output_dir: str | Path, name: str, recipe: dict | None = None
+) -> tuple[Path, bool]:
+    """Where a run of ``name`` goes, and whether it resumes an earlier one.
+
+    ``output_dir/name`` when free; the same directory again when it holds an
+    unfinished run of the same recipe (resume); otherwise the first free
+    ``name-2``, ``name-3``... so no earlier run is ever overwritten.
     """
     base = Path(output_dir)
     for index in range(1, 10_000):
         candidate = base / (name if index == 1 else f"{name}-{index}")
         if not candidate.exists() or not any(candidate.iterdir()):
-            return candidate
+            return candidate, False
+        if recipe is not None and not _is_finished(candidate):
+            saved = _read_json(candidate / "recipe.json")
+            if saved == recipe and (candidate / STATE_DIR / "progress.json").is_file():
+                return candidate, True
     raise AnnzooError(f"`output_dir` {str(base)!r} holds too many runs named {name!r}.")
 
 
-def _model_arguments(config: TrainConfig, data: datasets.ArrayDataset) -> dict:
-    parameters = registry.builder_parameters(config.model)
-    args: dict[str, Any] = {"input_shape": tuple(data.input_shape)}
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# -- data ----------------------------------------------------------------------
+
+
+def _load_splits(recipe: Recipe) -> dict[str, datasets.ArrayDataset]:
+    data = recipe.data
+    splits = {}
+    for split in ("train", "validation", "test"):
+        loaded = datasets.load(
+            data["dataset"], split, seed=recipe.fit["seed"], **data["options"]
+        )
+        if data["limit"] is not None and len(loaded) > data["limit"]:
+            import dataclasses
+
+            keep = slice(0, data["limit"])
+            loaded = dataclasses.replace(
+                loaded, x=loaded.x[keep], y=loaded.y[keep], indices=loaded.indices[keep]
+            )
+        splits[split] = loaded
+    return splits
+
+
+def check_labels(y: np.ndarray, *, task: str, num_outputs: int, where: str) -> None:
+    """Labels must fit the loss: checked here because accelerators do not.
+
+    Out-of-range class ids give NaN on TensorFlow GPUs and silently zero loss
+    on JAX, so they are refused before training.
+    """
+    y = np.asarray(y)
+    if y.dtype.kind in "OUS":
+        raise AnnzooError(
+            f"`{where}` labels must be numeric. Received dtype {y.dtype} "
+            f"(first value {y.flat[0]!r})."
+        )
+    if y.size and not np.all(np.isfinite(y.astype("float64"))):
+        raise AnnzooError(f"`{where}` labels contain NaN or infinite values.")
+    if task == "multiclass" and y.ndim == 1:
+        if y.dtype.kind == "f" and np.any(y != np.round(y)):
+            raise AnnzooError(
+                f"`{where}` labels must be integer class ids for task='multiclass'. "
+                f"Received non-integer values such as {y[y != np.round(y)][0]!r}."
+            )
+        low, high = (int(y.min()), int(y.max())) if y.size else (0, 0)
+        if low < 0 or high >= num_outputs:
+            raise AnnzooError(
+                f"`{where}` labels must be class ids in [0, {num_outputs - 1}]. "
+                f"Received values from {low} to {high}."
+            )
+    if task == "binary" and y.size and not np.all(np.isin(y, (0, 1))):
+        bad = y[~np.isin(y, (0, 1))].flat[0]
+        raise AnnzooError(
+            f"`{where}` labels must be 0 or 1 for task='binary'. Received {bad!r}."
+        )
+
+
+def _model_arguments(recipe: Recipe, train: datasets.ArrayDataset) -> dict:
+    parameters = registry.builder_parameters(recipe.model["name"])
+    args: dict[str, Any] = {"input_shape": list(train.input_shape)}
     for width in ("num_classes", "num_outputs"):
         if width in parameters:
-            args[width] = data.num_outputs
+            args[width] = train.num_outputs
     if "task" in parameters:
-        args["task"] = data.task
-    args.update(config.model_args)
+        args["task"] = train.task
+    args.update({k: v for k, v in recipe.model.items() if k != "name"})
     return args
 
 
-def _versions() -> dict[str, str]:
-    import keras
-    import numpy
+def _inputs(recipe: Recipe, split, *, training: bool, num_classes: int | None):
+    from annzoo import augment, data
 
-    import annzoo
+    data_cfg, aug = recipe.data, recipe.augment
+    map_fn = batch_map_fn = None
+    if training and aug["placement"] == "pipeline" and aug["ops"]:
+        map_fn = augment.pipeline_fn(aug["ops"], seed=recipe.fit["seed"])
+        batch_map_fn = augment.batch_mix_fn(
+            aug["ops"], num_classes or 0, seed=recipe.fit["seed"]
+        )
+    y = split.y
+    if data_cfg["label_format"] == "one_hot" and y.ndim == 1 and num_classes:
+        y = np.eye(num_classes, dtype="float32")[y]
+    return data.make_input(
+        split.x,
+        y,
+        batch_size=data_cfg["batch_size"],
+        shuffle=training and data_cfg["shuffle"],
+        seed=recipe.fit["seed"],
+        cache=data_cfg["cache"] if training else None,
+        map_fn=map_fn,
+        batch_map_fn=batch_map_fn,
+        prefer=data_cfg["pipeline"],
+    )
 
-    found = {
-        "annzoo": annzoo.__version__,
-        "keras": keras.__version__,
-        "backend": keras.backend.backend(),
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
-    for module in ("tensorflow", "jax", "torch"):
-        if module in sys.modules:
-            found[module] = getattr(sys.modules[module], "__version__", "?")
-    return found
+
+# -- model ---------------------------------------------------------------------
+
+
+def _build(recipe: Recipe, model_args: dict):
+    from annzoo import augment, tasks
+
+    comp = recipe.compile
+    model = registry.create_model(recipe.model["name"], **model_args, compile=False)
+    aug = recipe.augment
+    if aug["ops"] and aug["placement"] == "model":
+        model = augment.in_model(model, aug["ops"], seed=recipe.fit["seed"])
+    optimizer_args = {}
+    if comp["weight_decay"] is not None:
+        optimizer_args["weight_decay"] = comp["weight_decay"]
+    optimizer = tasks.get_optimizer(
+        comp["optimizer"], comp["learning_rate"], **optimizer_args
+    )
+    task = model_args.get("task", "multiclass")
+    mixing = bool(recipe.augment["placement"] == "pipeline" and _has_mixing(recipe))
+    tasks.compile_model(
+        model,
+        task=task,
+        optimizer=optimizer,
+        label_format="one_hot" if mixing else recipe.data["label_format"],
+        jit_compile=comp["jit_compile"],
+        steps_per_execution=comp["steps_per_execution"],
+    )
+    return model
+
+
+def _has_mixing(recipe: Recipe) -> bool:
+    from annzoo import augment
+
+    return any(
+        op["name"] in augment.MIXING_OPS
+        for op in augment.resolve(recipe.augment["ops"])
+    )
 
 
 def _summary_text(model) -> str:
@@ -166,167 +221,291 @@ def _summary_text(model) -> str:
     return "\n".join(lines) + "\n"
 
 
-def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
-    """Trains ``config`` and writes its run directory; see the module docstring.
+def _versions() -> dict[str, str]:
+    import keras
 
-    Everything is validated before the first step: a bad field raises
-    :class:`annzoo.AnnzooError` naming it.
+    import annzoo
+
+    found = {
+        "annzoo": annzoo.__version__,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    for module in ("tensorflow", "jax", "torch"):
+        if module in sys.modules:
+            found[module] = getattr(sys.modules[module], "__version__", "?")
+    return found
+
+
+# -- training ------------------------------------------------------------------
+
+
+def train(
+    recipe: Recipe | dict,
+    *,
+    output_dir: str | Path = "runs",
+    verbose: int = 1,
+    resume: bool = True,
+) -> RunResult:
+    """Runs ``recipe`` and writes its run directory (see the module docstring).
+
+    Everything is checked before the first step: a bad field or bad data
+    raises :class:`annzoo.AnnzooError` naming it, and nothing is written.
+
+    Args:
+        recipe: a :class:`Recipe` (or its dict form).
+        output_dir: parent of the run directory.
+        verbose: 1 shows Keras' progress bar, 2 one line per epoch, 0 nothing.
+        resume: continue an unfinished run of the same recipe in
+            ``output_dir/NAME`` instead of starting a new directory.
+
+    Returns:
+        A :class:`RunResult`.
     """
     import keras
 
-    from annzoo.plots import plot_curves
-    from annzoo.training.callbacks import BestModelCheckpoint, MetricsLog
+    from annzoo.plots import plot_confusion_matrix, plot_curves
+    from annzoo.training.callbacks import build_callbacks
 
-    config.validate()
+    if isinstance(recipe, dict):
+        recipe = Recipe.from_dict(recipe)
+    recipe.validate()
     started = time.perf_counter()
-    splits = {
-        s: datasets.load(config.dataset, s, seed=config.seed)
-        for s in ("train", "validation", "test")
-    }
-    model_args = _model_arguments(config, splits["train"])
-    run_dir = resolve_run_dir(config.output_dir, config.name)
+    seed = recipe.fit["seed"]
+    splits = _load_splits(recipe)
+    train_split = splits["train"]
+    model_args = _model_arguments(recipe, train_split)
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise AnnzooError(
+                f"`data.dataset` {recipe.data['dataset']!r} has an empty {name} split."
+            )
+        check_labels(
+            split.y,
+            task=model_args.get("task", "multiclass"),
+            num_outputs=train_split.num_outputs,
+            where=f"{name} split",
+        )
+    resolved = Recipe.from_dict(
+        {**recipe.to_dict(), "model": {"name": recipe.model["name"], **model_args}}
+    )
+    resolved_dict = resolved.to_dict()
+    run_dir, resuming = resolve_run_dir(
+        output_dir, recipe.name, resolved_dict if resume else None
+    )
 
-    keras.utils.set_random_seed(config.seed)
-    compile_args: dict[str, Any] = {"optimizer": config.optimizer}
-    if config.learning_rate is not None:
-        compile_args["learning_rate"] = config.learning_rate
-    model = registry.create_model(config.model, **model_args, compile=compile_args)
+    keras.utils.set_random_seed(seed)
+    state_dir = run_dir / STATE_DIR
+    progress = _read_json(state_dir / "progress.json") if resuming else None
+    if progress:
+        model = keras.saving.load_model(state_dir / progress["model_file"])
+        initial_epoch = int(progress["epoch"])
+    else:
+        model = _build(recipe, model_args)
+        initial_epoch = 0
+        progress = None
 
     run_dir.mkdir(parents=True, exist_ok=True)
     aio.clean_temporaries(run_dir)
-    resolved = {**config.to_dict(), "model_args": model_args, "run_dir": str(run_dir)}
-    aio.write_json(run_dir / "recipe.json", resolved)
-    aio.write_text(run_dir / "summary.txt", _summary_text(model))
+    if not progress:
+        aio.write_json(run_dir / "recipe.json", resolved_dict)
+        aio.write_text(run_dir / "summary.txt", _summary_text(model))
+    num_classes = train_split.num_classes if train_split.task == "multiclass" else None
+    train_input = _inputs(recipe, train_split, training=True, num_classes=num_classes)
+    val_input = _inputs(
+        recipe, splits["validation"], training=False, num_classes=num_classes
+    )
     if verbose:
         sizes = " / ".join(f"{len(d)} {s}" for s, d in splits.items())
+        what = f"resuming after epoch {initial_epoch}" if progress else "run directory"
         print(
-            f"annzoo: training {config.model!r} on {config.dataset!r} ({sizes}); "
-            f"run directory {run_dir}",
+            f"annzoo: {recipe.name}: {recipe.model['name']!r} on "
+            f"{recipe.data['dataset']!r} ({sizes}), batch {recipe.data['batch_size']}, "
+            f"{recipe.fit['epochs']} epochs; {what} {run_dir}",
             flush=True,
         )
 
-    checkpoint = BestModelCheckpoint(run_dir / "best.keras", monitor=config.monitor)
-    callbacks = [
-        checkpoint,
-        MetricsLog(run_dir / "metrics.csv"),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    if config.patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=config.monitor, mode=checkpoint.mode, patience=config.patience
-            )
+    bundle = build_callbacks(recipe, run_dir, progress=progress)
+    history = {k: list(v) for k, v in (progress or {}).get("history", {}).items()}
+    if (
+        not (progress and progress.get("stopped"))
+        and initial_epoch < recipe.fit["epochs"]
+    ):
+        fit_history = model.fit(
+            train_input,
+            epochs=recipe.fit["epochs"],
+            initial_epoch=initial_epoch,
+            steps_per_epoch=recipe.fit["steps_per_epoch"],
+            validation_data=val_input,
+            callbacks=bundle.callbacks,
+            verbose=verbose,
         )
-    x, y = splits["train"]
-    history = model.fit(
-        x,
-        y,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=tuple(splits["validation"]),
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    aio.save_model(model, run_dir / "final.keras")
-    if checkpoint.best_epoch is None:
+        for key, values in fit_history.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+    if bundle.nan_guard is not None and bundle.nan_guard.nan_at is not None:
+        epoch, step = bundle.nan_guard.nan_at
+        where = f"epoch {epoch}, step {step}" if step else f"epoch {epoch}"
         raise AnnzooError(
-            f"Training produced no finite {config.monitor!r} in any epoch (NaN or "
-            f"infinite loss); nothing was saved as best. Run directory: {run_dir}"
+            f"Training stopped: the loss became NaN or infinite at {where}. No NaN "
+            f"weights were saved; the last good state in {run_dir} is intact and "
+            "the run resumes from it. Lower `compile.learning_rate` or check the "
+            "data for extreme values."
         )
-    # The best checkpoint is the source of truth for early stopping's restore.
-    model.load_weights(run_dir / "best.keras")
-    test_x, test_y = splits["test"]
-    test_metrics = model.evaluate(
-        test_x, test_y, batch_size=config.batch_size, verbose=0, return_dict=True
+    aio.save_model(model, run_dir / "final.keras")
+    checkpoint = bundle.checkpoint
+    best_path = run_dir / "best.keras"
+    if checkpoint is not None and checkpoint.best_epoch is None:
+        raise AnnzooError(
+            f"Training produced no finite {recipe.callbacks['monitor']!r} in any "
+            f"epoch; nothing was saved as best. Run directory: {run_dir}"
+        )
+    if checkpoint is not None:
+        # The best checkpoint is the source of truth for restoring best weights.
+        model.load_weights(best_path)
+    test_input = _inputs(
+        recipe, splits["test"], training=False, num_classes=num_classes
     )
+    test_metrics = model.evaluate(test_input, verbose=0, return_dict=True)
     test_metrics = {k: float(v) for k, v in test_metrics.items()}
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - started + float((progress or {}).get("wall_time_s", 0))
+
     plot_curves(
-        history.history,
+        history,
         run_dir / "curves.png",
-        title=f"{config.name}: {config.model} on {config.dataset}",
-        best_epoch=checkpoint.best_epoch,
+        title=f"{recipe.name}: {recipe.model['name']} on {recipe.data['dataset']}",
+        best_epoch=checkpoint.best_epoch if checkpoint else None,
     )
-    epochs_run = len(history.history.get("loss", []))
-    aio.write_json(
-        run_dir / "results.json",
-        {
-            "test": test_metrics,
-            "best_epoch": checkpoint.best_epoch,
-            "best_" + config.monitor: checkpoint.best,
-            "epochs_run": epochs_run,
-            "wall_time_s": round(wall, 3),
-            "seed": config.seed,
-            "params": model.count_params(),
-            "versions": _versions(),
-        },
-    )
+    results: dict[str, Any] = {
+        "test": test_metrics,
+        "best_epoch": checkpoint.best_epoch if checkpoint else None,
+        "monitor": recipe.callbacks["monitor"],
+        "best_value": checkpoint.best if checkpoint else None,
+        "epochs_run": len(history.get("loss", [])),
+        "wall_time_s": round(wall, 3),
+        "seed": seed,
+        "params": model.count_params(),
+        "versions": _versions(),
+    }
+    if train_split.task in ("multiclass", "binary"):
+        probabilities = model.predict(test_input, verbose=0)
+        predicted = (
+            np.argmax(probabilities, axis=-1)
+            if train_split.task == "multiclass"
+            else (probabilities[:, 0] > 0.5).astype(int)
+        )
+        labels = splits["test"].y.reshape(len(predicted), -1)[:, 0].astype(int)
+        n = train_split.num_classes or 2
+        matrix = np.zeros((n, n), dtype=int)
+        np.add.at(matrix, (labels, predicted), 1)
+        results["confusion_matrix"] = matrix.tolist()
+        plot_confusion_matrix(
+            matrix,
+            run_dir / "confusion.png",
+            class_names=train_split.class_names,
+            title=f"{recipe.name}: test split",
+        )
+    aio.write_json(run_dir / "results.json", results)
     return RunResult(
         run_dir=run_dir,
         test_metrics=test_metrics,
-        best_epoch=checkpoint.best_epoch,
-        epochs_run=epochs_run,
+        best_epoch=results["best_epoch"],
+        epochs_run=results["epochs_run"],
         wall_time_s=wall,
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+        history=history,
+        resumed_from=initial_epoch,
     )
 
 
-def _parser(config: TrainConfig, description: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=f"{config.name}",
-        description=description
-        or f"Train {config.model!r} on {config.dataset!r} and write a run directory.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def evaluate_run(
+    run_dir: str | Path, *, split: str = "test", which: str = "best"
+) -> dict:
+    """Evaluates ``RUN_DIR/best.keras`` (or ``final.keras``) on a split again."""
+    import keras
+
+    run_dir = Path(run_dir)
+    recipe = load_recipe(_existing(run_dir / "recipe.json", "RUN_DIR"))
+    model_path = _existing(run_dir / f"{which}.keras", "RUN_DIR")
+    datasets._base._resolve(recipe.data["dataset"], argument="data.dataset")
+    splits = _load_splits(recipe)
+    if split not in splits:
+        from annzoo._checks import check_choice
+
+        check_choice("split", split, splits)
+    model = keras.saving.load_model(model_path)
+    num_classes = (
+        splits["train"].num_classes if splits["train"].task == "multiclass" else None
     )
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=config.epochs,
-        help="maximum number of epochs (early stopping may end sooner)",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=config.batch_size,
-        help="samples per training step",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=config.seed,
-        help="seed for the data split, initial weights and shuffling",
-    )
-    parser.add_argument(
-        "--output-dir",
-        default=config.output_dir,
-        help="parent directory of the run directory",
-    )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no per-epoch progress bar"
-    )
-    parser.add_argument(
-        "--debug", action="store_true", help="show the full traceback on errors"
-    )
-    return parser
+    inputs = _inputs(recipe, splits[split], training=False, num_classes=num_classes)
+    return {
+        k: float(v)
+        for k, v in model.evaluate(inputs, verbose=0, return_dict=True).items()
+    }
 
 
-def main(
-    config: TrainConfig, argv: list[str] | None = None, description: str | None = None
-) -> int:
-    """Command-line entry point of a recipe script; returns the exit status."""
-    args = _parser(config, description).parse_args(argv)
-    config = dataclasses.replace(
-        config,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        output_dir=args.output_dir,
+def _existing(path: Path, argument: str) -> Path:
+    if not path.exists():
+        raise AnnzooError(
+            f"`{argument}` must be an annzoo run directory containing {path.name}. "
+            f"Received: {str(path.parent)!r}, where {path.name} does not exist."
+        )
+    return path
+
+
+# -- command line --------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, help="maximum number of epochs")
+    parser.add_argument("--batch-size", type=int, help="samples per training step")
+    parser.add_argument("--seed", type=int, help="seed for split, weights, shuffling")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override any recipe field, e.g. --set model.dropout=0.3 (repeatable)",
     )
+    parser.add_argument(
+        "--output-dir", default="runs", help="parent of run directories"
+    )
+    parser.add_argument(
+        "--no-resume", action="store_true", help="always start a new run directory"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    # SUPPRESS: `annzoo --debug train ...` must not be reset by the subcommand.
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="full tracebacks on errors",
+    )
+
+
+def apply_arguments(recipe: Recipe, args: argparse.Namespace) -> Recipe:
+    assignments = list(args.set)
+    if args.epochs is not None:
+        assignments.append(f"fit.epochs={args.epochs}")
+    if args.batch_size is not None:
+        assignments.append(f"data.batch_size={args.batch_size}")
+    if args.seed is not None:
+        assignments.append(f"fit.seed={args.seed}")
+    return recipe.override(assignments)
+
+
+def run_and_report(recipe: Recipe, args: argparse.Namespace) -> int:
+    """Trains from parsed arguments and prints the outcome; returns the exit code."""
     try:
-        result = train(config, verbose=0 if args.quiet else 1)
+        recipe = apply_arguments(recipe, args).validate()
+        result = train(
+            recipe,
+            output_dir=args.output_dir,
+            verbose=0 if args.quiet else 1,
+            resume=not args.no_resume,
+        )
     except AnnzooError as error:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -338,3 +517,16 @@ def main(
     )
     print(f"run directory: {result.run_dir}")
     return 0
+
+
+def main(
+    recipe: Recipe, argv: list[str] | None = None, description: str | None = None
+) -> int:
+    """Command-line entry point of a recipe script; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog=recipe.name,
+        description=description or recipe.description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_train_arguments(parser)
+    return run_and_report(recipe, parser.parse_args(argv))

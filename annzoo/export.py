@@ -1,0 +1,471 @@
+"""Export a trained model for clients that do not run annzoo.
+
+Three formats, one call::
+
+    annzoo.export.export("runs/cifar10", format="savedmodel")
+    # -> runs/cifar10/export/savedmodel/, served by plain TensorFlow:
+    #    tf.saved_model.load(path).serve(images)
+
+=============  ==========================  ====================================
+``format``     default path in a run dir   what a client needs
+=============  ==========================  ====================================
+``keras``      ``export/model.keras``      Keras 3 and annzoo (custom layers)
+``savedmodel`` ``export/savedmodel/``      TensorFlow only (``serve`` endpoint)
+``onnx``       ``export/model.onnx``       ONNX Runtime only
+=============  ==========================  ====================================
+
+Each export comes with a small JSON description (input names, shapes and
+dtypes, output shapes, versions): ``<path>.json`` next to a file, or
+``annzoo-export.json`` inside a SavedModel. Everything is written atomically: a
+SavedModel is built in a ``.annzoo-tmp-`` sibling directory and swapped into
+place, so an interrupted export leaves the previous one complete.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from annzoo._checks import check_choice
+from annzoo.errors import AnnzooError, CheckpointError
+from annzoo.training import io as aio
+
+__all__ = ["FORMATS", "METADATA_NAME", "export"]
+
+FORMATS = ("keras", "savedmodel", "onnx")
+WHICH = ("best", "final")
+METADATA_NAME = "annzoo-export.json"  # inside a SavedModel directory
+_DEFAULT_PATHS = {
+    "keras": Path("export", "model.keras"),
+    "savedmodel": Path("export", "savedmodel"),
+    "onnx": Path("export", "model.onnx"),
+}
+_SERVE_ENDPOINT = "serve"  # the name keras.export.ExportArchive gives it
+_SERVING_SIGNATURE = "serving_default"
+
+
+def export(
+    source: keras.Model | str | os.PathLike,
+    path: str | os.PathLike | None = None,
+    *,
+    format: str = "keras",
+    which: str = "best",
+) -> Path:
+    """Exports a model as a `.keras` file, a TensorFlow SavedModel or ONNX.
+
+    The SavedModel and ONNX exports hold the forward pass in inference mode
+    (dropout off, batch normalization on its moving statistics, augmentation
+    layers inactive) with a dynamic batch axis; they run without annzoo and
+    without Keras, in plain TensorFlow and in ONNX Runtime respectively, and
+    need the TensorFlow backend to be written (`KERAS_BACKEND=tensorflow`).
+
+    Args:
+        source: a `keras.Model`, a `.keras` file, or a run directory written
+            by `annzoo.training.train` (its `best.keras` or `final.keras`).
+        path: where to write. Defaults, inside the run directory (the
+            directory of a `.keras` file): `export/model.keras`,
+            `export/savedmodel/` or `export/model.onnx`. Required when
+            `source` is a model. An existing export there is replaced.
+        format: `"keras"` (a copy of the model, for Keras clients),
+            `"savedmodel"` (`tf.saved_model.load(path).serve(x)`) or
+            `"onnx"` (`onnxruntime.InferenceSession(path)`).
+        which: in a run directory, `"best"` (the best epoch) or `"final"`
+            (the last epoch).
+
+    Returns:
+        The path of the export. Its description is `<path>.json`, or
+        `annzoo-export.json` inside a SavedModel.
+
+    Example:
+        >>> path = annzoo.export.export("runs/mnist", format="onnx")
+        >>> session = onnxruntime.InferenceSession(path)
+    """
+    check_choice("format", format, FORMATS)
+    check_choice("which", which, WHICH)
+    if format != "keras":
+        _check_backend(format)
+    model_file, base = _resolve_source(source, which)
+    target = _resolve_target(path, base, format)
+
+    if model_file is None:
+        model = source
+    else:
+        model = _load(model_file)
+    if not isinstance(model, keras.Model):
+        raise AnnzooError(
+            "`source` must be a keras.Model, a .keras file or a run directory. "
+            f"Received: source={source!r} of type {type(source).__name__}"
+        )
+    provenance = None if model_file is None else str(model_file)
+
+    if format == "keras":
+        aio.save_model(model, target)
+        info = _describe_keras(model)
+    elif format == "onnx":
+        info = _export_onnx(model, target)
+    else:
+        info = _export_savedmodel(model, target, provenance)
+    if format != "savedmodel":
+        aio.write_json(
+            target.with_name(target.name + ".json"),
+            _metadata(model, format, info, provenance),
+        )
+    return target
+
+
+# --- validation -----------------------------------------------------------------
+
+
+def _check_backend(format: str) -> None:
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise AnnzooError(
+            f"`format={format!r}` exports need the TensorFlow backend: set "
+            "KERAS_BACKEND=tensorflow before Keras is imported, or use "
+            f"format='keras'. Received: backend={backend!r}"
+        )
+    if format == "onnx":
+        missing = [
+            name
+            for name in ("tf2onnx", "onnx")
+            if importlib.util.find_spec(name) is None
+        ]
+        if missing:
+            raise AnnzooError(
+                f"`format='onnx'` needs the {' and '.join(missing)} package(s): "
+                "pip install 'annzoo[export]'. Received: format='onnx'"
+            )
+
+
+def _resolve_source(source: Any, which: str) -> tuple[Path | None, Path | None]:
+    """The `.keras` file to load (None for a model) and the default base dir."""
+    if isinstance(source, keras.Model):
+        return None, None
+    if not isinstance(source, (str, os.PathLike)):
+        raise AnnzooError(
+            "`source` must be a keras.Model, a .keras file or a run directory. "
+            f"Received: source={source!r} of type {type(source).__name__}"
+        )
+    location = Path(source)
+    if location.is_dir():
+        model_file = location / f"{which}.keras"
+        if not model_file.is_file():
+            raise AnnzooError(
+                f"`source` {str(location)!r} holds no {model_file.name!r}: expected "
+                "a run directory written by annzoo.training.train (with "
+                "best.keras and final.keras), or a .keras file. "
+                f"Received: source={str(source)!r}, which={which!r}"
+            )
+        return model_file, location
+    if location.is_file():
+        if location.suffix != ".keras":
+            raise AnnzooError(
+                "`source` must be a keras.Model, a .keras file or a run directory. "
+                f"Received: source={str(source)!r} (a file without .keras)"
+            )
+        return location, location.parent
+    raise AnnzooError(
+        f"`source` {str(location)!r} does not exist: expected a .keras file or a "
+        "run directory holding best.keras and final.keras. "
+        f"Received: source={str(source)!r}"
+    )
+
+
+def _resolve_target(path: Any, base: Path | None, format: str) -> Path:
+    if path is None:
+        if base is None:
+            raise AnnzooError(
+                "`path` is required when `source` is a keras.Model (the default "
+                "is inside a run directory). Received: path=None"
+            )
+        target = base / _DEFAULT_PATHS[format]
+    elif isinstance(path, (str, os.PathLike)):
+        target = Path(path)
+    else:
+        raise AnnzooError(f"`path` must be a str or a Path. Received: path={path!r}")
+
+    if format == "keras" and target.suffix != ".keras":
+        raise AnnzooError(
+            "`path` must end in .keras for format='keras'. "
+            f"Received: path={str(target)!r}"
+        )
+    if format == "savedmodel":
+        if target.exists() and not target.is_dir():
+            raise AnnzooError(
+                "`path` must be a directory for format='savedmodel', and "
+                f"{str(target)!r} is a file. Received: path={str(target)!r}"
+            )
+        # Never replace a directory that is not an export: path='runs/x' by
+        # mistake must not delete a run.
+        if (
+            target.is_dir()
+            and any(target.iterdir())
+            and not (target / "saved_model.pb").is_file()
+        ):
+            raise AnnzooError(
+                f"`path` {str(target)!r} is a directory that is not a SavedModel; "
+                "refusing to replace it. Choose a new or empty directory. "
+                f"Received: path={str(target)!r}"
+            )
+    elif target.is_dir():
+        raise AnnzooError(
+            f"`path` {str(target)!r} is a directory; format={format!r} writes a "
+            f"file. Received: path={str(target)!r}"
+        )
+    return target
+
+
+def _load(model_file: Path) -> keras.Model:
+    import annzoo.layers  # noqa: F401  (registers the custom layers)
+
+    try:
+        return keras.saving.load_model(model_file, compile=False)
+    except Exception as error:  # corrupt, truncated, or from another Keras
+        raise CheckpointError(
+            f"Cannot load the model in {str(model_file)!r}: {error}"
+        ) from error
+
+
+# --- formats ---------------------------------------------------------------------
+
+
+def _export_onnx(model: keras.Model, target: Path) -> dict[str, Any]:
+    _mark_called(model)
+    with aio.atomic_path(target) as tmp, warnings.catch_warnings():
+        # keras' tf2onnx patch for numpy 2 probes np.object.
+        warnings.filterwarnings("ignore", message=".*np.object.*")
+        model.export(tmp, format="onnx", verbose=False)
+        info = _describe_onnx(tmp)
+    return info
+
+
+def _mark_called(model: keras.Model) -> None:
+    """Calls the model once on zeros (inference mode) if it has inputs.
+
+    Keras 3.15's ONNX export refuses a model that was never called, which is
+    the case of every model fresh from `load_model`, functional ones included.
+    """
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):  # a subclassed model: Keras decides
+        return
+    zeros = keras.tree.map_structure(
+        lambda t: np.zeros([1 if d is None else d for d in t.shape], t.dtype),
+        structure,
+    )
+    model(zeros, training=False)
+
+
+def _export_savedmodel(
+    model: keras.Model, target: Path, provenance: str | None
+) -> dict[str, Any]:
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f"{aio.TMP_PREFIX}{target.name}-", dir=parent)
+        )
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot write {str(target)!r}: {error.strerror or error}. Check that "
+            "the directory is writable and has free space."
+        ) from error
+    try:
+        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        info = _describe_savedmodel(tmp)
+        aio.write_json(
+            tmp / METADATA_NAME, _metadata(model, "savedmodel", info, provenance)
+        )
+        _fsync_tree(tmp)
+        _replace_directory(tmp, target)
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot write {str(target)!r}: {error.strerror or error}. The "
+            "previous export, if any, is intact."
+        ) from error
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already on success
+    return info
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_tree(root: Path) -> None:
+    for directory, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(directory, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        aio.fsync_dir(Path(directory))
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Moves the complete directory `new` to `target`, replacing any old one.
+
+    Where the kernel can swap two names in one step (Linux renameat2), a crash
+    leaves `target` old or new, never missing. Elsewhere the old directory is
+    renamed aside first: a crash between the two renames leaves it complete
+    under a `.annzoo-tmp-` name.
+    """
+    if not target.exists():
+        os.rename(new, target)
+    elif _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # `new` now names the old export
+    else:
+        aside = new.with_name(new.name + "-old")
+        os.rename(target, aside)
+        try:
+            os.rename(new, target)
+        except OSError:
+            os.rename(aside, target)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    aio.fsync_dir(target.parent)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically swaps two paths; False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if (
+        renameat2(
+            at_fdcwd,
+            os.fsencode(first),
+            at_fdcwd,
+            os.fsencode(second),
+            rename_exchange,
+        )
+        == 0
+    ):
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False  # a filesystem without RENAME_EXCHANGE
+    raise OSError(code, os.strerror(code), str(second))
+
+
+# --- descriptions -----------------------------------------------------------------
+
+
+def _tensor(name: str, shape: Any, dtype: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "shape": [None if d is None else int(d) for d in shape],
+        "dtype": str(dtype),
+    }
+
+
+def _describe_keras(model: keras.Model) -> dict[str, Any]:
+    return {
+        "inputs": [_tensor(t.name, t.shape, t.dtype) for t in model.inputs],
+        "outputs": [
+            _tensor(name, t.shape, t.dtype)
+            for name, t in zip(model.output_names, model.outputs, strict=True)
+        ],
+    }
+
+
+def _describe_savedmodel(directory: Path) -> dict[str, Any]:
+    """The `serving_default` signature, read from saved_model.pb."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((directory / "saved_model.pb").read_bytes())
+    signature = saved.meta_graphs[0].signature_def[_SERVING_SIGNATURE]
+
+    def describe(tensors) -> list[dict[str, Any]]:
+        return [
+            _tensor(
+                key,
+                [None if d.size < 0 else d.size for d in tensors[key].tensor_shape.dim],
+                tf.dtypes.as_dtype(tensors[key].dtype).name,
+            )
+            for key in sorted(tensors)
+        ]
+
+    return {
+        "endpoint": _SERVE_ENDPOINT,
+        "signature": _SERVING_SIGNATURE,
+        "inputs": describe(signature.inputs),
+        "outputs": describe(signature.outputs),
+        "tensorflow_version": tf.__version__,
+    }
+
+
+def _describe_onnx(file: Path) -> dict[str, Any]:
+    import onnx
+
+    proto = onnx.load(str(file), load_external_data=False)
+    graph = proto.graph
+    weights = {init.name for init in graph.initializer}
+
+    def describe(values) -> list[dict[str, Any]]:
+        described = []
+        for value in values:
+            if value.name in weights:
+                continue
+            tensor = value.type.tensor_type
+            described.append(
+                _tensor(
+                    value.name,
+                    [
+                        d.dim_value if d.HasField("dim_value") else None
+                        for d in tensor.shape.dim
+                    ],
+                    onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                )
+            )
+        return described
+
+    return {
+        "inputs": describe(graph.input),
+        "outputs": describe(graph.output),
+        "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
+        "producer": proto.producer_name,
+        "producer_version": proto.producer_version,
+    }
+
+
+def _metadata(
+    model: keras.Model, format: str, info: dict[str, Any], provenance: str | None
+) -> dict[str, Any]:
+    import annzoo
+
+    return {
+        "format": format,
+        "model_name": model.name,
+        "source": provenance,
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "annzoo_version": annzoo.__version__,
+        **info,
+    }

@@ -1,0 +1,139 @@
+"""Augmentation layers that are exactly the identity outside training.
+
+Keras' image preprocessing layers augment whenever ``training`` is not
+``False``: their ``call`` defaults to ``training=True``, so ``model(x)`` on a
+model that contains them augments. ``keras.layers.RandomCrop`` after
+``ZeroPadding2D`` is no substitute for the CIFAR pad-and-crop either: it crops
+the whole batch at one location, and outside training it returns the padded
+image unchanged (a shape the rest of the model does not expect). The two layers
+here fix both, with ``keras.ops`` and ``keras.random`` only.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="annzoo")
+class RandomPadCrop(keras.layers.Layer):
+    """Zero-pads each image and crops it back to its size at a random offset.
+
+    This is the CIFAR augmentation of He et al. (2016, section 4.2): pad 4
+    pixels on every side, take a random crop of the original size. It is
+    computed as the equivalent per-image shift by ``(dy, dx)``, each drawn
+    uniformly from ``{-padding, ..., padding}``, with zeros shifted in, so each
+    image of a batch gets its own offset and no padded copy is materialised.
+    Outside training (``training`` false or not given) the layer returns its
+    input unchanged.
+
+    Input contract: channels-last images, ``(batch, height, width, channels)``
+    or a single ``(height, width, channels)`` image, any dtype.
+
+    Args:
+        padding: non-negative integer, the largest shift in pixels.
+        seed: integer seed of the layer's ``keras.random.SeedGenerator``, or
+            ``None`` for a random one.
+
+    Example:
+        >>> layer = RandomPadCrop(4, seed=0)
+        >>> images = keras.ops.ones((2, 32, 32, 3))
+        >>> layer(images, training=True).shape  # (2, 32, 32, 3), shifted
+        >>> layer(images) is images  # identity at inference
+    """
+
+    def __init__(self, padding: int = 4, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(padding, bool) or int(padding) != padding or padding < 0:
+            raise ValueError(
+                "`padding` must be a non-negative integer. "
+                f"Received: padding={padding!r}"
+            )
+        self.padding = int(padding)
+        self.seed = seed
+        self.generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def call(self, inputs, training=None):
+        if not training or self.padding == 0:
+            return inputs
+        images = ops.convert_to_tensor(inputs)
+        if len(images.shape) == 3:
+            return ops.squeeze(self._shift(ops.expand_dims(images, 0)), axis=0)
+        return self._shift(images)
+
+    def _shift(self, images):
+        batch = ops.shape(images)[0]
+        height, width = images.shape[1], images.shape[2]
+        p = self.padding
+        dy = keras.random.randint((batch,), -p, p + 1, seed=self.generator)
+        dx = keras.random.randint((batch,), -p, p + 1, seed=self.generator)
+        # Output pixel (i, j) of image b is input pixel (i - dy_b, j - dx_b).
+        rows = ops.arange(height, dtype="int32")[None, :] - dy[:, None]
+        cols = ops.arange(width, dtype="int32")[None, :] - dx[:, None]
+        inside = ops.logical_and(
+            ops.logical_and(rows >= 0, rows < height)[:, :, None, None],
+            ops.logical_and(cols >= 0, cols < width)[:, None, :, None],
+        )
+        rows = ops.clip(rows, 0, height - 1)[:, :, None, None]
+        cols = ops.clip(cols, 0, width - 1)[:, None, :, None]
+        shifted = ops.take_along_axis(images, rows, axis=1)
+        shifted = ops.take_along_axis(shifted, cols, axis=2)
+        return ops.where(inside, shifted, ops.zeros_like(shifted))
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="annzoo")
+class Augmentation(keras.layers.Pipeline):
+    """Applies augmentation layers in training and nothing otherwise.
+
+    A ``keras.layers.Pipeline`` with Dropout's convention: the layers run (with
+    ``training=True``) only when the call is in training mode, as in ``fit``
+    or ``model(x, training=True)``; ``predict``, ``evaluate`` and ``model(x)``
+    pass the input through untouched. Every layer must keep the input's shape.
+    On the JAX backend it lets XLA compile Keras' geometric layers, which Keras
+    otherwise marks as not jit-compilable for TensorFlow's sake.
+
+    Args:
+        layers: the augmentation layers, applied in order, for example from
+            ``annzoo.augment.layers(spec)``.
+        name: layer name.
+
+    Example:
+        >>> aug = Augmentation([keras.layers.RandomFlip("horizontal", seed=1)])
+        >>> images = keras.ops.ones((2, 8, 8, 3))
+        >>> aug(images) is images  # identity outside training
+        >>> aug(images, training=True).shape  # (2, 8, 8, 3), some flipped
+    """
+
+    def __init__(self, layers, name=None):
+        super().__init__(layers, name=name)
+        if keras.backend.backend() == "jax":
+            # Keras marks its geometric layers (rotation, translation, zoom,
+            # shear, so RandAugment too) `supports_jit=False` because
+            # TensorFlow's XLA has no kernel for ImageProjectiveTransformV3,
+            # and one such layer makes `compile(jit_compile="auto")` turn XLA
+            # off for the whole model. Their JAX versions trace fine, and a JAX
+            # train step without XLA runs op by op, many times slower.
+            for layer in self.layers:
+                for sublayer in layer._flatten_layers(include_self=True):
+                    sublayer.supports_jit = True
+
+    def build(self, input_shape):
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def call(self, inputs, training=None, mask=None):
+        if not training:
+            return inputs
+        return super().call(inputs, training=True, mask=mask)

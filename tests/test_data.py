@@ -1,0 +1,623 @@
+"""Tests of annzoo.data: tf.data and NumPy pipelines, CSV, images, text, scaling.
+
+The tf.data tests run only on the TensorFlow backend; `ArraySequence`, CSV and
+standardizer tests run on every backend (``KERAS_BACKEND=jax pytest ...``).
+Expected values come from NumPy recomputations or from the generated files,
+never from annzoo's own helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import keras
+import numpy as np
+import pytest
+
+from annzoo import data
+from annzoo.errors import AnnzooError, UnknownNameError
+from tests.conftest import run_python
+
+BACKEND = keras.backend.backend()
+tf_only = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="tf.data pipelines: TensorFlow backend only"
+)
+
+
+def _xy(n=10, features=3):
+    # Row i holds the value i everywhere, so a batch's rows name its samples.
+    x = np.repeat(np.arange(n, dtype=np.float32)[:, None], features, axis=1)
+    y = np.arange(n, dtype=np.int32)
+    return x, y
+
+
+def _tf_epoch(ds):
+    return [(np.asarray(xb), np.asarray(yb)) for xb, yb in ds]
+
+
+def _seq_epoch(seq):
+    """One epoch as Keras drives it: begin, every batch, end."""
+    seq.on_epoch_begin()
+    batches = [seq[i] for i in range(len(seq))]
+    seq.on_epoch_end()
+    return batches
+
+
+def _labels(batches):
+    return [b[1].tolist() for b in batches]
+
+
+# --------------------------------------------------------------------------
+# Imports
+
+
+def test_importing_data_imports_neither_keras_nor_tensorflow():
+    code = (
+        "import sys, types\n"
+        "from pathlib import Path\n"
+        "pkg = types.ModuleType('annzoo')\n"
+        "pkg.__path__ = [str(Path('annzoo').resolve())]\n"
+        "sys.modules['annzoo'] = pkg\n"
+        "import annzoo.data, annzoo.datasets\n"
+        "print(sorted(m for m in ('tensorflow', 'tensorflow_datasets', 'keras')"
+        " if m in sys.modules))\n"
+    )
+    result = run_python("-c", code, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_jax_backend_imports_no_tensorflow():
+    code = (
+        "import sys\n"
+        "import annzoo, annzoo.data, annzoo.datasets\n"
+        "annzoo.data.ArraySequence\n"
+        "print('tensorflow' in sys.modules, 'tensorflow_datasets' in sys.modules)\n"
+    )
+    result = run_python("-c", code, timeout=120, KERAS_BACKEND="jax")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+# --------------------------------------------------------------------------
+# make_dataset (tf.data)
+
+
+@tf_only
+def test_make_dataset_shapes_dtypes_and_every_sample_once():
+    x, y = _xy(10)
+    ds = data.make_dataset(x, y, batch_size=4, shuffle=True, seed=3)
+    for _ in range(2):
+        batches = _tf_epoch(ds)
+        assert [len(yb) for _, yb in batches] == [4, 4, 2]
+        for xb, yb in batches:
+            assert xb.dtype == np.float32 and xb.shape[1:] == (3,)
+            assert yb.dtype == np.int32
+            np.testing.assert_array_equal(xb[:, 0], yb)  # rows stay paired
+        labels = np.concatenate([yb for _, yb in batches])
+        np.testing.assert_array_equal(np.sort(labels), np.arange(10))
+
+
+@tf_only
+def test_make_dataset_same_seed_same_batches_other_seed_other_order():
+    x, y = _xy(32)
+
+    def two_epochs(seed):
+        ds = data.make_dataset(x, y, batch_size=8, shuffle=True, seed=seed)
+        return [np.concatenate([yb for _, yb in _tf_epoch(ds)]) for _ in range(2)]
+
+    first, second = two_epochs(5)
+    again_first, again_second = two_epochs(5)
+    np.testing.assert_array_equal(first, again_first)
+    np.testing.assert_array_equal(second, again_second)  # epoch 2 reproducible
+    assert not np.array_equal(first, second)  # reshuffled each epoch
+    assert not np.array_equal(first, np.arange(32))  # shuffled at all
+    other_first, _ = two_epochs(6)
+    assert not np.array_equal(first, other_first)
+
+
+@tf_only
+def test_make_dataset_without_shuffle_keeps_order_and_drop_remainder():
+    x, y = _xy(10)
+    ds = data.make_dataset(x, y, batch_size=4, drop_remainder=True)
+    batches = _tf_epoch(ds)
+    assert [yb.tolist() for _, yb in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    x_only = data.make_dataset(x, batch_size=3)
+    shapes = [tuple(b.shape) for b in x_only]
+    assert shapes == [(3, 3), (3, 3), (3, 3), (1, 3)]
+
+
+@tf_only
+def test_make_dataset_applies_sample_then_batch_maps():
+    import tensorflow as tf
+
+    x, y = _xy(6)
+    ds = data.make_dataset(
+        x,
+        y,
+        batch_size=3,
+        map_fn=lambda a, b: (a * 10.0, b),
+        # A batch-level op: every row becomes the batch mean (mixup-like).
+        batch_map_fn=lambda a, b: (
+            tf.broadcast_to(tf.reduce_mean(a, axis=0), tf.shape(a)),
+            b,
+        ),
+    )
+    batches = _tf_epoch(ds)
+    np.testing.assert_allclose(batches[0][0], np.full((3, 3), 10.0))  # mean 0,10,20
+    np.testing.assert_allclose(batches[1][0], np.full((3, 3), 40.0))  # 30,40,50
+
+
+def _chain(ds):
+    names = []
+    while ds is not None:
+        names.append(type(ds).__name__)
+        ds = getattr(ds, "_input_dataset", None)
+    return names
+
+
+@tf_only
+def test_make_dataset_chain_has_cache_shuffle_map_batch_prefetch(tmp_path):
+    x, y = _xy(8)
+    ds = data.make_dataset(
+        x,
+        y,
+        batch_size=4,
+        shuffle=True,
+        cache="memory",
+        map_fn=lambda a, b: (a, b),
+        batch_map_fn=lambda a, b: (a, b),
+    )
+    names = _chain(ds)
+    assert "Prefetch" in names[0]  # prefetch is the last stage
+    order = ["Cache", "Shuffle", "Map", "Batch", "Map", "Prefetch"]
+    found = [next(i for i, n in enumerate(names[::-1]) if k in n) for k in order[:4]]
+    assert found == sorted(found), names  # cache before shuffle before map...
+    assert not any("Cache" in n for n in _chain(data.make_dataset(x, batch_size=2)))
+    assert "Prefetch" in _chain(data.make_dataset(x, batch_size=2))[0]
+    # A file cache writes its files on the first full epoch.
+    prefix = tmp_path / "cache" / "train"
+    prefix.parent.mkdir()
+    file_cached = data.make_dataset(x, y, batch_size=4, cache=prefix)
+    assert any("Cache" in n for n in _chain(file_cached))
+    _tf_epoch(file_cached)
+    assert any(p.name.startswith("train") for p in prefix.parent.iterdir())
+
+
+@tf_only
+def test_make_dataset_text_and_dict_inputs():
+    texts = np.array(["a b", "c", "d e f"], dtype=object)
+    batches = list(data.make_dataset(texts, np.array([0, 1, 0]), batch_size=2))
+    assert batches[0][0].numpy().tolist() == [b"a b", b"c"]
+    x = {"image": np.zeros((4, 2, 2, 1), np.float32), "mask": np.ones((4, 5))}
+    xb, yb = next(iter(data.make_dataset(x, np.arange(4), batch_size=4)))
+    assert xb["image"].shape == (4, 2, 2, 1) and xb["mask"].shape == (4, 5)
+
+
+BAD_INPUTS = [
+    (dict(x=np.zeros((4, 2)), y=np.zeros(3)), "`x` and `y`", "len(y)=3"),
+    (dict(x=np.zeros((4, 2)), y=np.zeros(4), batch_size=0), "`batch_size`", "0"),
+    (dict(x=np.zeros((4, 2)), y=np.zeros(4), batch_size=2.0), "`batch_size`", "2.0"),
+    (dict(x=np.zeros((0, 2)), y=np.zeros(0)), "`x`", "shape (0, 2)"),
+    (dict(x=np.zeros((4, 2)), y=np.array(["a", "b", "a", "b"])), "`y`", "dtype <U1"),
+    (dict(x=np.float32(3.0)), "`x`", "shape ()"),
+    (dict(x=np.zeros((4, 2)), seed=-1), "`seed`", "-1"),
+    (dict(x=np.zeros((4, 2)), shuffle="yes"), "`shuffle`", "'yes'"),
+    (dict(x=np.zeros((4, 2)), map_fn=3), "`map_fn`", "3"),
+    (
+        dict(x=np.zeros((4, 2)), batch_size=8, drop_remainder=True),
+        "`batch_size`",
+        "8",
+    ),
+    (dict(x=np.array([[1.0], [1.0, 2.0]], dtype=object)), "`x`", "object"),
+]
+
+
+def _kwargs(case):
+    return {"batch_size": 2, **case}
+
+
+@tf_only
+@pytest.mark.parametrize("case, name, received", BAD_INPUTS)
+def test_make_dataset_rejects_bad_inputs_naming_the_argument(case, name, received):
+    with pytest.raises(AnnzooError) as info:
+        data.make_dataset(**_kwargs(case))
+    assert name in str(info.value) and "Received" in str(info.value)
+    assert received in str(info.value)
+
+
+@tf_only
+def test_make_dataset_rejects_bad_cache_and_parallelism(tmp_path):
+    x, y = _xy(4)
+    with pytest.raises(AnnzooError, match="`cache`.*does not exist"):
+        data.make_dataset(x, y, batch_size=2, cache=tmp_path / "missing" / "c")
+    with pytest.raises(AnnzooError, match="`cache`.*Received: cache=3"):
+        data.make_dataset(x, y, batch_size=2, cache=3)
+    with pytest.raises(AnnzooError, match="`num_parallel_calls`"):
+        data.make_dataset(x, y, batch_size=2, num_parallel_calls=0)
+
+
+# --------------------------------------------------------------------------
+# ArraySequence (every backend)
+
+
+def test_array_sequence_shapes_dtypes_and_every_sample_once():
+    x, y = _xy(10)
+    seq = data.ArraySequence(x, y, batch_size=4, shuffle=True, seed=0)
+    assert isinstance(seq, keras.utils.PyDataset)
+    assert len(seq) == 3
+    for _ in range(3):
+        batches = _seq_epoch(seq)
+        assert [len(yb) for _, yb in batches] == [4, 4, 2]
+        for xb, yb in batches:
+            assert xb.dtype == np.float32 and xb.shape[1:] == (3,)
+            assert yb.dtype == np.int32
+            np.testing.assert_array_equal(xb[:, 0], yb)
+        labels = np.concatenate([yb for _, yb in batches])
+        np.testing.assert_array_equal(np.sort(labels), np.arange(10))
+    assert seq.epoch == 3
+    with pytest.raises(IndexError):
+        seq[3]
+    np.testing.assert_array_equal(seq[-1][1], seq[2][1])
+
+
+def test_array_sequence_drop_remainder_and_x_only():
+    x, y = _xy(10)
+    seq = data.ArraySequence(x, y, batch_size=4, drop_remainder=True)
+    assert len(seq) == 2
+    assert _labels(_seq_epoch(seq)) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    only_x = data.ArraySequence(x, batch_size=4)
+    assert isinstance(only_x[0], np.ndarray) and only_x[2].shape == (2, 3)
+
+
+def test_array_sequence_determinism_and_per_epoch_order():
+    x, y = _xy(40)
+
+    def epochs(seed, count=3):
+        seq = data.ArraySequence(x, y, batch_size=8, shuffle=True, seed=seed)
+        return [np.concatenate(_labels(_seq_epoch(seq))) for _ in range(count)]
+
+    first = epochs(7)
+    np.testing.assert_array_equal(np.stack(first), np.stack(epochs(7)))
+    assert not np.array_equal(first[0], first[1])  # each epoch reshuffled
+    assert not np.array_equal(first[0], np.arange(40))
+    assert not np.array_equal(first[0], epochs(8, 1)[0])
+    # Epoch 2 on its own (a resumed run), without replaying epochs 0 and 1.
+    resumed = data.ArraySequence(x, y, batch_size=8, shuffle=True, seed=7)
+    resumed.set_epoch(2)
+    np.testing.assert_array_equal(
+        np.concatenate(_labels(_seq_epoch(resumed))), first[2]
+    )
+    assert resumed.epoch == 3
+
+
+def test_array_sequence_counts_only_complete_epochs():
+    x, y = _xy(12)
+    seq = data.ArraySequence(x, y, batch_size=4, shuffle=True, seed=1)
+    seq.on_epoch_end()  # an unpaired end, as Keras sends before training
+    assert seq.epoch == 0
+    seq.on_epoch_begin()
+    seq[0]  # a peek at one batch, as the JAX trainer does before training
+    seq.on_epoch_end()
+    assert seq.epoch == 0
+    for i in range(len(seq)):  # batches requested outside any epoch
+        seq[i]
+    seq.on_epoch_begin()
+    seq[0]
+    seq.on_epoch_end()
+    assert seq.epoch == 0
+    _seq_epoch(seq)
+    assert seq.epoch == 1
+    with pytest.raises(AnnzooError, match="`epoch`"):
+        seq.set_epoch(-1)
+
+
+def test_array_sequence_applies_sample_then_batch_maps():
+    x, y = _xy(6)
+    seq = data.ArraySequence(
+        x,
+        y,
+        batch_size=3,
+        map_fn=lambda a, b: (a * 10.0, b + 100),
+        batch_map_fn=lambda a, b: (np.broadcast_to(a.mean(axis=0), a.shape), b),
+    )
+    xb, yb = seq[1]
+    np.testing.assert_allclose(xb, np.full((3, 3), 40.0))
+    np.testing.assert_array_equal(yb, [103, 104, 105])
+    x_only = data.ArraySequence(x, batch_size=2, map_fn=lambda a: a + 1)
+    np.testing.assert_array_equal(x_only[0][:, 0], [1.0, 2.0])
+
+
+def test_array_sequence_dict_inputs_and_pickling():
+    x = {"a": np.arange(6, dtype=np.float32)[:, None], "b": np.arange(6) * 2}
+    seq = data.ArraySequence(x, np.arange(6), batch_size=4, shuffle=True, seed=2)
+    xb, yb = seq[0]
+    np.testing.assert_array_equal(xb["a"][:, 0], yb)
+    np.testing.assert_array_equal(xb["b"], yb * 2)
+    _seq_epoch(seq)
+    copy = pickle.loads(pickle.dumps(seq))
+    assert type(copy) is type(seq) and copy.epoch == 1
+    np.testing.assert_array_equal(copy[0][1], seq[0][1])
+
+
+@pytest.mark.parametrize("case, name, received", BAD_INPUTS)
+def test_array_sequence_rejects_bad_inputs_naming_the_argument(case, name, received):
+    with pytest.raises(AnnzooError) as info:
+        data.ArraySequence(**_kwargs(case))
+    assert name in str(info.value) and "Received" in str(info.value)
+    assert received in str(info.value)
+
+
+def test_array_sequence_makes_batches_in_the_training_thread():
+    x, y = _xy(4)
+    seq = data.ArraySequence(x, y, batch_size=2)
+    assert seq.workers == 1 and not seq.use_multiprocessing
+    with pytest.raises(TypeError):
+        data.ArraySequence(x, y, batch_size=2, workers=2)
+
+
+def _tiny_model():
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4, activation="relu"),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+class _EpochProbe(keras.callbacks.Callback):
+    def __init__(self, seq):
+        super().__init__()
+        self.seq = seq
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append((epoch, self.seq.epoch))
+
+
+def test_fit_advances_the_sequence_epoch_once_per_epoch():
+    x, y = _xy(40)
+    y = y % 2
+    seq = data.ArraySequence(x, y, batch_size=2, shuffle=True, seed=0)
+    # Peek at batches first: that must not count as an epoch either.
+    seq[0], seq[len(seq) - 1]
+    probe = _EpochProbe(seq)
+    val = data.ArraySequence(x, y, batch_size=8)
+    model = _tiny_model()
+    model.fit(seq, epochs=3, validation_data=val, callbacks=[probe], verbose=0)
+    assert probe.seen == [(0, 0), (1, 1), (2, 2)]
+    assert seq.epoch == 3
+    # Resume: the same object continues; a fresh one is told where to start.
+    resumed = data.ArraySequence(x, y, batch_size=2, shuffle=True, seed=0)
+    resumed.set_epoch(3)
+    probe = _EpochProbe(resumed)
+    model.fit(resumed, initial_epoch=3, epochs=4, callbacks=[probe], verbose=0)
+    assert probe.seen == [(3, 3)] and resumed.epoch == 4
+
+
+# --------------------------------------------------------------------------
+# make_input
+
+
+def test_make_input_picks_the_pipeline_for_the_backend():
+    x, y = _xy(8)
+    numpy_input = data.make_input(x, y, batch_size=4, prefer="numpy")
+    assert isinstance(numpy_input, data.ArraySequence)
+    auto = data.make_input(x, y, batch_size=4, shuffle=True, cache="memory")
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        assert isinstance(auto, tf.data.Dataset)
+        assert isinstance(
+            data.make_input(x, y, batch_size=4, prefer="tf.data"), tf.data.Dataset
+        )
+    else:
+        assert isinstance(auto, data.ArraySequence)
+    with pytest.raises(UnknownNameError, match="`prefer`.*Received: prefer='torch'"):
+        data.make_input(x, y, batch_size=4, prefer="torch")
+    with pytest.raises(AnnzooError, match="`batch_size`"):
+        data.make_input(x, y, batch_size=-1)
+
+
+def test_fit_on_make_input_runs_one_epoch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    train = data.make_input(x, y, batch_size=16, shuffle=True, seed=0)
+    model = _tiny_model()
+    # The pipeline shuffles; Keras's own shuffle does not apply (and warns).
+    history = model.fit(train, epochs=1, shuffle=False, verbose=0)
+    assert len(history.history["loss"]) == 1
+    assert np.isfinite(history.history["loss"][0])
+    predictions = model.predict(data.make_input(x, batch_size=16), verbose=0)
+    assert predictions.shape == (64, 2)
+
+
+# --------------------------------------------------------------------------
+# image_folder
+
+
+def _write_images(root, counts, size=(6, 5)):
+    from PIL import Image
+
+    values = {}
+    for name, count in counts.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(count):
+            value = 255 if name == "white" else 40 * i
+            pixels = np.full((*size, 3), value, dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+            values[(name, i)] = value
+    return values
+
+
+@tf_only
+def test_image_folder_scales_to_unit_range_with_class_labels(tmp_path):
+    _write_images(tmp_path, {"black": 3, "white": 2})
+    ds = data.image_folder(tmp_path, image_size=(6, 5), batch_size=2, seed=0)
+    assert ds.class_names == ["black", "white"]
+    images, labels = [], []
+    for xb, yb in ds:
+        images.append(xb.numpy())
+        labels.append(yb.numpy())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    assert images.shape == (5, 6, 5, 3) and images.dtype == np.float32
+    assert labels.dtype == np.int32 and sorted(labels.tolist()) == [0, 0, 0, 1, 1]
+    # White PNGs (255) read as exactly 1.0; "black" ones hold 0, 40, 80.
+    np.testing.assert_allclose(images[labels == 1], 1.0)
+    black = sorted(float(v) for v in images[labels == 0][:, 0, 0, 0])
+    np.testing.assert_allclose(black, [0.0, 40 / 255, 80 / 255], atol=1e-6)
+    gray = data.image_folder(
+        tmp_path, image_size=4, batch_size=5, color_mode="grayscale"
+    )
+    assert next(iter(gray))[0].shape == (5, 4, 4, 1)
+
+
+@tf_only
+def test_image_folder_validation_split_is_seeded_and_disjoint(tmp_path):
+    _write_images(tmp_path, {"black": 6, "white": 4})
+
+    def count(ds):
+        return sum(int(yb.shape[0]) for _, yb in ds)
+
+    train, val = data.image_folder(
+        tmp_path, image_size=4, batch_size=4, validation_split=0.2, seed=1
+    )
+    assert (count(train), count(val)) == (8, 2)
+    assert train.class_names == val.class_names == ["black", "white"]
+
+
+def test_image_folder_errors_name_the_directory(tmp_path):
+    with pytest.raises(AnnzooError, match="`directory`.*does not exist"):
+        data.image_folder(tmp_path / "nope", image_size=8, batch_size=2)
+    with pytest.raises(AnnzooError, match="one subfolder per class"):
+        data.image_folder(tmp_path, image_size=8, batch_size=2)
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "notes.txt").write_text("not an image")
+    with pytest.raises(AnnzooError, match=r"\['cats'\] but no images"):
+        data.image_folder(tmp_path, image_size=8, batch_size=2)
+    _write_images(tmp_path, {"dogs": 1})
+    with pytest.raises(AnnzooError, match="`image_size`.*Received: image_size="):
+        data.image_folder(tmp_path, image_size=(8, 0), batch_size=2)
+    with pytest.raises(AnnzooError, match="`validation_split`"):
+        data.image_folder(tmp_path, image_size=8, batch_size=2, validation_split=1.5)
+
+
+# --------------------------------------------------------------------------
+# CSV and standardization
+
+
+def test_load_csv_reads_features_and_labels(tmp_path):
+    path = tmp_path / "flowers.csv"
+    path.write_text(
+        "length, width,species,label\n"
+        "5.1,3.5,setosa,0\n"
+        "\n"
+        "6.2, 2.9 ,versicolor,1\n"
+        "7.7,3.0,virginica,2\n"
+    )
+    x, y = data.load_csv(
+        path, label_column="label", feature_columns=["width", "length"]
+    )
+    assert x.dtype == np.float32 and y.dtype == np.int32
+    np.testing.assert_array_equal(
+        x, np.array([[3.5, 5.1], [2.9, 6.2], [3.0, 7.7]], dtype=np.float32)
+    )
+    np.testing.assert_array_equal(y, [0, 1, 2])
+    _, species = data.load_csv(path, label_column="species", feature_columns=["width"])
+    assert species.tolist() == ["setosa", "versicolor", "virginica"]
+    x_all, target = data.load_csv(
+        path, label_column="width", feature_columns=["length"]
+    )
+    assert target.dtype == np.float32 and x_all.shape == (3, 1)
+
+
+def test_load_csv_errors_name_the_file_column_and_row(tmp_path):
+    with pytest.raises(AnnzooError, match="`path`.*does not exist"):
+        data.load_csv(tmp_path / "missing.csv", label_column="y")
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b,y\n1,2,0\n3,oops,1\n")
+    with pytest.raises(AnnzooError) as info:
+        data.load_csv(path, label_column="target")
+    message = str(info.value)
+    assert "`label_column` 'target'" in message and "['a', 'b', 'y']" in message
+    with pytest.raises(AnnzooError, match="`feature_columns` 'c'.*'a', 'b', 'y'"):
+        data.load_csv(path, label_column="y", feature_columns=["a", "c"])
+    with pytest.raises(AnnzooError) as info:
+        data.load_csv(path, label_column="y")
+    message = str(info.value)
+    assert "Column 'b'" in message and "'oops'" in message and "row 2" in message
+    assert data.load_csv(path, label_column="y", feature_columns=["a"])[0].shape == (
+        2,
+        1,
+    )
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,y\n1,0\n2\n")
+    with pytest.raises(AnnzooError, match="Row 2 .* 1 fields but the header has 2"):
+        data.load_csv(ragged, label_column="y")
+    empty_cell = tmp_path / "empty_cell.csv"
+    empty_cell.write_text("a,y\n,0\n")
+    with pytest.raises(AnnzooError, match="Column 'a' .* an empty value in row 1"):
+        data.load_csv(empty_cell, label_column="y")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(AnnzooError, match="empty"):
+        data.load_csv(tmp_path / "empty.csv", label_column="y")
+
+
+def test_standardizer_is_fit_on_train_only():
+    rng = np.random.default_rng(0)
+    x = rng.normal(loc=[0.0, 5.0, 3.0], scale=[1.0, 2.0, 0.0], size=(100, 3))
+    x[70:] += 4.0  # the test rows come from a shifted distribution
+    train, test = x[:70], x[70:]
+    scaler = data.fit_standardizer(train)
+    np.testing.assert_allclose(scaler.mean, train.mean(axis=0))
+    assert np.abs(scaler.mean - x.mean(axis=0)).min() > 0.5  # not all-data stats
+    expected_std = train.std(axis=0)
+    expected_std[2] = 1.0  # constant in training: only centered
+    np.testing.assert_allclose(scaler.std, expected_std)
+    scaled_test = scaler.apply(test)
+    assert scaled_test.dtype == np.float32
+    np.testing.assert_allclose(
+        scaled_test, (test - train.mean(axis=0)) / expected_std, rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(scaler.apply(train).mean(axis=0), 0.0, atol=1e-5)
+    assert scaled_test.mean(axis=0)[0] > 2.0  # the shift survives scaling
+    restored = data.Standardizer.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    np.testing.assert_array_equal(restored.apply(test), scaled_test)
+    with pytest.raises(AnnzooError, match="feature shape"):
+        scaler.apply(np.zeros((2, 4)))
+    with pytest.raises(AnnzooError, match="`x_train`"):
+        data.fit_standardizer(np.array([[1.0, np.nan]]))
+
+
+# --------------------------------------------------------------------------
+# Text
+
+
+@tf_only
+def test_text_vectorizer_vocabulary_comes_from_train_texts_only():
+    train = ["The cat sat.", "the dog sat", "A cat ran!"]
+    test = ["zebra cat"]
+    layer = data.text_vectorizer(train, max_tokens=50, sequence_length=4)
+    assert isinstance(layer, keras.layers.TextVectorization)
+    vocabulary = layer.get_vocabulary()
+    assert vocabulary[:2] == ["", "[UNK]"]
+    train_words = {"the", "cat", "sat", "dog", "a", "ran"}
+    assert set(vocabulary[2:]) == train_words
+    tokens = np.asarray(layer(np.array(test)))
+    assert tokens.shape == (1, 4)
+    assert tokens[0, 0] == 1  # "zebra": out of vocabulary
+    assert vocabulary[tokens[0, 1]] == "cat"
+    assert tokens[0, 2:].tolist() == [0, 0]  # padding
+    with pytest.raises(AnnzooError, match="`train_texts`"):
+        data.text_vectorizer([1, 2])
+    with pytest.raises(AnnzooError, match="`max_tokens`"):
+        data.text_vectorizer(train, max_tokens=2)
