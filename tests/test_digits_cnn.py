@@ -44,10 +44,11 @@ def test_run_directory_contents(run):
     out, _ = run
     run_dir = out / "digits_cnn"
     recipe = json.loads((run_dir / "recipe.json").read_text())
-    assert recipe["model"] == "cnn" and recipe["dataset"] == "digits"
-    assert recipe["epochs"] == 4 and recipe["batch_size"] == 64 and recipe["seed"] == 3
-    assert recipe["model_args"]["input_shape"] == [8, 8, 1]
-    assert recipe["model_args"]["num_classes"] == 10
+    assert recipe["model"]["name"] == "cnn" and recipe["data"]["dataset"] == "digits"
+    assert recipe["fit"]["epochs"] == 4 and recipe["fit"]["seed"] == 3
+    assert recipe["data"]["batch_size"] == 64
+    assert recipe["model"]["input_shape"] == [8, 8, 1]
+    assert recipe["model"]["num_classes"] == 10
 
     with open(run_dir / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -103,9 +104,11 @@ def test_help_documents_the_options():
 @pytest.mark.parametrize(
     ("args", "argument"),
     [
-        (["--epochs", "0"], "epochs"),
-        (["--batch-size", "-4"], "batch_size"),
-        (["--seed", "-1"], "seed"),
+        (["--epochs", "0"], "fit.epochs"),
+        (["--batch-size", "-4"], "data.batch_size"),
+        (["--seed", "-1"], "fit.seed"),
+        (["--set", "model.dropout=2"], "dropout"),
+        (["--set", "data.bacth_size=2"], "data.bacth_size"),
     ],
 )
 def test_bad_options_fail_clearly_before_training(tmp_path, args, argument):

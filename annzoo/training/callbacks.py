@@ -248,10 +248,12 @@ class Bundle:
         return self.nan_guard.nan_at[0]
 
 
-def _tensorflow_available() -> bool:
+def _tensorboard_available() -> bool:
+    """TensorBoard logs need TensorFlow's summary writer and the tensorboard package."""
     if keras.backend.backend() != "tensorflow":
         return False
     try:
+        import tensorboard  # noqa: F401
         import tensorflow  # noqa: F401
     except ImportError:
         return False
@@ -314,7 +316,7 @@ def build_callbacks(recipe, run_dir, *, progress: dict | None = None) -> Bundle:
             return float(values[index])
 
         bundle.callbacks.append(keras.callbacks.LearningRateScheduler(step_schedule))
-    if cb["tensorboard"] and _tensorflow_available():
+    if cb["tensorboard"] and _tensorboard_available():
         bundle.callbacks.append(
             keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"))
         )

@@ -285,10 +285,10 @@ class Recipe:
             )
 
         comp = self.compile
+        if comp["learning_rate"] is not None:
+            check_positive_float("compile.learning_rate", comp["learning_rate"])
         try:
-            tasks.check_compile_options(
-                {"optimizer": comp["optimizer"], "learning_rate": comp["learning_rate"]}
-            )
+            tasks.check_compile_options({"optimizer": comp["optimizer"]})
         except UnknownNameError as error:
             message = str(error).replace("`optimizer`", "`compile.optimizer`")
             raise UnknownNameError(message) from None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -327,6 +328,10 @@ def train(
             flush=True,
         )
 
+    if initial_epoch and hasattr(train_input, "set_epoch"):
+        # The numpy pipeline's order is a function of (seed, epoch): pick up
+        # the order of the epoch being resumed, not epoch 0's.
+        train_input.set_epoch(initial_epoch)
     bundle = build_callbacks(recipe, run_dir, progress=progress)
     history = {k: list(v) for k, v in (progress or {}).get("history", {}).items()}
     if (
@@ -339,6 +344,7 @@ def train(
             initial_epoch=initial_epoch,
             steps_per_epoch=recipe.fit["steps_per_epoch"],
             validation_data=val_input,
+            shuffle=False,  # the input pipeline shuffles, seeded per epoch
             callbacks=bundle.callbacks,
             verbose=verbose,
         )
@@ -407,6 +413,8 @@ def train(
             title=f"{recipe.name}: test split",
         )
     aio.write_json(run_dir / "results.json", results)
+    # Finished: the resume state is no longer needed (best/final stay).
+    shutil.rmtree(state_dir, ignore_errors=True)
     return RunResult(
         run_dir=run_dir,
         test_metrics=test_metrics,
@@ -494,7 +502,9 @@ def apply_arguments(recipe: Recipe, args: argparse.Namespace) -> Recipe:
     return recipe.override(assignments)
 
 
-def run_and_report(recipe: Recipe, args: argparse.Namespace) -> int:
+def run_and_report(
+    recipe: Recipe, args: argparse.Namespace, prog: str = "annzoo"
+) -> int:
     """Trains from parsed arguments and prints the outcome; returns the exit code."""
     try:
         recipe = apply_arguments(recipe, args).validate()
@@ -507,7 +517,7 @@ def run_and_report(recipe: Recipe, args: argparse.Namespace) -> int:
     except AnnzooError as error:
         if getattr(args, "debug", False):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.test_metrics.items())
     print(f"test: {metrics}")
@@ -529,4 +539,4 @@ def main(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_train_arguments(parser)
-    return run_and_report(recipe, parser.parse_args(argv))
+    return run_and_report(recipe, parser.parse_args(argv), prog=recipe.name)

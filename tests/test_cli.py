@@ -1,0 +1,227 @@
+"""The ``annzoo`` command, each subcommand and its error paths, in subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, run_python, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+
+def annzoo(*args: str, timeout: float = 600):
+    return run_python("-m", "annzoo.cli", *args, timeout=timeout)
+
+
+def _ok(done):
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _error(done, *needles):
+    assert done.returncode == 2, (
+        done.returncode,
+        done.stdout[-500:],
+        done.stderr[-2000:],
+    )
+    lines = [
+        line for line in done.stderr.splitlines() if line.startswith("annzoo: error")
+    ]
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+def test_list_info_datasets():
+    listing = _ok(annzoo("list", "resnet*"))
+    assert "resnet20" in listing and "lenet5" not in listing
+    assert "11,689,512 trainable" in listing  # resnet18's published size
+    info = json.loads(_ok(annzoo("info", "mnist_convnet", "--json")))
+    assert info["reference"]["params"] == 34_826 and info["family"] == "cnn"
+    assert "digits" in _ok(annzoo("datasets"))
+    _error(annzoo("info", "resnet2O"), "`name`", "resnet2O")
+    _error(annzoo("list", "nomatch*"), "`pattern`")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli")
+    stdout = _ok(
+        annzoo(
+            "train",
+            "digits_mlp",
+            "--epochs",
+            "2",
+            "--set",
+            "data.limit=120",
+            "--output-dir",
+            str(out),
+        )
+    )
+    assert "Epoch 2/2" in stdout and "test: accuracy" in stdout
+    return out / "digits_mlp"
+
+
+def test_train_writes_a_run_that_train_can_reproduce(run_dir, tmp_path):
+    again = _ok(
+        annzoo(
+            "train",
+            str(run_dir / "recipe.json"),
+            "--quiet",
+            "--output-dir",
+            str(tmp_path),
+        )
+    )
+    assert f"run directory: {tmp_path / 'digits_mlp'}" in again
+    first = json.loads((run_dir / "results.json").read_text())["test"]
+    second = json.loads((tmp_path / "digits_mlp" / "results.json").read_text())["test"]
+    assert second == pytest.approx(first, abs=1e-6)
+
+
+def test_train_errors():
+    _error(annzoo("train", "no_such_recipe"), "`recipe`", "no_such_recipe")
+    _error(
+        annzoo("train", "digits_mlp", "--set", "fit.epoch=3"),
+        "`fit.epoch`",
+        "Did you mean 'epochs'",
+    )
+    _error(
+        annzoo("train", "digits_mlp", "--set", "compile.optimizer=adamm"),
+        "`compile.optimizer`",
+    )
+
+
+def test_evaluate(run_dir):
+    results = json.loads((run_dir / "results.json").read_text())
+    metrics = json.loads(_ok(annzoo("evaluate", str(run_dir))))
+    assert metrics["accuracy"] == pytest.approx(results["test"]["accuracy"], abs=1e-6)
+    validation = json.loads(
+        _ok(annzoo("evaluate", str(run_dir), "--split", "validation"))
+    )
+    assert validation["split"] == "validation"
+    _error(annzoo("evaluate", str(run_dir.parent / "missing")), "`RUN_DIR`")
+    _error(annzoo("evaluate", str(run_dir), "--split", "tset"), "`split`")
+
+
+def test_predict_npy_csv_and_images(run_dir, tmp_path):
+    from PIL import Image
+
+    from annzoo import datasets
+
+    x, y = datasets.load("digits", "test", seed=0)
+    np.save(tmp_path / "x.npy", x[:5])
+    with open(tmp_path / "x.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([f"p{i}" for i in range(64)])
+        writer.writerows(x[5:8].reshape(3, -1).tolist())
+    Image.fromarray((x[8, :, :, 0] * 255).astype("uint8")).save(tmp_path / "d.png")
+    out = tmp_path / "pred.csv"
+    _ok(
+        annzoo(
+            "predict",
+            str(run_dir),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "x.csv"),
+            str(tmp_path / "d.png"),
+            "--output",
+            str(out),
+        )
+    )
+    with open(out) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 9
+    outputs = np.load(out.with_suffix(".npy"))
+    assert outputs.shape == (9, 10)
+    np.testing.assert_allclose(outputs.sum(axis=1), 1.0, rtol=1e-5)
+    assert [int(r["prediction"]) for r in rows] == outputs.argmax(axis=1).tolist()
+    # The .npy rows are the same images as the first five test samples: the
+    # model's own predictions on them must match what `predict` wrote.
+    import keras
+
+    model = keras.saving.load_model(run_dir / "best.keras")
+    np.testing.assert_allclose(outputs[:5], model.predict(x[:5], verbose=0), atol=1e-6)
+    (tmp_path / "bad.txt").write_text("1,2")
+    _error(annzoo("predict", str(run_dir), str(tmp_path / "bad.txt")), "`inputs`")
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 5)))
+    _error(annzoo("predict", str(run_dir), str(tmp_path / "wrong.npy")), "(8, 8, 1)")
+
+
+def test_export_keras(run_dir, tmp_path):
+    import keras
+
+    out = tmp_path / "m.keras"
+    _ok(annzoo("export", str(run_dir), "--format", "keras", "--output", str(out)))
+    assert keras.saving.load_model(out).count_params() > 0
+    _error(annzoo("export", str(run_dir), "--format", "tflite"), "`format`")
+
+
+def test_killed_training_resumes_where_it_stopped(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "annzoo.cli",
+        "train",
+        "digits_mlp",
+        "--quiet",
+        "--epochs",
+        "30",
+        "--set",
+        "callbacks.early_stopping=null",
+        "--set",
+        "data.pipeline=numpy",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    progress = tmp_path / "digits_mlp" / "state" / "progress.json"
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    epoch = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            epoch = json.loads(progress.read_text())["epoch"]
+        except (OSError, ValueError, KeyError):
+            epoch = 0
+        if epoch >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run must be killed mid-way"
+    assert not (tmp_path / "digits_mlp" / "results.json").exists()
+    stopped_at = json.loads(progress.read_text())["epoch"]
+    assert 3 <= stopped_at < 30
+
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"run directory: {tmp_path / 'digits_mlp'}" in done.stdout
+    with open(tmp_path / "digits_mlp" / "metrics.csv") as handle:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(handle)]
+    assert epochs == list(range(1, 31)), "each epoch trained and logged exactly once"
+    results = json.loads((tmp_path / "digits_mlp" / "results.json").read_text())
+    assert results["epochs_run"] == 30
+    assert not (tmp_path / "digits_mlp-2").exists()

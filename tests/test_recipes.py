@@ -1,0 +1,112 @@
+"""Every recipe in recipes/ at smoke size, and its run directory.
+
+TFDS recipes run on ``tfds.testing.mock_data``: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from pathlib import Path
+
+import keras
+import pytest
+
+from annzoo.training import Recipe, load_recipe, train
+from tests.conftest import ROOT
+
+RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.py"))
+REQUIRED = {
+    "digits_mlp",
+    "digits_cnn",
+    "breast_cancer_logistic",
+    "breast_cancer_mlp",
+    "diabetes_regression",
+    "mnist_cnn",
+    "fashion_mnist_cnn",
+    "cifar10_resnet20",
+    "cifar10_vgg",
+}
+SMOKE = ["fit.epochs=2", "data.limit=48", "data.batch_size=16"]
+
+
+def _data_context(recipe: Recipe):
+    if not recipe.data["dataset"].startswith("tfds:"):
+        return contextlib.nullcontext()
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TFDS recipes read their data through TensorFlow")
+    tfds = pytest.importorskip("tensorflow_datasets")
+    return tfds.testing.mock_data(num_examples=64)
+
+
+def test_required_recipes_exist():
+    assert REQUIRED <= set(RECIPES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_runs_at_smoke_size(name, tmp_path):
+    recipe = load_recipe(ROOT / "recipes" / f"{name}.py").override(SMOKE)
+    with _data_context(recipe):
+        result = train(recipe, output_dir=tmp_path, verbose=0)
+    run = result.run_dir
+    assert run == tmp_path / recipe.name
+    saved = load_recipe(run / "recipe.json")
+    assert saved.name == recipe.name and saved.fit == recipe.fit
+    assert saved.model["name"] == recipe.model["name"]
+    assert "input_shape" in saved.model  # resolved from the dataset
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"loss", "val_loss", "learning_rate"} <= set(rows[0])
+    for file in ("best.keras", "final.keras", "curves.png", "summary.txt"):
+        assert (run / file).is_file(), file
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs_run"] == 2 and set(results["test"]) >= {"loss"}
+    classifier = saved.model.get("task", "multiclass") != "regression"
+    assert (run / "confusion.png").is_file() == classifier
+    if classifier:
+        matrix = results["confusion_matrix"]
+        assert sum(map(sum, matrix)) == min(48, len(matrix) and 48)
+    if keras.backend.backend() == "tensorflow":
+        assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (run / "state").exists()  # removed once the run finished
+    assert not list(Path(run).rglob(".annzoo-tmp-*"))
+
+
+def test_saved_recipe_reproduces_the_run(tmp_path):
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
+        SMOKE + ["data.pipeline=numpy"]
+    )
+    first = train(recipe, output_dir=tmp_path / "a", verbose=0)
+    again = train(
+        load_recipe(first.run_dir / "recipe.json"), output_dir=tmp_path / "b", verbose=0
+    )
+    assert again.history == first.history
+    assert again.test_metrics == first.test_metrics
+
+
+def test_bad_labels_are_refused_before_training(tmp_path, monkeypatch):
+    import numpy as np
+
+    from annzoo import AnnzooError, datasets
+
+    original = datasets.load
+
+    def corrupted(name, split="train", **kwargs):
+        loaded = original(name, split, **kwargs)
+        if split == "validation":
+            y = loaded.y.copy()
+            y[3] = 10  # digits has classes 0..9
+            import dataclasses
+
+            loaded = dataclasses.replace(loaded, y=y)
+        return loaded
+
+    monkeypatch.setattr(datasets, "load", corrupted)
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(SMOKE)
+    with pytest.raises(AnnzooError, match=r"validation split.*\[0, 9\].*10"):
+        train(recipe, output_dir=tmp_path, verbose=0)
+    assert not any(tmp_path.iterdir())
+    del np
