@@ -12,7 +12,7 @@ on the TensorFlow, JAX and PyTorch backends; only the data pipelines import
 TensorFlow, and only when used.
 """
 
-from annzoo import datasets
+from annzoo import augment, data, datasets
 from annzoo.errors import AnnzooError, CheckpointError, UnknownNameError
 from annzoo.models import build_cnn, build_mlp
 from annzoo.registry import (
@@ -36,8 +36,10 @@ __all__ = [
     "__version__",
     "build_cnn",
     "build_mlp",
+    "augment",
     "compile_model",
     "create_model",
+    "data",
     "datasets",
     "list_families",
     "list_models",

@@ -451,10 +451,12 @@ def pipeline_fn(
     """A batch function for the input pipeline: the per-sample ops, always on.
 
     The function maps ``(images, labels) -> (augmented_images, labels)`` and
-    augments every call (``training=True``). It works in ``tf.data`` (with the
-    TensorFlow backend; Keras' own layers also with the others, ``pad_crop``
-    not) and on numpy batches, for which it returns numpy. Mixup and cutmix
-    are left out: chain :func:`batch_mix_fn` after it.
+    augments every call (``training=True``), a batch ``(batch, height, width,
+    channels)`` or a single image ``(height, width, channels)``. It works in
+    ``tf.data`` (with the TensorFlow backend; with other backends only Keras'
+    own layers do, ``pad_crop`` raises) and on numpy arrays, for which it
+    returns numpy. Mixup and cutmix are left out: chain :func:`batch_mix_fn`
+    after it, on batches.
 
     Args:
         spec: a spec, see :func:`resolve`.
@@ -572,10 +574,10 @@ def batch_mix_fn(
         >>> images, soft_labels = mix(x_batch, y_batch)  # soft_labels: (B, 10)
     """
     items = resolve(spec)
-    num_classes = check_positive_int("num_classes", num_classes)
     alphas = {item["name"]: item["alpha"] for item in items if "alpha" in item}
     if not alphas:
         return None
+    num_classes = check_positive_int("num_classes", num_classes)
     (mix_seed,) = _seeds(seed, 1, stream=1)
     generator = keras.random.SeedGenerator(mix_seed)
 

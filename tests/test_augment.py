@@ -196,6 +196,7 @@ def test_layers_are_per_sample_ops_with_distinct_seeds():
         seeds[:2]
     )
     assert augment.batch_mix_fn("cifar", 10) is None
+    assert augment.batch_mix_fn("cifar", None) is None  # no classes needed
 
 
 def test_pad_crop_layer_config_round_trips():
@@ -321,6 +322,10 @@ def test_pipeline_fn_on_numpy_returns_numpy_and_keeps_labels():
         assert _shifts_of(images[b], x[b], 4) or _shifts_of(images[b], x[b, :, ::-1], 4)
     same, _ = augment.pipeline_fn("none")(x, y)
     assert same is x
+    # One image at a time, as a per-sample map before batching.
+    image, label = augment.pipeline_fn("cifar", seed=1)(x[0], y[0])
+    assert image.shape == x[0].shape and label == y[0]
+    assert _shifts_of(image, x[0], 4) or _shifts_of(image, x[0, :, ::-1], 4)
 
 
 @pytest.mark.parametrize("spec", ["contrast", "randaugment", "rotation", "zoom"])
@@ -467,9 +472,9 @@ def test_in_model_saves_and_reloads_in_a_fresh_process(tmp_path):
     script = textwrap.dedent(
         f"""
         import json, keras, numpy as np
-        import annzoo
-        from annzoo import augment
+        import annzoo  # registers annzoo's layers; no custom_objects
         model = keras.saving.load_model({str(path)!r})
+        from annzoo import augment
         x = np.load({str(tmp_path / "x.npy")!r})
         np.save({str(tmp_path / "pred.npy")!r}, model.predict(x, verbose=0))
         augmented, _ = augment.pipeline_fn({spec!r}, seed=11)(x, None)
@@ -550,8 +555,8 @@ def test_pipeline_functions_run_in_tf_data():
 
     mixed = (
         tf.data.Dataset.from_tensor_slices((x, y))
+        .map(augment.pipeline_fn("cifar", seed=0))  # per sample, then batched
         .batch(4)
-        .map(augment.pipeline_fn("flip", seed=0))
         .map(augment.batch_mix_fn(["flip", "mixup", "cutmix"], 3, seed=0))
     )
     for images, labels in mixed:

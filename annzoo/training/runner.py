@@ -155,12 +155,20 @@ def _inputs(recipe: Recipe, split, *, training: bool, num_classes: int | None):
     from annzoo import augment, data
 
     data_cfg, aug = recipe.data, recipe.augment
-    map_fn = batch_map_fn = None
+    batch_map_fn = None
     if training and aug["placement"] == "pipeline" and aug["ops"]:
-        map_fn = augment.pipeline_fn(aug["ops"], seed=recipe.fit["seed"])
-        batch_map_fn = augment.batch_mix_fn(
-            aug["ops"], num_classes or 0, seed=recipe.fit["seed"]
-        )
+        seed = recipe.fit["seed"]
+        # Whole batches, after batching: one seeded call per batch rather than
+        # per-sample calls racing on the generator state in a parallel map.
+        augment_batch = augment.pipeline_fn(aug["ops"], seed=seed)
+        mix_batch = augment.batch_mix_fn(aug["ops"], num_classes or 0, seed=seed)
+        if mix_batch is None:
+            batch_map_fn = augment_batch
+        else:
+
+            def batch_map_fn(images, labels):
+                return mix_batch(*augment_batch(images, labels))
+
     y = split.y
     if data_cfg["label_format"] == "one_hot" and y.ndim == 1 and num_classes:
         y = np.eye(num_classes, dtype="float32")[y]
@@ -171,7 +179,6 @@ def _inputs(recipe: Recipe, split, *, training: bool, num_classes: int | None):
         shuffle=training and data_cfg["shuffle"],
         seed=recipe.fit["seed"],
         cache=data_cfg["cache"] if training else None,
-        map_fn=map_fn,
         batch_map_fn=batch_map_fn,
         prefer=data_cfg["pipeline"],
     )
