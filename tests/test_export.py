@@ -123,6 +123,12 @@ def _models():
                 compile=False,
             )
         ),
+        # Augmentation inside the model: must be absent from every export.
+        "augmented": annzoo.augment.in_model(
+            annzoo.build_cnn((12, 12, 1), 3, filters=(4,), compile=False),
+            ["flip", {"name": "pad_crop", "padding": 2}, "rotation", "contrast"],
+            seed=0,
+        ),
         # Residual net whose shortcuts are the custom PaddedIdentity layer.
         "resnet20": annzoo.create_model(
             "resnet20", input_shape=(16, 16, 3), compile=False
@@ -130,7 +136,7 @@ def _models():
     }
 
 
-MODEL_NAMES = ["mlp", "mnist_convnet", "dropout_batchnorm", "resnet20"]
+MODEL_NAMES = ["mlp", "mnist_convnet", "dropout_batchnorm", "augmented", "resnet20"]
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +196,17 @@ def onnx_exports(models, tmp_path_factory):
         SERVE_WITH_ONNXRUNTIME,
         ("annzoo", "keras", "tensorflow", "tf2onnx"),
     )
+
+
+def test_augmented_model_augments_in_training_only(models):
+    # The exports are compared with inference predictions: those must be the
+    # bare network's, and training mode must differ, or the check is empty.
+    _, cases = models
+    model, x, expected = cases["augmented"]
+    bare = model.layers[-1]
+    np.testing.assert_array_equal(expected, bare.predict(x, verbose=0))
+    training = keras.ops.convert_to_numpy(model(x, training=True))
+    assert np.abs(training - expected).max() > 1e-4
 
 
 def test_dropout_batchnorm_model_behaves_differently_in_training(models):

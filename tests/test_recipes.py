@@ -110,3 +110,33 @@ def test_bad_labels_are_refused_before_training(tmp_path, monkeypatch):
         train(recipe, output_dir=tmp_path, verbose=0)
     assert not any(tmp_path.iterdir())
     del np
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_saves_no_nan(tmp_path):
+    import numpy as np
+
+    from annzoo import AnnzooError
+
+    # Plain SGD at a learning rate of 1e4 on the raw diabetes target diverges
+    # to inf/NaN within the first epochs.
+    recipe = load_recipe(ROOT / "recipes" / "diabetes_regression.py").override(
+        [
+            "compile.optimizer=sgd",
+            "compile.learning_rate=10000",
+            "fit.epochs=5",
+            "callbacks.reduce_lr=null",
+            "callbacks.early_stopping=null",
+        ]
+    )
+    with pytest.raises(AnnzooError, match=r"NaN or infinite at epoch \d+(, step \d+)?"):
+        train(recipe, output_dir=tmp_path, verbose=0)
+    run = tmp_path / recipe.name
+    assert not (run / "results.json").exists() and not (run / "final.keras").exists()
+    # Diverging in the first epoch leaves nothing at all; otherwise what was
+    # saved must be free of NaN.
+    for saved in [p for p in [run / "best.keras", *run.glob("state/*.keras")]
+                  if p.exists()]:
+        model = keras.saving.load_model(saved)
+        assert all(
+            np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in model.weights
+        )

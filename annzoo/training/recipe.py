@@ -136,7 +136,8 @@ class Recipe:
                     if key not in defaults:
                         raise AnnzooError(
                             f"`{section}.{key}` is not a recipe field. Expected some "
-                            f"of {sorted(defaults)}.{_suggest(key, defaults)}"
+                            f"of {sorted(defaults)}.{_suggest(key, defaults)} "
+                            f"Received: {section}.{key}={value[key]!r}"
                         )
                 value = {**copy.deepcopy(defaults), **value}
             setattr(self, section, value)
@@ -159,7 +160,7 @@ class Recipe:
             if key not in known:
                 raise AnnzooError(
                     f"`{key}` is not a recipe section. Expected some of "
-                    f"{sorted(known)}.{_suggest(key, known)}"
+                    f"{sorted(known)}.{_suggest(key, known)} Received: {key}=..."
                 )
         for key in ("name", "model", "data"):
             if key not in data:

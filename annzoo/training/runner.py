@@ -360,11 +360,17 @@ def train(
     if bundle.nan_guard is not None and bundle.nan_guard.nan_at is not None:
         epoch, step = bundle.nan_guard.nan_at
         where = f"epoch {epoch}, step {step}" if step else f"epoch {epoch}"
+        saved = _read_json(state_dir / "progress.json")
+        kept = (
+            f"the state after epoch {saved['epoch']} in {run_dir} is intact and a "
+            "rerun resumes from it"
+            if saved
+            else "no epoch finished cleanly, so nothing was saved"
+        )
         raise AnnzooError(
             f"Training stopped: the loss became NaN or infinite at {where}. No NaN "
-            f"weights were saved; the last good state in {run_dir} is intact and "
-            "the run resumes from it. Lower `compile.learning_rate` or check the "
-            "data for extreme values."
+            f"weights were saved; {kept}. Lower `compile.learning_rate` or check "
+            "the data for extreme values."
         )
     aio.save_model(model, run_dir / "final.keras")
     checkpoint = bundle.checkpoint
