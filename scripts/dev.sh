@@ -30,12 +30,13 @@ case "$command" in
         exec "$py" recipes/digits_cnn.py "$@"
         ;;
     test)
-        # The whole suite on the TensorFlow backend, then the model tests again
-        # on JAX (the backend the GPU machines use).
+        # The whole suite on the TensorFlow backend, then the backend-agnostic
+        # parts again on JAX (the backend the GPU machines use).
         KERAS_BACKEND=tensorflow "$py" -m pytest -p no:cacheprovider --durations=15 "$@"
         KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -q \
             tests/test_all_models.py tests/test_mlp.py tests/test_cnn.py \
-            tests/test_tasks.py tests/test_registry.py "$@"
+            tests/test_tasks.py tests/test_registry.py tests/test_augment.py \
+            tests/test_data.py tests/test_recipe.py "$@"
         ;;
     *)
         echo "usage: scripts/dev.sh main|test [options]" >&2

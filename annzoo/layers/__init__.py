@@ -1,6 +1,38 @@
 """Serializable custom layers used by annzoo's builders."""
 
+from annzoo.layers.attention import (
+    MultiHeadAttention,
+    PositionEmbedding,
+    TokenAndPositionEmbedding,
+    causal_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+)
 from annzoo.layers.augment import Augmentation, RandomPadCrop
+from annzoo.layers.crf import CRF, CRFLoss, viterbi_decode
 from annzoo.layers.shortcut import PaddedIdentity
+from annzoo.layers.transformer import (
+    ClassToken,
+    PatchEmbedding,
+    TransformerDecoderBlock,
+    TransformerEncoderBlock,
+)
 
-__all__ = ["Augmentation", "PaddedIdentity", "RandomPadCrop"]
+__all__ = [
+    "Augmentation",
+    "CRF",
+    "CRFLoss",
+    "ClassToken",
+    "MultiHeadAttention",
+    "PaddedIdentity",
+    "PatchEmbedding",
+    "PositionEmbedding",
+    "RandomPadCrop",
+    "TokenAndPositionEmbedding",
+    "TransformerDecoderBlock",
+    "TransformerEncoderBlock",
+    "causal_mask",
+    "padding_mask",
+    "scaled_dot_product_attention",
+    "viterbi_decode",
+]
