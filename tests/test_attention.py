@@ -181,7 +181,10 @@ def test_multi_head_attention_equals_keras_with_the_same_weights():
     # Keras stores W_i^Q as kernel[:, i, :] of a (features, heads, depth) array;
     # ours is the (features, heads * depth) matrix of the same numbers.
     theirs.set_weights(
-        [w.reshape(t.shape) for w, t in zip(ours.get_weights(), theirs.weights)]
+        [
+            w.reshape(t.shape)
+            for w, t in zip(ours.get_weights(), theirs.weights, strict=True)
+        ]
     )
     # return_attention_scores=True keeps Keras on its explicit einsum path:
     # its fused path fails on JAX when value_dim != key_dim (Keras 3.15.1).
@@ -257,7 +260,7 @@ def test_learned_position_embedding():
     assert layer.count_params() == 10 * 4 and len(layer.trainable_weights) == 1
     table = _np(layer.embeddings)
     np.testing.assert_array_equal(out, np.broadcast_to(table[:6], (3, 6, 4)))
-    with pytest.raises(ValueError, match="sequence_length"):
+    with pytest.raises(AnnzooError, match="sequence_length"):
         PositionEmbedding(4, 4)(np.zeros((1, 6), "int32"))
 
 
@@ -270,7 +273,9 @@ def test_token_and_position_embedding_values_and_mask(kind):
     expected = _np(layer.token_embedding.embeddings)[ids] + positions
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(_np(layer.compute_mask(ids)), ids != 0)
-    assert TokenAndPositionEmbedding(30, 8, 6, mask_zero=False).compute_mask(ids) is None
+    assert (
+        TokenAndPositionEmbedding(30, 8, 6, mask_zero=False).compute_mask(ids) is None
+    )
     # Downstream, a mask-aware layer sees the mask: the mean runs over tokens.
     tokens = keras.Input((None,), dtype="int32")
     pooled = keras.layers.GlobalAveragePooling1D()(layer(tokens))

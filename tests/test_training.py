@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from annzoo import CheckpointError
+from annzoo import AnnzooError, CheckpointError
 from annzoo.training import io as aio
 from annzoo.training import resolve_run_dir
 from annzoo.training.callbacks import BestModelCheckpoint, MetricsLog
@@ -129,8 +129,98 @@ def test_run_directory_is_never_reused(tmp_path):
 def test_unfinished_run_of_the_same_recipe_is_resumed(tmp_path):
     run = tmp_path / "r"
     (run / "state").mkdir(parents=True)
-    (run / "recipe.json").write_text(json.dumps({"a": 1}))
+    (run / "recipe.json").write_text(json.dumps({"a": 1, "b": {"c": 2}}))
     (run / "state" / "progress.json").write_text("{}")
-    assert resolve_run_dir(tmp_path, "r", {"a": 1}) == (run, True)
-    # Another recipe never takes over the unfinished directory.
+    assert resolve_run_dir(tmp_path, "r", {"a": 1, "b": {"c": 2}}) == (run, True)
+    # Another recipe never takes over the unfinished directory: refused, naming
+    # what changed.
+    with pytest.raises(AnnzooError, match=r"`b\.c` \(2 -> 3\)"):
+        resolve_run_dir(tmp_path, "r", {"a": 1, "b": {"c": 3}})
+    # Without resuming, a new directory beside it.
+    assert resolve_run_dir(tmp_path, "r") == (tmp_path / "r-2", False)
+
+
+def test_unfinished_run_without_a_finished_epoch_is_started_over(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "recipe.json").write_text(json.dumps({"a": 1}))
+    assert resolve_run_dir(tmp_path, "r", {"a": 1}) == (run, False)
     assert resolve_run_dir(tmp_path, "r", {"a": 2}) == (tmp_path / "r-2", False)
+
+
+@pytest.fixture
+def interrupted_run(tmp_path, monkeypatch):
+    """A digits MLP run whose process 'died' after training, before finishing."""
+    import annzoo.plots
+    from annzoo.training import load_recipe, train
+
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
+        ["fit.epochs=2", "data.limit=64", "callbacks.early_stopping=null"]
+    )
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(annzoo.plots, "plot_curves", crash)
+        with pytest.raises(RuntimeError):
+            train(recipe, output_dir=tmp_path, verbose=0)
+    run = tmp_path / recipe.name
+    assert (run / "state" / "progress.json").is_file()
+    assert not (run / "results.json").exists()
+    return recipe, run
+
+
+def test_resume_finishes_an_interrupted_run_without_retraining(interrupted_run):
+    from annzoo.training import train
+
+    recipe, run = interrupted_run
+    result = train(recipe, output_dir=run.parent, verbose=0)
+    assert result.run_dir == run and result.resumed_from == 2
+    assert result.epochs_run == 2 and (run / "results.json").is_file()
+
+
+def test_resume_with_a_changed_recipe_is_refused(interrupted_run):
+    from annzoo.training import train
+
+    recipe, run = interrupted_run
+    before = sorted(p.name for p in run.rglob("*"))
+    with pytest.raises(AnnzooError, match=r"`fit\.epochs` \(2 -> 3\)"):
+        train(recipe.override(["fit.epochs=3"]), output_dir=run.parent, verbose=0)
+    assert sorted(p.name for p in run.rglob("*")) == before
+    # Asking for a fresh start goes beside it.
+    fresh = train(
+        recipe.override(["fit.epochs=3"]),
+        output_dir=run.parent,
+        verbose=0,
+        resume=False,
+    )
+    assert fresh.run_dir == run.parent / f"{recipe.name}-2"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["progress_truncated", "progress_garbage", "model_truncated", "model_deleted"],
+)
+def test_corrupt_state_is_named_not_silently_restarted(interrupted_run, damage):
+    from annzoo.training import train
+
+    recipe, run = interrupted_run
+    progress = run / "state" / "progress.json"
+    model_file = run / "state" / json.loads(progress.read_text())["model_file"]
+    if damage == "progress_truncated":
+        progress.write_bytes(progress.read_bytes()[: len(progress.read_bytes()) // 2])
+        named = "progress.json"
+    elif damage == "progress_garbage":
+        progress.write_bytes(b"\x00\xff garbage")
+        named = "progress.json"
+    elif damage == "model_truncated":
+        model_file.write_bytes(model_file.read_bytes()[:100])
+        named = model_file.name
+    else:
+        model_file.unlink()
+        named = model_file.name
+    kept = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(CheckpointError, match=named):
+        train(recipe, output_dir=run.parent, verbose=0)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == kept

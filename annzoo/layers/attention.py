@@ -21,6 +21,7 @@ import numpy as np
 from keras import ops
 
 from annzoo._checks import check_choice, check_positive_int, check_rate
+from annzoo.errors import AnnzooError
 
 __all__ = [
     "MultiHeadAttention",
@@ -338,7 +339,7 @@ class MultiHeadAttention(keras.layers.Layer):
         }
 
 
-def sinusoidal_table(length: Any, dim: int, dtype: str = "float32"):
+def _sinusoidal_table(length: Any, dim: int, dtype: str = "float32"):
     """``PE[pos, 2i] = sin(pos / 10000^(2i/d))``, ``PE[pos, 2i+1] = cos(...)``.
 
     Vaswani et al. (2017, section 3.5); returns a ``(length, dim)`` tensor.
@@ -394,7 +395,7 @@ class PositionEmbedding(keras.layers.Layer):
     def build(self, input_shape):
         length = input_shape[1] if len(input_shape) > 1 else None
         if length is not None and length > self.sequence_length:
-            raise ValueError(
+            raise AnnzooError(
                 f"Sequences of length {length} are longer than "
                 f"`sequence_length`. Received: sequence_length="
                 f"{self.sequence_length}"
@@ -414,11 +415,13 @@ class PositionEmbedding(keras.layers.Layer):
         length = shape[1]
         if self.kind == "learned":
             table = ops.slice(
-                ops.convert_to_tensor(self.embeddings), (0, 0), (length, self.output_dim)
+                ops.convert_to_tensor(self.embeddings),
+                (0, 0),
+                (length, self.output_dim),
             )
             table = ops.cast(table, self.compute_dtype)
         else:
-            table = sinusoidal_table(length, self.output_dim, self.compute_dtype)
+            table = _sinusoidal_table(length, self.output_dim, self.compute_dtype)
         return ops.broadcast_to(table[None], (shape[0], length, self.output_dim))
 
     def get_config(self):

@@ -226,9 +226,7 @@ class TransformerDecoderBlock(_Block):
     def compute_output_shape(self, inputs_shape, context_shape):
         return inputs_shape
 
-    def call(
-        self, inputs, context, inputs_mask=None, context_mask=None, training=None
-    ):
+    def call(self, inputs, context, inputs_mask=None, context_mask=None, training=None):
         def self_attend(x):
             return self.self_attention(
                 x,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from annzoo import datasets, registry
-from annzoo.errors import AnnzooError
+from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.training import io as aio
 from annzoo.training.recipe import Recipe, load_recipe
 
@@ -62,20 +62,94 @@ def resolve_run_dir(
 ) -> tuple[Path, bool]:
     """Where a run of ``name`` goes, and whether it resumes an earlier one.
 
-    ``output_dir/name`` when free; the same directory again when it holds an
-    unfinished run of the same recipe (resume); otherwise the first free
-    ``name-2``, ``name-3``... so no earlier run is ever overwritten.
+    Without ``recipe``: ``output_dir/name`` when free, else the first free
+    ``name-2``, ``name-3``... With ``recipe`` (resuming allowed), an unfinished
+    run of the same recipe is resumed in place, and an unfinished run of a
+    different recipe is refused with an error naming what changed, so two
+    recipes never mix in one directory. A finished run is never overwritten.
     """
     base = Path(output_dir)
     for index in range(1, 10_000):
         candidate = base / (name if index == 1 else f"{name}-{index}")
         if not candidate.exists() or not any(candidate.iterdir()):
             return candidate, False
-        if recipe is not None and not _is_finished(candidate):
-            saved = _read_json(candidate / "recipe.json")
-            if saved == recipe and (candidate / STATE_DIR / "progress.json").is_file():
-                return candidate, True
+        if recipe is None or _is_finished(candidate):
+            continue
+        saved_path = candidate / "recipe.json"
+        if not saved_path.is_file():
+            continue  # not a run directory of ours
+        saved = _read_json(saved_path)
+        if saved is None:
+            raise CheckpointError(
+                f"{str(saved_path)!r} is unreadable (truncated or corrupt), so the "
+                f"unfinished run in {str(candidate)!r} cannot be resumed safely. "
+                "Pass --no-resume to start a new run directory beside it."
+            )
+        has_state = (candidate / STATE_DIR / "progress.json").is_file()
+        if saved == recipe:
+            # Same recipe: resume it, or (no epoch finished yet) start it over.
+            return candidate, has_state
+        if has_state:
+            changes = _changed_keys(saved, recipe)
+            shown = ", ".join(
+                f"`{k}` ({_short(saved, k)} -> {_short(recipe, k)})"
+                for k in changes[:3]
+            )
+            raise AnnzooError(
+                f"{str(candidate)!r} holds an unfinished run of a different recipe: "
+                f"{shown}{' ...' if len(changes) > 3 else ''}. Rerun with the "
+                "same settings to resume it, or pass --no-resume to start a new run "
+                "directory beside it."
+            )
     raise AnnzooError(f"`output_dir` {str(base)!r} holds too many runs named {name!r}.")
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): data}
+
+
+def _changed_keys(old: dict, new: dict) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return sorted(
+        k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>")
+    )
+
+
+def _short(data: dict, dotted: str) -> str:
+    value = _flatten(data).get(dotted, "absent")
+    text = json.dumps(value) if value != "absent" else "absent"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _load_progress(state_dir: Path) -> dict:
+    path = state_dir / "progress.json"
+    progress = _read_json(path)
+    required = {"epoch", "model_file", "history", "callbacks"}
+    if not isinstance(progress, dict) or not required <= set(progress):
+        raise CheckpointError(
+            f"{str(path)!r} is unreadable (truncated or corrupt), so this run cannot "
+            "be resumed safely; nothing was changed. Pass --no-resume to start a new "
+            "run directory beside it."
+        )
+    return progress
+
+
+def _load_state_model(path: Path):
+    import keras
+
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # zipfile.BadZipFile, OSError, ValueError...
+        raise CheckpointError(
+            f"{str(path)!r} is missing or corrupt ({type(error).__name__}), so this "
+            "run cannot be resumed safely; nothing was changed. Pass --no-resume to "
+            "start a new run directory beside it."
+        ) from None
 
 
 def _read_json(path: Path) -> Any:
@@ -306,9 +380,9 @@ def train(
 
     keras.utils.set_random_seed(seed)
     state_dir = run_dir / STATE_DIR
-    progress = _read_json(state_dir / "progress.json") if resuming else None
+    progress = _load_progress(state_dir) if resuming else None
     if progress:
-        model = keras.saving.load_model(state_dir / progress["model_file"])
+        model = _load_state_model(state_dir / progress["model_file"])
         initial_epoch = int(progress["epoch"])
     else:
         model = _build(recipe, model_args)
