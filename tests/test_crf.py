@@ -112,22 +112,26 @@ def test_log_likelihood_and_viterbi_match_brute_force(kind):
 
 
 def test_viterbi_uses_transitions():
-    # Emissions favour tag 0 everywhere, but 0 -> 0 is heavily penalised, so
-    # the best path alternates; the first step favours 0 most, so it is
-    # 0 1 0 1 (score 2.5) rather than 1 0 1 0 (2.0). Brute force agrees.
-    emissions = np.tile(np.array([1.0, 0.0, -1.0], "float32"), (1, 4, 1))
-    emissions[0, 0, 0] = 1.5
+    # Emissions favour tag 0 at every step, but 0 -> 0 costs 5, so the best
+    # path avoids two 0s in a row. By hand: 0 1 1 0 scores 1.5+0.1+0.2+1.3 =
+    # 3.1, ahead of 0 1 0 1 (2.75) and 1 0 1 0 (2.7); brute force agrees.
+    emissions = np.array(
+        [[[1.5, 0.0, -1.0], [1.2, 0.1, -1.1], [1.1, 0.2, -0.9], [1.3, 0.05, -1.2]]],
+        "float32",
+    )
     transitions = np.zeros((3, 3), "float32")
     transitions[0, 0] = -5.0
     crf = CRF(3)
     crf.build((None, None, 3))
     crf.set_weights([transitions, np.zeros(3), np.zeros(3)])
     mask = np.ones((1, 4), bool)
-    _, want_tags, _ = _brute_force(
-        emissions, np.zeros((1, 4), int), mask, *crf.get_weights()
-    )
-    np.testing.assert_array_equal(want_tags, [[0, 1, 0, 1]])
-    np.testing.assert_array_equal(_np(crf.decode(emissions)[0]), want_tags)
+    weights = crf.get_weights()
+    _, want_tags, want_score = _brute_force(emissions, mask * 0, mask, *weights)
+    np.testing.assert_array_equal(want_tags, [[0, 1, 1, 0]])
+    np.testing.assert_allclose(want_score, [3.1], rtol=1e-6)
+    tags, score = crf.decode(emissions)
+    np.testing.assert_array_equal(_np(tags), want_tags)
+    np.testing.assert_allclose(_np(score), want_score, rtol=1e-6)
 
 
 def test_empty_sequence_and_custom_pad_tag():
@@ -192,6 +196,7 @@ def test_batches_of_different_lengths_train():
             tokens[0, -1:] = 0
             return tokens, np.where(tokens > 0, tokens % NUM_TAGS, -1)
 
+    keras.utils.set_random_seed(0)
     tokens = keras.Input((None,), dtype="int32")
     x = keras.layers.Embedding(6, 4, mask_zero=True)(tokens)
     crf = CRF(NUM_TAGS)
