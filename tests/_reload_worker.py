@@ -1,6 +1,7 @@
 """Loads .keras files and writes predictions; driven line by line by conftest.
 
-Each input line is ``MODEL_PATH<TAB>INPUTS_NPY<TAB>OUTPUT_NPY``; each output
+Each input line is ``MODEL_PATH<TAB>INPUTS_NPZ<TAB>OUTPUT_NPY`` (the archive
+holds ``x``, or one array per named model input; a ``.npy`` is one array); each output
 line is ``ok`` or ``error: ...``. Models load with plain
 ``keras.saving.load_model`` and no ``custom_objects``.
 """
@@ -17,7 +18,13 @@ for line in sys.stdin:
     try:
         model_path, inputs_path, output_path = line.rstrip("\n").split("\t")
         model = keras.saving.load_model(model_path)
-        inputs = np.load(inputs_path)
+        if inputs_path.endswith(".npy"):
+            inputs = np.load(inputs_path)
+        else:
+            with np.load(inputs_path) as archive:
+                inputs = {key: archive[key] for key in archive.files}
+            if list(inputs) == ["x"]:
+                inputs = inputs["x"]
         np.save(output_path, keras.ops.convert_to_numpy(model(inputs, training=False)))
         reply = "ok"
     except Exception as error:  # report, keep serving
