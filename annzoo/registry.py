@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 _FAMILIES: dict[str, Callable[..., Any]] = {}
+# family -> function(resolved config) -> {"input_shape": ..., "output_shape": ...}
+# for families whose shapes are not simply `input_shape` and `(num_classes,)`.
+_SHAPES: dict[str, Callable[[dict[str, Any]], dict[str, tuple]]] = {}
 _PRESETS: dict[str, _Preset] = {}
 
 
@@ -85,13 +88,23 @@ class ModelInfo:
         return asdict(self)
 
 
-def register(family: str) -> Callable:
-    """Decorator registering a family builder under ``family``."""
+def register(family: str, *, shapes: Callable | None = None) -> Callable:
+    """Decorator registering a family builder under ``family``.
+
+    Args:
+        family: the family's name.
+        shapes: optional ``function(config) -> {"input_shape": ...,
+            "output_shape": ...}`` for :func:`model_info`, where the shapes are
+            not simply ``config["input_shape"]`` and ``(num_classes,)`` (token
+            sequences, several inputs, one output per time step).
+    """
 
     def decorate(builder: Callable) -> Callable:
         if family in _FAMILIES or family in _PRESETS:
             raise AnnzooError(f"`family` {family!r} is already registered.")
         _FAMILIES[family] = builder
+        if shapes is not None:
+            _SHAPES[family] = shapes
         return builder
 
     return decorate
@@ -176,12 +189,18 @@ def model_info(name: str) -> ModelInfo:
     input_shape = resolved.get("input_shape")
     if isinstance(input_shape, int):
         input_shape = (input_shape,)
+    shapes = {
+        "input_shape": tuple(input_shape) if input_shape else (),
+        "output_shape": (outputs,) if outputs else (),
+    }
+    if family in _SHAPES:
+        shapes.update({k: tuple(v) for k, v in _SHAPES[family](resolved).items()})
     return ModelInfo(
         name=name,
         family=family,
         task=resolved.get("task", "multiclass"),
-        input_shape=tuple(input_shape) if input_shape else (),
-        output_shape=(outputs,) if outputs else (),
+        input_shape=shapes["input_shape"],
+        output_shape=shapes["output_shape"],
         description=preset.description
         if preset
         else (inspect.getdoc(_FAMILIES[family]) or "").split("\n")[0],
