@@ -14,7 +14,7 @@ TensorFlow, and only when used.
 
 from annzoo import augment, data, datasets
 from annzoo.errors import AnnzooError, CheckpointError, UnknownNameError
-from annzoo.models import build_cnn, build_mlp
+from annzoo.models import build_cnn, build_mlp, build_rnn
 from annzoo.registry import (
     ModelInfo,
     Reference,
@@ -36,6 +36,7 @@ __all__ = [
     "__version__",
     "build_cnn",
     "build_mlp",
+    "build_rnn",
     "augment",
     "compile_model",
     "create_model",
