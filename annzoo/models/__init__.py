@@ -2,5 +2,6 @@
 
 from annzoo.models.cnn import build_cnn
 from annzoo.models.mlp import build_mlp
+from annzoo.models.rnn import build_rnn
 
-__all__ = ["build_cnn", "build_mlp"]
+__all__ = ["build_cnn", "build_mlp", "build_rnn"]
