@@ -14,7 +14,7 @@ TensorFlow, and only when used.
 
 from annzoo import augment, data, datasets
 from annzoo.errors import AnnzooError, CheckpointError, UnknownNameError
-from annzoo.models import build_cnn, build_mlp, build_rnn
+from annzoo.models import build_cnn, build_mlp, build_rnn, build_transformer
 from annzoo.registry import (
     ModelInfo,
     Reference,
@@ -37,6 +37,7 @@ __all__ = [
     "build_cnn",
     "build_mlp",
     "build_rnn",
+    "build_transformer",
     "augment",
     "compile_model",
     "create_model",

@@ -31,6 +31,13 @@ def _format_params(reference) -> str:
     return f"{prefix}{reference.params:,} {reference.kind}"
 
 
+def _shape_text(shape: tuple) -> str:
+    """``32x32x3``; several inputs as ``64 + 64``; a free length as ``T``."""
+    if shape and isinstance(shape[0], tuple | list):
+        return " + ".join(_shape_text(tuple(s)) for s in shape)
+    return "x".join("T" if n is None else str(n) for n in shape)
+
+
 def _list(args) -> None:
     from annzoo import registry
 
@@ -42,8 +49,8 @@ def _list(args) -> None:
                 name,
                 info.family,
                 info.task,
-                "x".join(map(str, info.input_shape)),
-                ",".join(map(str, info.output_shape)),
+                _shape_text(info.input_shape),
+                _shape_text(info.output_shape),
                 _format_params(info.reference),
             )
         )

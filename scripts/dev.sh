@@ -36,7 +36,8 @@ case "$command" in
         KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -q \
             tests/test_all_models.py tests/test_mlp.py tests/test_cnn.py \
             tests/test_tasks.py tests/test_registry.py tests/test_augment.py \
-            tests/test_data.py tests/test_recipe.py "$@"
+            tests/test_data.py tests/test_recipe.py tests/test_attention.py \
+            tests/test_crf.py tests/test_rnn.py tests/test_transformer.py "$@"
         ;;
     *)
         echo "usage: scripts/dev.sh main|test [options]" >&2

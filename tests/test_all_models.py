@@ -46,6 +46,25 @@ PUBLISHED = {
     # Hand formula: 5000*100 + 2*4*(100*100 + 100*100 + 100) + (200*9 + 9)
     # + (9*9 + 9 + 9) = 500,000 + 160,800 + 1,809 + 99.
     "bilstm_crf_tagger": (662_708, "total", 1, "hand formula, Bi-LSTM + CRF"),
+    # keras.io/examples/nlp/text_classification_with_transformer (key_dim =
+    # embed_dim = 32): 20000*32 + 200*32 + 10,656 (block) + 660 + 42; the same
+    # count from a plain-Keras rebuild in tests/test_transformer.py.
+    "transformer_classifier": (
+        657_758,
+        "total",
+        1,
+        "keras.io text_classification_with_transformer",
+    ),
+    # Vaswani et al. 2017 base with 8000 + 8000 untied vocabularies: formula
+    # count (the paper reports 65M for its shared 37k vocabulary).
+    "transformer_base": (
+        56_434_496,
+        "total",
+        1,
+        "Vaswani et al. 2017 base, formula for 8k+8k vocab",
+    ),
+    # torchvision ViT_B_16_Weights.IMAGENET1K_V1 num_params.
+    "vit_b16": (86_567_656, "trainable", 1, "torchvision vit_b_16"),
 }
 
 REQUIRED = {

@@ -79,7 +79,7 @@ def test_list_models_pattern_examples():
 
 
 def test_list_families():
-    assert annzoo.list_families() == ["cnn", "mlp"]
+    assert annzoo.list_families() == ["cnn", "mlp", "rnn", "transformer"]
 
 
 # ---------------------------------------------------------------------------
@@ -172,9 +172,16 @@ def test_model_info_every_preset(name):
     assert info.family in annzoo.list_families()
     assert info.task in ("binary", "multiclass", "regression")
     assert isinstance(info.input_shape, tuple) and info.input_shape
-    assert all(isinstance(n, int) and n > 0 for n in info.input_shape)
-    assert isinstance(info.output_shape, tuple) and len(info.output_shape) == 1
-    assert info.output_shape[0] >= (2 if info.task == "multiclass" else 1)
+    # One shape, or one per input (the translator); None is a free length.
+    shapes = (
+        info.input_shape
+        if isinstance(info.input_shape[0], tuple)
+        else [info.input_shape]
+    )
+    for shape in shapes:
+        assert all(n is None or (isinstance(n, int) and n > 0) for n in shape)
+    assert isinstance(info.output_shape, tuple) and info.output_shape
+    assert info.output_shape[-1] >= (2 if info.task == "multiclass" else 1)
     if info.family == "cnn":
         assert len(info.input_shape) == 3
     assert isinstance(info.description, str) and info.description.strip()
@@ -193,7 +200,7 @@ def test_model_info_every_preset(name):
     assert back["name"] == name
     assert back["reference"]["params"] == ref.params
     assert back["reference"]["kind"] == ref.kind
-    assert tuple(back["input_shape"]) == info.input_shape
+    assert back["input_shape"] == json.loads(json.dumps(info.input_shape))
 
     if name in EXPECTED_INFO:
         family, task, input_shape, outputs = EXPECTED_INFO[name]

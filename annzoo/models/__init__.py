@@ -3,5 +3,6 @@
 from annzoo.models.cnn import build_cnn
 from annzoo.models.mlp import build_mlp
 from annzoo.models.rnn import build_rnn
+from annzoo.models.transformer import build_transformer
 
-__all__ = ["build_cnn", "build_mlp", "build_rnn"]
+__all__ = ["build_cnn", "build_mlp", "build_rnn", "build_transformer"]
