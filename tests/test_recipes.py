@@ -134,8 +134,9 @@ def test_nan_loss_stops_with_epoch_and_step_and_saves_no_nan(tmp_path):
     assert not (run / "results.json").exists() and not (run / "final.keras").exists()
     # Diverging in the first epoch leaves nothing at all; otherwise what was
     # saved must be free of NaN.
-    for saved in [p for p in [run / "best.keras", *run.glob("state/*.keras")]
-                  if p.exists()]:
+    for saved in [
+        p for p in [run / "best.keras", *run.glob("state/*.keras")] if p.exists()
+    ]:
         model = keras.saving.load_model(saved)
         assert all(
             np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in model.weights
