@@ -92,6 +92,8 @@ def _datasets(args) -> None:
         sizes = ", ".join(f"{k} {v}" for k, v in sizes.items())
         print(f"{name:15s} {info['task']:11s} {str(info['input_shape']):12s} {sizes}")
     print("tfds:NAME       any TensorFlow Datasets name (downloads on first use)")
+    print("csv:PATH        a CSV file; data.options: label_column (required), ...")
+    print("images:DIR      class subfolders of images; data.options: image_size")
 
 
 def find_recipe(source: str) -> Path:

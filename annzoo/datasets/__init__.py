@@ -25,6 +25,7 @@ package imports neither scikit-learn, Keras, TensorFlow nor TensorFlow Datasets.
 from __future__ import annotations
 
 from annzoo.datasets import embedded as _embedded  # noqa: F401  (registers)
+from annzoo.datasets import files as _files  # noqa: F401  (registers "csv:", "images:")
 from annzoo.datasets import tfds as _tfds  # noqa: F401  (registers "tfds:")
 from annzoo.datasets._base import (
     TASKS,
