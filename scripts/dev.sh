@@ -32,8 +32,11 @@ case "$command" in
     test)
         # The whole suite on the TensorFlow backend, then the backend-agnostic
         # parts again on JAX (the backend the GPU machines use).
-        KERAS_BACKEND=tensorflow "$py" -m pytest -p no:cacheprovider --durations=15 "$@"
-        KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -q \
+        # -n auto: one pytest worker per core (most of the time is tracing and
+        # compiling, single-threaded work that two workers overlap).
+        KERAS_BACKEND=tensorflow "$py" -m pytest -p no:cacheprovider -n auto \
+            --durations=15 "$@"
+        KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -n auto -q \
             tests/test_all_models.py tests/test_mlp.py tests/test_cnn.py \
             tests/test_tasks.py tests/test_registry.py tests/test_augment.py \
             tests/test_data.py tests/test_recipe.py tests/test_attention.py \
