@@ -83,6 +83,18 @@ def _trainable(model) -> int:
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
+def _on_accelerator() -> bool:
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.devices()[0].platform != "cpu"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    return False
+
+
 def _inputs(model, n, rng):
     """Random inputs for every model input: token ids for integer inputs."""
     batch = {}
@@ -161,7 +173,13 @@ def test_build_train_save_reload(name, tmp_path, reloader):
     model.save(path)
     np.savez(tmp_path / "x.npz", **(x if isinstance(x, dict) else {"x": x}))
     reloader.predict(path, tmp_path / "x.npz", tmp_path / "y.npy")
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+    reloaded = np.load(tmp_path / "y.npy")
+    if _on_accelerator():
+        # GPU kernels may pick other algorithms in another process: equal to
+        # float32 rounding, not bit for bit.
+        np.testing.assert_allclose(reloaded, expected, rtol=1e-5, atol=1e-7)
+    else:
+        np.testing.assert_array_equal(reloaded, expected)
 
 
 @pytest.mark.parametrize("name", MODELS)
