@@ -141,3 +141,26 @@ def test_nan_loss_stops_with_epoch_and_step_and_saves_no_nan(tmp_path):
         assert all(
             np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in model.weights
         )
+
+
+def test_mixup_and_cutmix_in_the_pipeline_train_and_evaluate(tmp_path):
+    recipe = load_recipe(ROOT / "recipes" / "digits_cnn.py").override(
+        SMOKE + ["augment.ops=[flip, mixup, cutmix]", "augment.placement=pipeline"]
+    )
+    result = train(recipe, output_dir=tmp_path, verbose=0)
+    # Validation and test ran with one-hot labels against the mixed training.
+    assert 0.0 <= result.test_metrics["accuracy"] <= 1.0
+    assert all(len(v) == 2 for v in result.history.values())
+
+
+def test_one_hot_labels_with_pipeline_augmentation(tmp_path):
+    recipe = load_recipe(ROOT / "recipes" / "digits_cnn.py").override(
+        SMOKE
+        + [
+            "augment.ops=[flip]",
+            "augment.placement=pipeline",
+            "data.label_format=one_hot",
+        ]
+    )
+    result = train(recipe, output_dir=tmp_path, verbose=0)
+    assert all(len(v) == 2 for v in result.history.values())

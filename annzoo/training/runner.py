@@ -244,7 +244,12 @@ def _inputs(recipe: Recipe, split, *, training: bool, num_classes: int | None):
                 return mix_batch(*augment_batch(images, labels))
 
     y = split.y
-    if data_cfg["label_format"] == "one_hot" and y.ndim == 1 and num_classes:
+    # Mixing ops one-hot the training labels themselves (and the model is then
+    # compiled for one-hot labels), so evaluation labels must be one-hot too.
+    mixing = aug["placement"] == "pipeline" and _has_mixing(recipe)
+    one_hot = data_cfg["label_format"] == "one_hot" or mixing
+    mixed_here = training and mixing  # batch_mix_fn one-hots these itself
+    if one_hot and not mixed_here and y.ndim == 1 and num_classes:
         y = np.eye(num_classes, dtype="float32")[y]
     return data.make_input(
         split.x,
