@@ -81,6 +81,9 @@ def _info(args) -> None:
     print("  configuration:")
     for key, value in sorted(info.config.items()):
         print(f"    {key} = {value!r}")
+    if not args.no_summary:
+        model = registry.create_model(args.name, compile=False)
+        model.summary(line_length=100)
 
 
 def _datasets(args) -> None:
@@ -166,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="describe one model")
     info.add_argument("name")
     info.add_argument("--json", action="store_true", help="print JSON")
+    info.add_argument(
+        "--no-summary", action="store_true", help="skip building the Keras summary"
+    )
     info.set_defaults(run=_info)
 
     data = commands.add_parser("datasets", help="list the built-in datasets")

@@ -50,6 +50,9 @@ def test_list_info_datasets():
     info = json.loads(_ok(annzoo("info", "mnist_convnet", "--json")))
     assert info["reference"]["params"] == 34_826 and info["family"] == "cnn"
     assert "digits" in _ok(annzoo("datasets"))
+    described = _ok(annzoo("info", "lenet5"))
+    assert "LeCun et al. 1998" in described  # the reference source
+    assert "Total params: 61,706" in described  # the Keras model summary
     _error(annzoo("info", "resnet2O"), "`name`", "resnet2O")
     _error(annzoo("list", "nomatch*"), "`pattern`")
 
