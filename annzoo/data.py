@@ -666,9 +666,12 @@ def image_folder(
 def _parse_label_column(values: list[str]) -> np.ndarray:
     try:
         as_int = [int(v) for v in values]
-        return np.asarray(as_int, dtype=np.int32)
     except ValueError:
         pass
+    else:
+        # Class ids fit int32; larger integers (ids, counts) stay exact as int64.
+        fits = all(-(2**31) <= v < 2**31 for v in as_int)
+        return np.asarray(as_int, dtype=np.int32 if fits else np.int64)
     try:
         return np.asarray([float(v) for v in values], dtype=np.float32)
     except ValueError:
