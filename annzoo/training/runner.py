@@ -392,7 +392,6 @@ def train(
     else:
         model = _build(recipe, model_args)
         initial_epoch = 0
-        progress = None
 
     run_dir.mkdir(parents=True, exist_ok=True)
     aio.clean_temporaries(run_dir)
