@@ -359,6 +359,11 @@ def _mixing_items(items):
     return [item["name"] for item in items if item["name"] in MIXING_OPS]
 
 
+def mixing_ops(spec: Spec) -> list[str]:
+    """Names of the ops in ``spec`` that mix labels too (mixup, cutmix)."""
+    return _mixing_items(resolve(spec))
+
+
 def in_model(
     model: keras.Model, spec: Spec, *, seed: int | None = None, name: str | None = None
 ) -> keras.Model:

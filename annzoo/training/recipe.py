@@ -277,8 +277,7 @@ class Recipe:
             )
 
         check_choice("augment.placement", self.augment["placement"], PLACEMENTS)
-        ops = augment.resolve(self.augment["ops"])
-        mixing = [op["name"] for op in ops if op["name"] in augment.MIXING_OPS]
+        mixing = augment.mixing_ops(self.augment["ops"])
         if mixing and self.augment["placement"] == "model":
             raise AnnzooError(
                 f"`augment.placement` must be 'pipeline' for {mixing[0]!r}, which "

@@ -246,7 +246,7 @@ def _inputs(recipe: Recipe, split, *, training: bool, num_classes: int | None):
     y = split.y
     # Mixing ops one-hot the training labels themselves (and the model is then
     # compiled for one-hot labels), so evaluation labels must be one-hot too.
-    mixing = aug["placement"] == "pipeline" and _has_mixing(recipe)
+    mixing = _mixes_labels(recipe)
     one_hot = data_cfg["label_format"] == "one_hot" or mixing
     mixed_here = training and mixing  # batch_mix_fn one-hots these itself
     if one_hot and not mixed_here and y.ndim == 1 and num_classes:
@@ -281,7 +281,7 @@ def _build(recipe: Recipe, model_args: dict):
         comp["optimizer"], comp["learning_rate"], **optimizer_args
     )
     task = model_args.get("task", "multiclass")
-    mixing = bool(recipe.augment["placement"] == "pipeline" and _has_mixing(recipe))
+    mixing = _mixes_labels(recipe)
     tasks.compile_model(
         model,
         task=task,
@@ -293,13 +293,11 @@ def _build(recipe: Recipe, model_args: dict):
     return model
 
 
-def _has_mixing(recipe: Recipe) -> bool:
+def _mixes_labels(recipe: Recipe) -> bool:
+    """Whether training mixes labels (mixup/cutmix; validated to be in the pipeline)."""
     from annzoo import augment
 
-    return any(
-        op["name"] in augment.MIXING_OPS
-        for op in augment.resolve(recipe.augment["ops"])
-    )
+    return bool(augment.mixing_ops(recipe.augment["ops"]))
 
 
 def _summary_text(model) -> str:
