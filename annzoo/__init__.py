@@ -12,7 +12,8 @@ on the TensorFlow, JAX and PyTorch backends; only the data pipelines import
 TensorFlow, and only when used.
 """
 
-from annzoo import augment, data, datasets
+from annzoo import augment, data, datasets, metrics, text
+from annzoo.decode import Decoded, decode
 from annzoo.errors import AnnzooError, CheckpointError, UnknownNameError
 from annzoo.models import build_cnn, build_mlp, build_rnn, build_transformer
 from annzoo.registry import (
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AnnzooError",
     "CheckpointError",
+    "Decoded",
     "ModelInfo",
     "Reference",
     "UnknownNameError",
@@ -43,7 +45,10 @@ __all__ = [
     "create_model",
     "data",
     "datasets",
+    "decode",
     "list_families",
     "list_models",
+    "metrics",
     "model_info",
+    "text",
 ]

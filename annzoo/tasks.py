@@ -9,6 +9,11 @@
     (``label_format="one_hot"``).
 ``regression``
     Linear outputs; mean squared error, with mean absolute error reported.
+``sequence``
+    A softmax over a token vocabulary at every output step (sequence to
+    sequence, captioning); labels are token ids padded with 0 (see
+    :mod:`annzoo.text`), and padded steps count in neither the loss
+    (cross-entropy with ``ignore_class=0``) nor the ``token_accuracy`` metric.
 """
 
 from __future__ import annotations
@@ -29,10 +34,15 @@ __all__ = [
     "output_activation",
 ]
 
-TASKS = ("binary", "multiclass", "regression")
+TASKS = ("binary", "multiclass", "regression", "sequence")
 LABEL_FORMATS = ("sparse", "one_hot")
 
-_ACTIVATIONS = {"binary": "sigmoid", "multiclass": "softmax", "regression": "linear"}
+_ACTIVATIONS = {
+    "binary": "sigmoid",
+    "multiclass": "softmax",
+    "regression": "linear",
+    "sequence": "softmax",
+}
 
 # name -> (Keras class name, fixed keyword arguments). Learning rates default to
 # Keras' own defaults for each optimizer.
@@ -130,6 +140,19 @@ def _loss_and_metrics(task: str, label_format: str, from_logits: bool):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), [
             keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         ]
+    if task == "sequence":
+        from annzoo.metrics import TokenAccuracy
+        from annzoo.text import PAD_ID
+
+        if label_format != "sparse":
+            raise AnnzooError(
+                "`label_format` must be 'sparse' (token ids) for task='sequence'. "
+                f"Received: label_format={label_format!r}"
+            )
+        loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=from_logits, ignore_class=PAD_ID
+        )
+        return loss, [TokenAccuracy(ignore_class=PAD_ID)]
     return keras.losses.MeanSquaredError(), [
         keras.metrics.MeanAbsoluteError(name="mae")
     ]

@@ -24,6 +24,7 @@ from annzoo.errors import AnnzooError, UnknownNameError
 __all__ = [
     "ArrayDataset",
     "TASKS",
+    "STRUCTURES",
     "Loader",
     "register_dataset",
     "register_dataset_prefix",
@@ -32,7 +33,11 @@ __all__ = [
     "load",
 ]
 
-TASKS: tuple[str, ...] = ("multiclass", "binary", "regression")
+TASKS: tuple[str, ...] = ("multiclass", "binary", "regression", "sequence")
+# What one row of ``y`` holds: one label ("sample"), one tag per input token
+# ("tagging", padded with -1), or a target token sequence ("sequence", ending in
+# "<end>" and padded with 0; see annzoo.text).
+STRUCTURES: tuple[str, ...] = ("sample", "tagging", "sequence")
 
 # ``loader(name, split, seed, **options)``: ``name`` is the full requested name
 # (with its prefix for prefix loaders); ``split`` and ``seed`` are already
@@ -58,6 +63,14 @@ class ArrayDataset:
         seed: The seed that drew the split.
         indices: Row of each sample in the source dataset, so splits drawn
             with the same seed can be checked to be disjoint.
+        structure: What a row of ``y`` holds: ``"sample"`` (one label or
+            target per sample), ``"tagging"`` (one tag id per token of ``x``,
+            padded with -1; ``class_names`` are the tags) or ``"sequence"``
+            (target token ids ending in ``"<end>"``, padded with 0; task
+            ``"sequence"``).
+        vocabulary: The `annzoo.text.Vocabulary` of token inputs ``x``, else
+            ``None``.
+        target_vocabulary: The vocabulary of ``y`` for ``"sequence"`` data.
     """
 
     x: np.ndarray
@@ -70,9 +83,13 @@ class ArrayDataset:
     feature_names: tuple[str, ...] | None
     seed: int
     indices: np.ndarray
+    structure: str = "sample"
+    vocabulary: Any = None
+    target_vocabulary: Any = None
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
+        check_choice("structure", self.structure, STRUCTURES)
         if not len(self.x) == len(self.y) == len(self.indices):
             raise AnnzooError(
                 "`x`, `y` and `indices` must have the same length. Received: "
@@ -90,6 +107,8 @@ class ArrayDataset:
         """Units of a model's output layer: the classes, or 1 (binary, regression)."""
         if self.task == "multiclass":
             return int(self.num_classes)
+        if self.task == "sequence":
+            return len(self.target_vocabulary)
         return 1
 
     def __len__(self) -> int:

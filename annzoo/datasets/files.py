@@ -68,7 +68,7 @@ import numpy as np
 
 from annzoo._checks import check_choice, is_int
 from annzoo.datasets import _split
-from annzoo.datasets._base import TASKS, ArrayDataset, register_dataset_prefix
+from annzoo.datasets._base import ArrayDataset, register_dataset_prefix
 from annzoo.errors import AnnzooError
 
 __all__ = [
@@ -83,7 +83,7 @@ CSV_PREFIX = "csv:"
 IMAGES_PREFIX = "images:"
 # task="auto": integer labels with at most this many distinct values are classes.
 MAX_AUTO_CLASSES = 50
-CSV_TASKS: tuple[str, ...] = ("auto", *TASKS)
+CSV_TASKS: tuple[str, ...] = ("auto", "multiclass", "binary", "regression")
 COLOR_MODES: tuple[str, ...] = ("rgb", "grayscale")
 IMAGE_EXTENSIONS: tuple[str, ...] = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 # Parsed files kept per process (the least recently used is dropped first).
