@@ -1,4 +1,11 @@
-"""Every PNG annzoo draws. matplotlib is imported lazily, with the Agg backend."""
+"""Every PNG annzoo draws. matplotlib is imported lazily, with the Agg backend.
+
+Training curves and confusion matrices (the runner draws them for every run),
+and attention maps: a token-by-token heatmap for sequence-to-sequence models
+(`plot_attention`) and per-word overlays on the image for captioners
+(`plot_attention_overlay`). Every file goes through `annzoo.training.io`, so it
+is written atomically.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,17 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from annzoo.errors import AnnzooError
 from annzoo.training.io import write_bytes
 
-__all__ = ["plot_confusion_matrix", "plot_curves"]
+__all__ = [
+    "plot_attention",
+    "plot_attention_overlay",
+    "plot_confusion_matrix",
+    "plot_curves",
+]
 
 
 def _pyplot():
@@ -99,8 +114,6 @@ def plot_confusion_matrix(
     Cells show counts; colours show each row's share, so rare classes read
     as clearly as frequent ones.
     """
-    import numpy as np
-
     plt = _pyplot()
     matrix = np.asarray(matrix)
     n = matrix.shape[0]
@@ -130,4 +143,231 @@ def plot_confusion_matrix(
                 )
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"{title + ': ' if title else ''}accuracy {accuracy:.3f}")
+    return _save(fig, path)
+
+
+def _weights_matrix(name: str, weights) -> np.ndarray:
+    """``weights`` as a finite, non-empty 2-D float array, else an AnnzooError."""
+    try:
+        array = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise AnnzooError(
+            f"`{name}` must be a 2-D array of numbers. Received: {type(weights)!r}"
+        ) from error
+    if array.ndim != 2 or 0 in array.shape:
+        raise AnnzooError(
+            f"`{name}` must be a non-empty 2-D array. Received: "
+            f"{name}.shape={array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise AnnzooError(f"`{name}` must be finite; it holds NaN or infinity.")
+    return array
+
+
+def _token_label(token) -> str:
+    # Character-level models attend over spaces; make them visible.
+    text = str(token)
+    return "\u2423" if text == " " else text.replace("\n", "\\n")
+
+
+def plot_attention(
+    weights,
+    path: str | os.PathLike,
+    *,
+    source_tokens: Sequence[str],
+    target_tokens: Sequence[str],
+    title: str | None = None,
+) -> Path:
+    """Plots the attention of a sequence-to-sequence model as a heatmap.
+
+    Row ``i`` shows how the output token ``target_tokens[i]`` attended over the
+    input tokens (the columns); with softmax attention every row sums to 1.
+
+    Args:
+        weights: Array-like ``(target_steps, source_steps)``, e.g. one sample of
+            the attention scores a decoder returns; slice away padded steps
+            first (``weights[:len(target_tokens), :len(source_tokens)]``).
+        path: Where the PNG goes (written atomically).
+        source_tokens: The input tokens, one per column (a string counts as
+            its characters; a space is drawn as ``"\u2423"``).
+        target_tokens: The output tokens, one per row.
+        title: Figure title.
+
+    Returns:
+        ``path``, as a `pathlib.Path`.
+
+    Raises:
+        AnnzooError: If ``weights`` is not a finite 2-D array whose shape is
+            ``(len(target_tokens), len(source_tokens))``.
+
+    Example:
+
+    >>> weights = np.eye(10)  # a translator that copies its input
+    >>> plot_attention(weights, "attention.png",
+    ...                source_tokens="2021-03-04", target_tokens="2021-03-04")
+    PosixPath('attention.png')
+    """
+    matrix = _weights_matrix("weights", weights)
+    source = [_token_label(t) for t in source_tokens]
+    target = [_token_label(t) for t in target_tokens]
+    expected = (len(target), len(source))
+    if matrix.shape != expected:
+        raise AnnzooError(
+            "`weights` must have shape (len(target_tokens), len(source_tokens)) = "
+            f"{expected}. Received: weights.shape={matrix.shape}"
+        )
+    plt = _pyplot()
+    width = min(max(4.0, 0.32 * len(source) + 2.0), 30.0)
+    height = min(max(3.0, 0.32 * len(target) + 1.5), 30.0)
+    fig, ax = plt.subplots(figsize=(width, height))
+    image = ax.imshow(
+        matrix, cmap="viridis", vmin=0.0, vmax=max(matrix.max(), 1e-12), aspect="auto"
+    )
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
+    ax.set_xticks(range(len(source)), source, rotation=90 if len(source) > 12 else 0)
+    ax.set_yticks(range(len(target)), target)
+    ax.set_xlabel("input token")
+    ax.set_ylabel("output token")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def _grid_of(regions: int, grid) -> tuple[int, int]:
+    if grid is None:
+        side = int(round(regions**0.5))
+        if side * side != regions:
+            raise AnnzooError(
+                f"`grid` is needed: weights has {regions} regions per word, which "
+                "is not a square number. Pass grid=(rows, columns) of the "
+                "encoder's feature map. Received: grid=None"
+            )
+        return side, side
+    if (
+        not isinstance(grid, Sequence)
+        or len(grid) != 2
+        or not all(isinstance(g, int | np.integer) and g > 0 for g in grid)
+    ):
+        raise AnnzooError(
+            f"`grid` must be a pair of positive integers (rows, columns). "
+            f"Received: grid={grid!r}"
+        )
+    rows, cols = int(grid[0]), int(grid[1])
+    if rows * cols != regions:
+        raise AnnzooError(
+            f"`grid` must have rows * columns = {regions}, the regions per word in "
+            f"`weights`. Received: grid={grid!r}"
+        )
+    return rows, cols
+
+
+def _upsample_nearest(maps: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of ``(n, rows, cols)`` maps to ``(n, height, width)``.
+
+    Output pixel ``(i, j)`` takes cell ``(i * rows // height, j * cols // width)``:
+    the cell whose span of the image contains the pixel's top-left corner. When
+    the sizes divide, every cell becomes a ``height/rows x width/cols`` block.
+    """
+    rows, cols = maps.shape[1:]
+    row_of = np.arange(height) * rows // height
+    col_of = np.arange(width) * cols // width
+    return maps[:, row_of[:, None], col_of[None, :]]
+
+
+def plot_attention_overlay(
+    image,
+    weights,
+    path: str | os.PathLike,
+    *,
+    words: Sequence[str],
+    grid: tuple[int, int] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plots where a captioner looked for each word: one panel per word.
+
+    Each panel shows ``image`` with that word's attention over the encoder's
+    feature grid, resized to the image (nearest neighbour: one flat block per
+    grid cell) and drawn semi-transparently on top, more opaque where the
+    weight is higher; the panel's title is the word. Each map is scaled by its
+    own maximum, so a panel shows where the word looked, not how sharply
+    compared to the other words.
+
+    Args:
+        image: Array-like ``(height, width, channels)`` with 1 or 3 channels,
+            floats in [0, 1] (channels-last, as the captioner's input).
+        weights: Array-like ``(num_words, regions)``: for each generated word,
+            its attention over the ``rows * columns`` regions of the feature
+            grid, in row-major order (as a flattened ``(rows, columns)`` map).
+        path: Where the PNG goes (written atomically).
+        words: The generated words, one per row of ``weights`` (a string is
+            split on whitespace).
+        grid: ``(rows, columns)`` of the feature grid; by default the square
+            root of ``regions``, which must then be a square number.
+        title: Figure title.
+
+    Returns:
+        ``path``, as a `pathlib.Path`.
+
+    Raises:
+        AnnzooError: If ``image`` is not ``(height, width, 1 or 3)`` in [0, 1],
+            ``weights`` is not finite with ``len(words)`` rows, or ``grid`` does
+            not match the number of regions.
+
+    Example:
+
+    >>> image = np.zeros((32, 32, 3))
+    >>> weights = np.full((2, 16), 1 / 16)  # two words over a 4x4 grid
+    >>> plot_attention_overlay(image, weights, "overlay.png", words=["a", "cat"])
+    PosixPath('overlay.png')
+    """
+    try:
+        pixels = np.asarray(image, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise AnnzooError(
+            f"`image` must be an array (height, width, channels). "
+            f"Received: {type(image)!r}"
+        ) from error
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3) or 0 in pixels.shape:
+        raise AnnzooError(
+            "`image` must have shape (height, width, channels) with 1 or 3 "
+            f"channels. Received: image.shape={pixels.shape}"
+        )
+    if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 1:
+        raise AnnzooError(
+            "`image` must hold values in [0, 1]. Received: values in "
+            f"[{np.nanmin(pixels):.4g}, {np.nanmax(pixels):.4g}]"
+        )
+    matrix = _weights_matrix("weights", weights)
+    labels = words.split() if isinstance(words, str) else [str(w) for w in words]
+    if matrix.shape[0] != len(labels):
+        raise AnnzooError(
+            f"`weights` must have one row per word: {len(labels)} rows for "
+            f"{len(labels)} `words`. Received: weights.shape={matrix.shape}"
+        )
+    rows, cols = _grid_of(matrix.shape[1], grid)
+    height, width = pixels.shape[:2]
+    maps = _upsample_nearest(matrix.reshape(-1, rows, cols), height, width)
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    maps = maps / np.where(peaks > 0, peaks, 1.0)
+
+    plt = _pyplot()
+    per_row = min(len(labels), 5)
+    num_rows = -(-len(labels) // per_row)
+    fig, axes = plt.subplots(
+        num_rows, per_row, figsize=(2.4 * per_row, 2.6 * num_rows), squeeze=False
+    )
+    shown = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+    # Colour and opacity both follow the weight: unattended regions leave the
+    # image as it is, the most attended one is covered at 70%.
+    overlay = plt.get_cmap("jet")(maps)
+    overlay[..., 3] = 0.7 * maps
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= len(labels):
+            continue
+        ax.imshow(shown, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.imshow(overlay[k], interpolation="nearest")
+        ax.set_title(labels[k])
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)

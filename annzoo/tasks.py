@@ -125,6 +125,13 @@ def check_compile_options(options: dict[str, Any]) -> None:
         )
 
 
+def _crf_layer(model: keras.Model):
+    from annzoo.layers.crf import CRF
+
+    found = [layer for layer in model.layers if isinstance(layer, CRF)]
+    return found[0] if len(found) == 1 else None
+
+
 def _loss_and_metrics(task: str, label_format: str, from_logits: bool):
     if task == "binary":
         return keras.losses.BinaryCrossentropy(from_logits=from_logits), [
@@ -179,7 +186,9 @@ def compile_model(
         task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
         optimizer: an optimizer name (see :data:`OPTIMIZERS`) or instance.
         learning_rate: overrides the optimizer's default learning rate.
-        loss: ``"auto"`` picks the task's loss; anything else goes to Keras.
+        loss: ``"auto"`` picks the task's loss (the CRF likelihood for a model
+            ending in an :class:`annzoo.layers.CRF`); anything else goes to
+            Keras.
         metrics: ``"auto"`` picks the task's metrics (accuracy, or MAE for
             regression); anything else goes to Keras.
         label_format: for ``"multiclass"``: ``"sparse"`` integer labels or
@@ -207,6 +216,13 @@ def compile_model(
         )
     )
     auto_loss, auto_metrics = _loss_and_metrics(task, label_format, from_logits)
+    crf = _crf_layer(model)
+    if crf is not None:
+        # A CRF tagger outputs emission scores: its loss is the CRF's negative
+        # log-likelihood, and per-step accuracy of emissions means nothing.
+        from annzoo.layers.crf import CRFLoss
+
+        auto_loss, auto_metrics = CRFLoss(crf), []
     model.compile(
         optimizer=get_optimizer(optimizer, learning_rate),
         loss=auto_loss if isinstance(loss, str) and loss == "auto" else loss,

@@ -65,7 +65,15 @@ def _run_python(code: str) -> str:
 
 
 def test_list_datasets_is_sorted_and_complete():
-    assert datasets.list_datasets() == ["breast_cancer", "diabetes", "digits"]
+    assert datasets.list_datasets() == [
+        "breast_cancer",
+        "dates",
+        "diabetes",
+        "digits",
+        "ner",
+        "shapes_captions",
+        "surnames",
+    ]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -57,7 +57,7 @@ def test_bad_vocabularies_are_refused():
     with pytest.raises(AnnzooError, match="max_size"):
         Vocabulary.build(["ab"], specials=INPUT_SPECIALS, max_size=2)
     with pytest.raises(AnnzooError, match="<start>"):
-        Vocabulary.build(["ab"]).start_id
+        _ = Vocabulary.build(["ab"]).start_id
 
 
 def test_tokenize_words():

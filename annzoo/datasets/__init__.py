@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from annzoo.datasets import embedded as _embedded  # noqa: F401  (registers)
 from annzoo.datasets import files as _files  # noqa: F401  (registers "csv:", "images:")
+from annzoo.datasets import shapes as _shapes  # noqa: F401  (registers "shapes_captions")
+from annzoo.datasets import text as _text  # noqa: F401  (registers "surnames", "dates", "ner")
 from annzoo.datasets import tfds as _tfds  # noqa: F401  (registers "tfds:")
 from annzoo.datasets._base import (
     TASKS,

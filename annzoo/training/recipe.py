@@ -53,6 +53,9 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "limit": None,  # use only the first N samples of each split (smoke runs)
         "pipeline": "auto",  # "auto", "tf.data" or "numpy"
         "label_format": "sparse",  # "sparse" integer labels or "one_hot"
+        # Raw-text datasets: words kept (by frequency in the train split) and
+        # tokens per sample after padding or truncation.
+        "text": {"max_tokens": 20000, "sequence_length": 200},
     },
     "augment": {
         "ops": [],  # an annzoo.augment spec: preset name or list of ops
@@ -271,6 +274,9 @@ class Recipe:
             check_positive_int("data.limit", data["limit"])
         check_choice("data.pipeline", data["pipeline"], PIPELINES)
         check_choice("data.label_format", data["label_format"], tasks.LABEL_FORMATS)
+        _check_options("data.text", data["text"], {"max_tokens", "sequence_length"})
+        for key, value in (data["text"] or {}).items():
+            check_positive_int(f"data.text.{key}", value)
         if not isinstance(data["options"], Mapping):
             raise AnnzooError(
                 f"`data.options` must be a mapping. Received: {data['options']!r}"

@@ -7,7 +7,9 @@
 ``best.keras``     the model at the best epoch of the monitored quantity
 ``final.keras``    the model at the last epoch trained
 ``curves.png``     loss and metric curves, train and validation
-``confusion.png``  confusion matrix on the test split (classifiers)
+``confusion.png``  confusion matrix on the test split (classifiers, taggers)
+``attention.png``  attention of the first test example (attention decoders)
+``vocabulary.json`` the token lists of token, tagging and sequence datasets
 ``summary.txt``    the model summary with parameter counts
 ``results.json``   test metrics, best epoch, wall time, seed, versions
 ``tensorboard/``   TensorBoard logs
@@ -32,6 +34,7 @@ import numpy as np
 from annzoo import datasets, registry
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.training import io as aio
+from annzoo.training import sequences
 from annzoo.training.recipe import Recipe, load_recipe
 
 __all__ = ["RunResult", "train", "main", "resolve_run_dir", "evaluate_run"]
@@ -214,18 +217,25 @@ def check_labels(y: np.ndarray, *, task: str, num_outputs: int, where: str) -> N
 
 
 def _model_arguments(recipe: Recipe, train: datasets.ArrayDataset) -> dict:
-    parameters = registry.builder_parameters(recipe.model["name"])
-    args: dict[str, Any] = {"input_shape": list(train.input_shape)}
-    for width in ("num_classes", "num_outputs"):
-        if width in parameters:
-            args[width] = train.num_outputs
-    if "task" in parameters:
-        args["task"] = train.task
+    parameters = set(registry.builder_parameters(recipe.model["name"]))
+    args = sequences.model_arguments(parameters, train)
     args.update({k: v for k, v in recipe.model.items() if k != "name"})
     return args
 
 
-def _inputs(recipe: Recipe, split, *, training: bool, num_classes: int | None):
+def _check_splits(splits: dict, task: str, num_outputs: int, dataset: str) -> None:
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise AnnzooError(f"`data.dataset` {dataset!r} has an empty {name} split.")
+        if split.structure != "sample":
+            sequences.check_targets(
+                split, num_outputs=num_outputs, where=f"{name} split"
+            )
+            continue
+        check_labels(split.y, task=task, num_outputs=num_outputs, where=f"{name} split")
+
+
+def _inputs(recipe: Recipe, split, model, *, training: bool, num_classes: int | None):
     from annzoo import augment, data
 
     data_cfg, aug = recipe.data, recipe.augment
@@ -243,7 +253,7 @@ def _inputs(recipe: Recipe, split, *, training: bool, num_classes: int | None):
             def batch_map_fn(images, labels):
                 return mix_batch(*augment_batch(images, labels))
 
-    y = split.y
+    x, y = sequences.model_inputs(split, model)
     # Mixing ops one-hot the training labels themselves (and the model is then
     # compiled for one-hot labels), so evaluation labels must be one-hot too.
     mixing = _mixes_labels(recipe)
@@ -252,7 +262,7 @@ def _inputs(recipe: Recipe, split, *, training: bool, num_classes: int | None):
     if one_hot and not mixed_here and y.ndim == 1 and num_classes:
         y = np.eye(num_classes, dtype="float32")[y]
     return data.make_input(
-        split.x,
+        x,
         y,
         batch_size=data_cfg["batch_size"],
         shuffle=training and data_cfg["shuffle"],
@@ -359,20 +369,15 @@ def train(
     recipe.validate()
     started = time.perf_counter()
     seed = recipe.fit["seed"]
-    splits = _load_splits(recipe)
+    splits = sequences.prepare_text(_load_splits(recipe), recipe.data["text"])
     train_split = splits["train"]
     model_args = _model_arguments(recipe, train_split)
-    for name, split in splits.items():
-        if len(split) == 0:
-            raise AnnzooError(
-                f"`data.dataset` {recipe.data['dataset']!r} has an empty {name} split."
-            )
-        check_labels(
-            split.y,
-            task=model_args.get("task", "multiclass"),
-            num_outputs=train_split.num_outputs,
-            where=f"{name} split",
-        )
+    _check_splits(
+        splits,
+        model_args.get("task", "multiclass"),
+        train_split.num_outputs,
+        recipe.data["dataset"],
+    )
     resolved = Recipe.from_dict(
         {**recipe.to_dict(), "model": {"name": recipe.model["name"], **model_args}}
     )
@@ -396,10 +401,15 @@ def train(
     if not progress:
         aio.write_json(run_dir / "recipe.json", resolved_dict)
         aio.write_text(run_dir / "summary.txt", _summary_text(model))
+        vocabularies = sequences.vocabularies(train_split)
+        if vocabularies:
+            aio.write_json(run_dir / "vocabulary.json", vocabularies)
     num_classes = train_split.num_classes if train_split.task == "multiclass" else None
-    train_input = _inputs(recipe, train_split, training=True, num_classes=num_classes)
+    train_input = _inputs(
+        recipe, train_split, model, training=True, num_classes=num_classes
+    )
     val_input = _inputs(
-        recipe, splits["validation"], training=False, num_classes=num_classes
+        recipe, splits["validation"], model, training=False, num_classes=num_classes
     )
     if verbose:
         sizes = " / ".join(f"{len(d)} {s}" for s, d in splits.items())
@@ -460,7 +470,7 @@ def train(
         # The best checkpoint is the source of truth for restoring best weights.
         model.load_weights(best_path)
     test_input = _inputs(
-        recipe, splits["test"], training=False, num_classes=num_classes
+        recipe, splits["test"], model, training=False, num_classes=num_classes
     )
     test_metrics = model.evaluate(test_input, verbose=0, return_dict=True)
     test_metrics = {k: float(v) for k, v in test_metrics.items()}
@@ -483,7 +493,12 @@ def train(
         "params": model.count_params(),
         "versions": _versions(),
     }
-    if train_split.task in ("multiclass", "binary"):
+    if train_split.structure != "sample":
+        title = f"{recipe.name}: {recipe.model['name']}"
+        extra = sequences.report(model, splits["test"], run_dir, title=title)
+        test_metrics.update(extra.pop("test"))
+        results.update(extra)
+    elif train_split.task in ("multiclass", "binary"):
         probabilities = model.predict(test_input, verbose=0)
         predicted = (
             np.argmax(probabilities, axis=-1)
@@ -525,7 +540,7 @@ def evaluate_run(
     recipe = load_recipe(_existing(run_dir / "recipe.json", "RUN_DIR"))
     model_path = _existing(run_dir / f"{which}.keras", "RUN_DIR")
     datasets._base._resolve(recipe.data["dataset"], argument="data.dataset")
-    splits = _load_splits(recipe)
+    splits = sequences.prepare_text(_load_splits(recipe), recipe.data["text"])
     if split not in splits:
         from annzoo._checks import check_choice
 
@@ -534,7 +549,9 @@ def evaluate_run(
     num_classes = (
         splits["train"].num_classes if splits["train"].task == "multiclass" else None
     )
-    inputs = _inputs(recipe, splits[split], training=False, num_classes=num_classes)
+    inputs = _inputs(
+        recipe, splits[split], model, training=False, num_classes=num_classes
+    )
     return {
         k: float(v)
         for k, v in model.evaluate(inputs, verbose=0, return_dict=True).items()
