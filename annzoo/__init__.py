@@ -15,7 +15,14 @@ TensorFlow, and only when used.
 from annzoo import augment, data, datasets, metrics, text
 from annzoo.decode import Decoded, decode
 from annzoo.errors import AnnzooError, CheckpointError, UnknownNameError
-from annzoo.models import build_cnn, build_mlp, build_rnn, build_transformer
+from annzoo.models import (
+    build_captioner,
+    build_cnn,
+    build_mlp,
+    build_rnn,
+    build_seq2seq,
+    build_transformer,
+)
 from annzoo.registry import (
     ModelInfo,
     Reference,
@@ -36,9 +43,11 @@ __all__ = [
     "Reference",
     "UnknownNameError",
     "__version__",
+    "build_captioner",
     "build_cnn",
     "build_mlp",
     "build_rnn",
+    "build_seq2seq",
     "build_transformer",
     "augment",
     "compile_model",

@@ -27,6 +27,14 @@ REQUIRED = {
     "fashion_mnist_cnn",
     "cifar10_resnet20",
     "cifar10_vgg",
+    "surnames_char_rnn",
+    "surnames_transformer",
+    "dates_seq2seq_attention",
+    "ner_bilstm_crf",
+    "shapes_captioner",
+    "imdb_bilstm",
+    "imdb_transformer",
+    "digits_vit",
 }
 SMOKE = ["fit.epochs=2", "data.limit=48", "data.batch_size=16"]
 
@@ -55,7 +63,8 @@ def test_recipe_runs_at_smoke_size(name, tmp_path):
     saved = load_recipe(run / "recipe.json")
     assert saved.name == recipe.name and saved.fit == recipe.fit
     assert saved.model["name"] == recipe.model["name"]
-    assert "input_shape" in saved.model  # resolved from the dataset
+    # Sizes resolved from the dataset: the input shape, or the vocabulary.
+    assert {"input_shape", "vocabulary_size"} & set(saved.model)
     with open(run / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -64,11 +73,20 @@ def test_recipe_runs_at_smoke_size(name, tmp_path):
         assert (run / file).is_file(), file
     results = json.loads((run / "results.json").read_text())
     assert results["epochs_run"] == 2 and set(results["test"]) >= {"loss"}
-    classifier = saved.model.get("task", "multiclass") != "regression"
-    assert (run / "confusion.png").is_file() == classifier
-    if classifier:
+    task = saved.model.get("task", "multiclass")
+    if task == "sequence":  # decoded on the test split
+        assert 0 <= results["test"]["exact_match"] <= 1
+        assert results["examples"] and {"target", "predicted"} <= set(
+            results["examples"][0]
+        )
+        assert (run / "attention.png").is_file() == ("attention_png" in results)
+    elif "entity_f1" in results["test"]:  # a tagger: one count per real token
+        assert sum(map(sum, results["confusion_matrix"])) > 48
+        assert set(results["entities"]) <= {"PER", "ORG", "LOC", "DATE", "MISC"}
+    elif task != "regression":
         matrix = results["confusion_matrix"]
-        assert sum(map(sum, matrix)) == min(48, len(matrix) and 48)
+        assert sum(map(sum, matrix)) == 48
+    assert (run / "confusion.png").is_file() == (task not in ("regression", "sequence"))
     if keras.backend.backend() == "tensorflow":
         assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert not (run / "state").exists()  # removed once the run finished

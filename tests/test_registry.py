@@ -79,7 +79,14 @@ def test_list_models_pattern_examples():
 
 
 def test_list_families():
-    assert annzoo.list_families() == ["cnn", "mlp", "rnn", "transformer"]
+    assert annzoo.list_families() == [
+        "captioning",
+        "cnn",
+        "mlp",
+        "rnn",
+        "seq2seq",
+        "transformer",
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -170,7 +177,7 @@ def test_model_info_every_preset(name):
     assert isinstance(info, annzoo.ModelInfo)
     assert info.name == name
     assert info.family in annzoo.list_families()
-    assert info.task in ("binary", "multiclass", "regression")
+    assert info.task in ("binary", "multiclass", "regression", "sequence")
     assert isinstance(info.input_shape, tuple) and info.input_shape
     # One shape, or one per input (the translator); None is a free length.
     shapes = (

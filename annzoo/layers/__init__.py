@@ -10,6 +10,7 @@ from annzoo.layers.attention import (
 )
 from annzoo.layers.augment import Augmentation, RandomPadCrop
 from annzoo.layers.crf import CRF, CRFLoss, viterbi_decode
+from annzoo.layers.recurrent_attention import RecurrentAttention
 from annzoo.layers.shortcut import PaddedIdentity
 from annzoo.layers.transformer import (
     ClassToken,
@@ -28,6 +29,7 @@ __all__ = [
     "PatchEmbedding",
     "PositionEmbedding",
     "RandomPadCrop",
+    "RecurrentAttention",
     "TokenAndPositionEmbedding",
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",

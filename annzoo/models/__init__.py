@@ -1,8 +1,17 @@
 """Model families. Importing this package registers every family and preset."""
 
+from annzoo.models.captioner import build_captioner
 from annzoo.models.cnn import build_cnn
 from annzoo.models.mlp import build_mlp
 from annzoo.models.rnn import build_rnn
+from annzoo.models.seq2seq import build_seq2seq
 from annzoo.models.transformer import build_transformer
 
-__all__ = ["build_cnn", "build_mlp", "build_rnn", "build_transformer"]
+__all__ = [
+    "build_captioner",
+    "build_cnn",
+    "build_mlp",
+    "build_rnn",
+    "build_seq2seq",
+    "build_transformer",
+]
