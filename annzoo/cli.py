@@ -6,6 +6,7 @@
     annzoo train RECIPE [options]         run a recipe (name, .py, .json or .yaml)
     annzoo evaluate RUN_DIR [--split S]   evaluate a run's best model again
     annzoo predict RUN_DIR INPUT...       predictions for .npy/.npz/.csv/images
+    annzoo predict RUN_DIR --text TEXT    translate, tag or classify raw text
     annzoo export RUN_DIR --format F      keras, savedmodel or onnx
 
 Errors print one sentence and exit with status 2; ``--debug`` shows the
@@ -136,11 +137,27 @@ def _evaluate(args) -> None:
 
 
 def _predict(args) -> None:
-    from annzoo.predict import predict_files
+    from annzoo.predict import predict_files, predict_texts
 
-    written = predict_files(
-        args.run_dir, args.inputs, output=args.output, which=args.which
-    )
+    if bool(args.inputs) == bool(args.text):
+        raise AnnzooError(
+            "`annzoo predict` takes input files or --text, not both nor neither. "
+            f"Received: {len(args.inputs)} files and {len(args.text or [])} texts."
+        )
+    if args.text:
+        written, predictions = predict_texts(
+            args.run_dir,
+            args.text,
+            output=args.output,
+            which=args.which,
+            beam_width=args.beam_width,
+        )
+        for text, prediction in zip(args.text, predictions, strict=True):
+            print(f"{text}\t{prediction}")
+    else:
+        written = predict_files(
+            args.run_dir, args.inputs, output=args.output, which=args.which
+        )
     print(f"predictions: {written}")
 
 
@@ -194,7 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict with a run's model")
     predict.add_argument("run_dir")
-    predict.add_argument("inputs", nargs="+", help=".npy, .npz, .csv or image files")
+    predict.add_argument("inputs", nargs="*", help=".npy, .npz, .csv or image files")
+    predict.add_argument(
+        "--text",
+        action="append",
+        help="raw text for a run trained on token data (repeatable)",
+    )
+    predict.add_argument(
+        "--beam-width", type=int, default=1, help="beam search width (seq2seq)"
+    )
     predict.add_argument("--output", help="CSV to write (default RUN_DIR/predictions/)")
     predict.add_argument("--which", default="best", choices=("best", "final"))
     predict.set_defaults(run=_predict)

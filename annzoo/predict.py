@@ -1,9 +1,11 @@
-"""Predictions from a run directory's model for files a user has at hand.
+"""Predictions from a run directory's model for inputs a user has at hand.
 
-Inputs: ``.npy`` (an array of samples), ``.npz`` (its ``x`` array, or its only
-array), ``.csv`` (numeric columns, a header row; a column named like the
-recipe's label column is ignored) and images (``.png``, ``.jpg``, ``.jpeg``,
-``.bmp``, ``.gif``), resized to the model's input and scaled to [0, 1].
+`predict_files` reads ``.npy`` (an array of samples), ``.npz`` (its ``x``
+array, or its only array), ``.csv`` (numeric columns, a header row; a column
+named like the recipe's label column is ignored) and images (``.png``,
+``.jpg``, ``.jpeg``, ``.bmp``, ``.gif``), resized to the model's input and
+scaled to [0, 1]. `predict_texts` takes raw text for runs trained on token
+data (classifiers, taggers, translators).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from annzoo.errors import AnnzooError
 from annzoo.training import io as aio
 
-__all__ = ["load_inputs", "predict_files"]
+__all__ = ["load_inputs", "predict_files", "predict_texts"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -177,3 +179,99 @@ def predict_files(
     with aio.atomic_path(output.with_suffix(".npy")) as tmp:
         np.save(tmp, outputs)
     return output
+
+
+# --------------------------------------------------------------------------
+# Text: token classifiers, taggers and sequence-to-sequence models
+
+
+def _tokens(text: str, tokenizer: str) -> list[str]:
+    from annzoo.text import tokenize_words
+
+    if tokenizer == "characters":
+        return list(text)
+    if tokenizer == "lowercase_words":
+        return tokenize_words(text)
+    return text.split()
+
+
+def predict_texts(
+    run_dir: str | os.PathLike,
+    texts: Sequence[str],
+    *,
+    which: str = "best",
+    beam_width: int = 1,
+    output: str | os.PathLike | None = None,
+) -> tuple[Path, list[str]]:
+    """Predicts raw ``texts`` with a run trained on token data.
+
+    The run's ``vocabulary.json`` says how text becomes tokens (characters,
+    words as written, or lower-cased words without punctuation). A
+    sequence-to-sequence run decodes each text (``beam_width`` 1 is greedy); a
+    tagger returns ``word/TAG`` pairs; a classifier returns the class name.
+
+    Returns:
+        The CSV written (``source``, ``prediction``; default
+        ``RUN_DIR/predictions/texts.csv``) and the predictions.
+    """
+    import json
+
+    import keras
+
+    from annzoo.text import Vocabulary
+
+    run_dir = Path(run_dir)
+    path = run_dir / "vocabulary.json"
+    if not path.is_file():
+        raise AnnzooError(
+            "`run_dir` must be a run trained on token data (it has a "
+            f"vocabulary.json). Received: {str(run_dir)!r}, which has none."
+        )
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise AnnzooError(f"`texts` must be non-empty strings. Received: {texts!r:.80}")
+    saved = json.loads(path.read_text())
+    model = keras.saving.load_model(_model_path(run_dir, which))
+    inputs = Vocabulary(saved["inputs"])
+    tokenized = [_tokens(t, saved.get("tokenizer", "words")) for t in texts]
+    source = next(t for t in model.inputs if t.name != "decoder_tokens")
+    length = source.shape[1] or max(len(t) for t in tokenized)
+    x = inputs.encode_batch(tokenized, length=length)
+    if "targets" in saved:
+        from annzoo.decode import decode
+
+        targets = Vocabulary(saved["targets"])
+        join = "" if all(len(t) == 1 for t in targets.tokens[4:]) else " "
+        result = decode(model, x, beam_width=beam_width, vocabulary=targets)
+        predictions = result.texts(targets, join=join)
+    elif "tags" in saved:
+        from annzoo.training.sequences import _has_crf
+
+        if _has_crf(model):
+            from annzoo.models.rnn import decode_tags
+
+            tags = decode_tags(model, x)
+        else:
+            tags = np.argmax(model.predict(x, verbose=0), axis=-1)
+        predictions = [
+            " ".join(
+                f"{word}/{saved['tags'][tag]}"
+                for word, tag in zip(words[:length], row, strict=False)
+            )
+            for words, row in zip(tokenized, tags, strict=True)
+        ]
+    else:
+        outputs = np.asarray(model.predict(x, verbose=0))
+        classes = saved.get("classes")
+        if outputs.shape[-1] == 1:
+            ids = (outputs[:, 0] > 0.5).astype(int)
+        else:
+            ids = outputs.argmax(axis=-1)
+        predictions = [classes[i] if classes else str(i) for i in ids]
+    output = Path(output) if output else run_dir / "predictions" / "texts.csv"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["source", "prediction"])
+    writer.writerows(zip(texts, predictions, strict=True))
+    aio.write_text(output, buffer.getvalue())
+    return output, predictions

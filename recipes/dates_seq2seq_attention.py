@@ -28,8 +28,10 @@ RECIPE = Recipe(
     ),
     data=dict(dataset="dates", batch_size=64),
     compile=dict(optimizer="adam", learning_rate=3e-3),
-    fit=dict(epochs=40),
-    callbacks=dict(early_stopping=dict(patience=5)),
+    fit=dict(epochs=20),
+    # The loss keeps shrinking long after every character is right: stop on
+    # the per-character accuracy instead.
+    callbacks=dict(monitor="val_token_accuracy", early_stopping=dict(patience=3)),
 )
 
 if __name__ == "__main__":

@@ -40,7 +40,10 @@ case "$command" in
             tests/test_all_models.py tests/test_mlp.py tests/test_cnn.py \
             tests/test_tasks.py tests/test_registry.py tests/test_augment.py \
             tests/test_data.py tests/test_recipe.py tests/test_attention.py \
-            tests/test_crf.py tests/test_rnn.py tests/test_transformer.py "$@"
+            tests/test_crf.py tests/test_rnn.py tests/test_transformer.py \
+            tests/test_seq2seq.py tests/test_captioner.py tests/test_decode.py \
+            tests/test_text.py tests/test_metrics.py tests/test_text_datasets.py \
+            tests/test_shapes_captions.py tests/test_plots_attention.py "$@"
         ;;
     *)
         echo "usage: scripts/dev.sh main|test [options]" >&2

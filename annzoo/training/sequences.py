@@ -65,6 +65,7 @@ def prepare_text(
     vocabulary = Vocabulary.build(
         (tokenize_words(t) for t in splits["train"].x), max_size=max_tokens
     )
+    vocabulary.tokenizer = "lowercase_words"  # annzoo.text.tokenize_words
     out = {}
     for name, split in splits.items():
         ids = vocabulary.encode_batch(
@@ -158,11 +159,22 @@ def model_inputs(split: ArrayDataset, model) -> tuple[Any, np.ndarray]:
     return split.x, split.y
 
 
-def vocabularies(train: ArrayDataset) -> dict[str, list[str]] | None:
+def _tokenizer(vocabulary: Vocabulary) -> str:
+    """How raw text becomes this vocabulary's tokens (see annzoo.predict)."""
+    if getattr(vocabulary, "tokenizer", None):
+        return vocabulary.tokenizer
+    ordinary = [t for t in vocabulary.tokens if not t.startswith("<")]
+    return "characters" if all(len(t) == 1 for t in ordinary) else "words"
+
+
+def vocabularies(train: ArrayDataset) -> dict[str, Any] | None:
     """``vocabulary.json`` of a run: the token lists a user needs to predict."""
-    found = {}
+    found: dict[str, Any] = {}
     if train.vocabulary is not None:
         found["inputs"] = list(train.vocabulary.tokens)
+        found["tokenizer"] = _tokenizer(train.vocabulary)
+        if train.structure == "sample" and train.class_names:
+            found["classes"] = list(train.class_names)
     if train.target_vocabulary is not None:
         found["targets"] = list(train.target_vocabulary.tokens)
     if train.structure == "tagging":

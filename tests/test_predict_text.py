@@ -1,0 +1,78 @@
+"""`annzoo predict RUN_DIR --text ...` and `annzoo.predict.predict_texts`.
+
+Tiny runs of the token recipes (one epoch, few samples): the check is that
+raw text goes through the run's own vocabulary and the right decoding, not
+that the predictions are good.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from annzoo.errors import AnnzooError
+from annzoo.predict import predict_texts
+from annzoo.text import Vocabulary
+from annzoo.training import load_recipe, train
+from tests.conftest import ROOT, run_python
+
+SMOKE = ["fit.epochs=1", "data.limit=64", "data.batch_size=16"]
+
+
+def _run(name, tmp_path_factory):
+    recipe = load_recipe(ROOT / "recipes" / f"{name}.py").override(SMOKE)
+    return train(recipe, output_dir=tmp_path_factory.mktemp(name), verbose=0).run_dir
+
+
+@pytest.fixture(scope="module")
+def dates_run(tmp_path_factory):
+    return _run("dates_seq2seq_attention", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def ner_run(tmp_path_factory):
+    return _run("ner_bilstm_crf", tmp_path_factory)
+
+
+def test_translator_decodes_raw_text(dates_run):
+    saved = json.loads((dates_run / "vocabulary.json").read_text())
+    assert saved["tokenizer"] == "characters"
+    targets = Vocabulary(saved["targets"])
+    path, predictions = predict_texts(dates_run, ["3 March 2021", "1. Mai 1999"])
+    assert len(predictions) == 2
+    # Greedy output uses only target characters (digits and '-').
+    allowed = set(targets.tokens[4:])
+    assert all(set(p) <= allowed for p in predictions)
+    with open(path) as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["source", "prediction"] and rows[1][0] == "3 March 2021"
+    _, beam = predict_texts(dates_run, ["3 March 2021"], beam_width=3)
+    assert set(beam[0]) <= allowed
+
+
+def test_tagger_tags_each_word(ner_run):
+    tags = json.loads((ner_run / "vocabulary.json").read_text())["tags"]
+    _, predictions = predict_texts(ner_run, ["Anna Schmidt joined Acme Ltd in Paris ."])
+    pairs = predictions[0].split(" ")
+    assert [p.rsplit("/", 1)[0] for p in pairs] == [
+        "Anna", "Schmidt", "joined", "Acme", "Ltd", "in", "Paris", ".",
+    ]  # fmt: skip
+    assert all(p.rsplit("/", 1)[1] in tags for p in pairs)
+
+
+def test_cli_text_and_errors(dates_run, tmp_path):
+    result = run_python(
+        "-m", "annzoo.cli", "predict", str(dates_run), "--text", "5 June 2001",
+        "--output", str(tmp_path / "out.csv"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("5 June 2001\t")
+    assert (tmp_path / "out.csv").is_file()
+    both = run_python("-m", "annzoo.cli", "predict", str(dates_run))
+    assert both.returncode == 2 and "--text" in both.stderr
+    with pytest.raises(AnnzooError, match="vocabulary.json"):
+        predict_texts(tmp_path, ["x"])
+    with pytest.raises(AnnzooError, match="texts"):
+        predict_texts(dates_run, [""])
