@@ -27,7 +27,7 @@ from annzoo._checks import check_positive_int
 from annzoo.errors import AnnzooError
 from annzoo.text import PAD_ID, Vocabulary
 
-__all__ = ["Decoded", "decode"]
+__all__ = ["Decoded", "decode", "source_name"]
 
 DECODER_INPUT = "decoder_tokens"
 
@@ -93,33 +93,43 @@ def _probe(model, with_attention: bool):
     return _PROBES[model]
 
 
-def _split_inputs(model, inputs: Any) -> tuple[str, np.ndarray]:
+def source_name(model, *, why: str = "") -> str:
+    """The name of a sequence-to-sequence model's source input.
+
+    Raises an `AnnzooError` (prefixed by ``why``) unless the model's inputs
+    are a source and ``"decoder_tokens"``.
+    """
     names = [t.name for t in model.inputs]
     if DECODER_INPUT not in names or len(names) != 2:
         raise AnnzooError(
-            "`model` must take two inputs, a source and 'decoder_tokens' (a model "
-            "from build_seq2seq, build_captioner or build_transformer("
+            f"{why}`model` must take two inputs, a source and 'decoder_tokens' (a "
+            "model from build_seq2seq, build_captioner or build_transformer("
             f"'encoder_decoder')). Received a model with inputs {names}."
         )
-    source_name = next(n for n in names if n != DECODER_INPUT)
+    return next(n for n in names if n != DECODER_INPUT)
+
+
+def _split_inputs(model, inputs: Any) -> tuple[str, np.ndarray]:
+    names = [t.name for t in model.inputs]
+    source_key = source_name(model)
     if isinstance(inputs, Mapping):
-        if source_name not in inputs:
+        if source_key not in inputs:
             raise AnnzooError(
-                f"`inputs` must hold the model's source {source_name!r}. Received "
+                f"`inputs` must hold the model's source {source_key!r}. Received "
                 f"keys {sorted(inputs)}."
             )
-        inputs = inputs[source_name]
+        inputs = inputs[source_key]
     source = np.asarray(inputs)
-    expected = model.inputs[names.index(source_name)].shape[1:]
+    expected = model.inputs[names.index(source_key)].shape[1:]
     given = source.shape[1:]
     if len(given) != len(expected) or any(
         e is not None and e != s for e, s in zip(expected, given, strict=True)
     ):
         raise AnnzooError(
-            f"`inputs` must be a batch of {source_name!r} of shape (num_samples, "
+            f"`inputs` must be a batch of {source_key!r} of shape (num_samples, "
             f"{', '.join(str(e) for e in expected)}). Received shape {source.shape}."
         )
-    return source_name, source
+    return source_key, source
 
 
 def decode(
@@ -179,7 +189,7 @@ def decode(
         end_id = vocabulary.end_id if end_id is None else end_id
     start_id = 1 if start_id is None else start_id
     end_id = 2 if end_id is None else end_id
-    source_name, source = _split_inputs(model, inputs)
+    source_key, source = _split_inputs(model, inputs)
     steps = model.inputs[[t.name for t in model.inputs].index(DECODER_INPUT)].shape[1]
     if max_length is None:
         if steps is None:
@@ -202,7 +212,7 @@ def decode(
         parts.append(
             _beam_search(
                 predict,
-                source_name,
+                source_key,
                 chunk,
                 rows=min(batch_size, len(source)),
                 width=width,
@@ -224,7 +234,7 @@ def decode(
 
 def _beam_search(
     predict,
-    source_name,
+    source_key,
     source,
     *,
     rows,
@@ -250,7 +260,7 @@ def _beam_search(
     lengths = np.zeros((rows, k), dtype=np.int32)
     maps = None
     for t in range(max_length):
-        feed = {source_name: beams_source, DECODER_INPUT: decoder.reshape(-1, width)}
+        feed = {source_key: beams_source, DECODER_INPUT: decoder.reshape(-1, width)}
         outputs = predict(feed)
         probabilities = np.asarray(outputs[0] if attention else outputs)[:, t]
         vocab = probabilities.shape[-1]

@@ -61,8 +61,12 @@ OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def check_task(task: Any) -> str:
-    return check_choice("task", task, TASKS)
+# The tasks of models with one output per sample (or per step for taggers).
+SAMPLE_TASKS = ("binary", "multiclass", "regression")
+
+
+def check_task(task: Any, allowed: tuple[str, ...] = TASKS) -> str:
+    return check_choice("task", task, allowed)
 
 
 def output_activation(task: str) -> str:

@@ -81,3 +81,34 @@ def test_entity_scores_by_hand():
 def test_exact_match():
     assert exact_match([[1, 2], [3]], [[1, 2], [4]]) == 0.5
     assert exact_match([], []) == 0.0
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: annzoo.build_mlp(3, 2, task="sequence"),
+        lambda: annzoo.build_cnn((8, 8, 1), 2, task="sequence"),
+        lambda: annzoo.build_rnn((5,), 2, vocabulary_size=9, task="sequence"),
+    ],
+)
+def test_per_sample_builders_refuse_the_sequence_task(build):
+    with pytest.raises(AnnzooError, match="task"):
+        build()
+
+
+def test_translator_trains_on_the_sequence_task():
+    model = annzoo.build_transformer(
+        "encoder_decoder",
+        vocabulary_size=6,
+        sequence_length=4,
+        d_model=8,
+        num_heads=2,
+        ff_dim=8,
+        num_layers=1,
+        task="sequence",
+    )
+    x = np.array([[3, 4, 5, 0]] * 4, dtype="int32")
+    y = np.array([[4, 5, 2, 0]] * 4, dtype="int32")
+    inputs = {"encoder_tokens": x, "decoder_tokens": annzoo.text.shift_right(y, 1)}
+    history = model.fit(inputs, y, epochs=1, verbose=0)
+    assert "token_accuracy" in history.history

@@ -339,6 +339,7 @@ _VIT = dict(input_shape=(8, 8, 1), patch_size=4, num_classes=2)
             dict(vocabulary_size=10, sequence_length=4, task="binary"),
             "task",
         ),
+        ("encoder", dict(_TEXT, task="sequence"), "task"),
         ("encoder", dict(_TEXT, position="rotary"), "position"),
         ("encoder", dict(_TEXT, compile="yes"), "compile"),
     ],

@@ -119,7 +119,7 @@ def build_cnn(
         >>> model = annzoo.build_cnn((28, 28, 1), 10, filters=(32, 64))
         >>> model.fit(images, labels, epochs=5)
     """
-    task = tasks.check_task(task)
+    task = tasks.check_task(task, tasks.SAMPLE_TASKS)
     input_shape = check_input_shape("input_shape", input_shape, rank=3)
     num_classes = check_outputs("num_classes", num_classes, task)
     filters = check_int_sequence("filters", filters, allow_empty=False)

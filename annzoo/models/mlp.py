@@ -67,7 +67,7 @@ def build_mlp(
         >>> model = annzoo.build_mlp(30, 1, hidden_units=(2,), task="binary")
         >>> model.fit(x, y, epochs=10)
     """
-    task = tasks.check_task(task)
+    task = tasks.check_task(task, tasks.SAMPLE_TASKS)
     input_shape = check_input_shape("input_shape", input_shape)
     num_outputs = check_outputs("num_outputs", num_outputs, task)
     hidden_units = check_int_sequence("hidden_units", hidden_units)

@@ -140,7 +140,7 @@ def build_rnn(
         >>> model = annzoo.build_rnn((None,), 18, vocabulary_size=59, cell="gru")
         >>> model.fit(padded_char_ids, language_ids, epochs=10)
     """
-    task = tasks.check_task(task)
+    task = tasks.check_task(task, tasks.SAMPLE_TASKS)
     if vocabulary_size is not None:
         vocabulary_size = check_positive_int("vocabulary_size", vocabulary_size)
         embedding_dim = check_positive_int("embedding_dim", embedding_dim)

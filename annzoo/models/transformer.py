@@ -167,7 +167,8 @@ def build_transformer(
         dropout: rate in [0, 1) of the embedding, attention and residual
             dropouts, and of the dropout after pooling and hidden layers.
         task: ``"multiclass"``, ``"binary"`` or ``"regression"`` for the
-            classifiers; the translator is ``"multiclass"``.
+            classifiers; ``"multiclass"`` or ``"sequence"`` (the loss and
+            accuracy skip padded target steps) for the translator.
         compile: ``True``, ``False`` or a dict of ``annzoo.compile_model``
             arguments.
         name: the model's name.
@@ -199,12 +200,15 @@ def build_transformer(
                 f"{' or '.join(map(repr, variants))} only; leave it unset for "
                 f"variant={variant!r}. Received: {argument}={given[argument]!r}"
             )
-    task = tasks.check_task(task)
-    if variant == "encoder_decoder" and task != "multiclass":
-        raise AnnzooError(
-            "`task` must be 'multiclass' for variant='encoder_decoder' (a softmax "
-            f"over the target vocabulary at every step). Received: task={task!r}"
-        )
+    if variant == "encoder_decoder":
+        if task not in ("multiclass", "sequence"):
+            raise AnnzooError(
+                "`task` must be 'sequence' (padding ignored in the loss) or "
+                "'multiclass' for variant='encoder_decoder' (a softmax over the "
+                f"target vocabulary at every step). Received: task={task!r}"
+            )
+    else:
+        task = tasks.check_task(task, tasks.SAMPLE_TASKS)
     defaults = _DEFAULTS[variant]
     d_model = check_positive_int("d_model", d_model)
     num_heads = check_positive_int("num_heads", num_heads)

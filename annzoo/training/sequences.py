@@ -129,15 +129,11 @@ def check_targets(split: ArrayDataset, *, num_outputs: int, where: str) -> None:
 
 
 def _source_name(model) -> str:
-    names = [t.name for t in model.inputs]
-    if DECODER_INPUT not in names or len(names) != 2:
-        raise AnnzooError(
-            "A dataset of target sequences needs a sequence-to-sequence model "
-            "(inputs: a source and 'decoder_tokens'), such as 'seq2seq', "
-            f"'captioner' or the 'encoder_decoder' transformer. Received a model "
-            f"with inputs {names}."
-        )
-    return next(n for n in names if n != DECODER_INPUT)
+    from annzoo.decode import source_name
+
+    return source_name(
+        model, why="A dataset of target sequences needs a sequence-to-sequence model: "
+    )
 
 
 def _has_crf(model) -> bool:
