@@ -35,6 +35,16 @@ from annzoo.tasks import compile_model
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # `annzoo.tune` loads keras-tuner only when a search is asked for.
+    if name == "tune":
+        from annzoo.tuning import tune
+
+        return tune
+    raise AttributeError(f"module 'annzoo' has no attribute {name!r}")
+
+
 __all__ = [
     "AnnzooError",
     "CheckpointError",
@@ -60,4 +70,5 @@ __all__ = [
     "metrics",
     "model_info",
     "text",
+    "tune",
 ]

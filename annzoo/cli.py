@@ -7,6 +7,7 @@
     annzoo evaluate RUN_DIR [--split S]   evaluate a run's best model again
     annzoo predict RUN_DIR INPUT...       predictions for .npy/.npz/.csv/images
     annzoo predict RUN_DIR --text TEXT    translate, tag or classify raw text
+    annzoo tune RECIPE [--max-trials N]   hyperparameter search (resumable)
     annzoo export RUN_DIR --format F      keras, savedmodel or onnx
 
 Errors print one sentence and exit with status 2; ``--debug`` shows the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -129,6 +131,74 @@ def _train(args) -> int:
     return run_and_report(recipe, args)
 
 
+def _tune(args) -> int:
+    import shutil
+
+    from annzoo.training.recipe import load_recipe
+    from annzoo.tuning import distributed
+
+    recipe = load_recipe(find_recipe(args.recipe))
+    assignments = list(args.set)
+    if args.batch_size is not None:
+        assignments.append(f"data.batch_size={args.batch_size}")
+    if args.seed is not None:
+        assignments.append(f"fit.seed={args.seed}")
+    recipe = recipe.override(assignments).validate()
+    if args.workers:
+        if args.role:
+            raise AnnzooError(
+                "`--workers` starts a chief and workers on this machine; `--role` "
+                "joins a cluster by hand. Use one. Received both."
+            )
+        after = args.argv[args.argv.index("tune") + 1 :]
+        forwarded = [a for a in after if a != "--overwrite"]
+        if "--workers" in forwarded:
+            i = forwarded.index("--workers")
+            forwarded = forwarded[:i] + forwarded[i + 2 :]
+        forwarded = [a for a in forwarded if not a.startswith("--workers=")]
+        if args.overwrite:  # once, here, not by every process
+            shutil.rmtree(Path(args.output_dir) / recipe.name, ignore_errors=True)
+        return distributed.launch(forwarded, args.workers)
+    if args.role:
+        if not args.oracle:
+            raise AnnzooError(
+                "`--role` needs `--oracle HOST:PORT`, the chief's address. "
+                "Received: --oracle=None"
+            )
+        os.environ.update(
+            distributed.role_environment(args.role, args.oracle, args.worker_id)
+        )
+    from annzoo.tuning import tune
+
+    result = tune(
+        recipe,
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        objective=args.objective,
+        seed=args.seed or 0,
+        epochs=args.epochs,
+        output_dir=args.output_dir,
+        overwrite=args.overwrite,
+        retrain=args.retrain,
+        mixed_precision=args.mixed_precision,
+        verbose=0 if args.quiet else 1,
+    )
+    if args.role == "worker":
+        return 0
+    print(
+        f"completed trials: {result.completed}; best {result.best_score} with "
+        f"{json.dumps(result.best_hyperparameters)}"
+    )
+    if result.retrained is not None:
+        metrics = ", ".join(
+            f"{k} {v:.4f}" for k, v in result.retrained.test_metrics.items()
+        )
+        print(f"retrained best on train + validation: test {metrics}")
+        print(f"retrained run directory: {result.retrained.run_dir}")
+    print(f"search directory: {result.run_dir}")
+    return 0
+
+
 def _evaluate(args) -> None:
     from annzoo.training.runner import evaluate_run
 
@@ -203,6 +273,53 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
     train.set_defaults(run=_train)
 
+    tune = commands.add_parser(
+        "tune",
+        help="search a recipe's hyperparameters with keras-tuner",
+        description="Hyperparameter search over a recipe's model (keras-tuner); "
+        "rerunning the same command resumes it.",
+    )
+    tune.add_argument("recipe", help="recipe file or name in recipes/")
+    tune.add_argument(
+        "--tuner", default="random", choices=("random", "hyperband", "bayesian", "grid")
+    )
+    tune.add_argument("--max-trials", type=int, default=10)
+    tune.add_argument("--objective", help="metric to optimize (default: the monitor)")
+    tune.add_argument("--seed", type=int, help="search and data seed (default 0)")
+    tune.add_argument("--epochs", type=int, help="maximum epochs per trial")
+    tune.add_argument("--batch-size", type=int, help="fixed batch size")
+    tune.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a recipe field, e.g. --set search_space.dropout=[0.1,0.3]",
+    )
+    tune.add_argument("--output-dir", default="tuning", help="parent of searches")
+    tune.add_argument(
+        "--overwrite", action="store_true", help="start again, deleting the search"
+    )
+    tune.add_argument(
+        "--retrain",
+        action="store_true",
+        help="retrain the best configuration on train + validation, test it",
+    )
+    tune.add_argument(
+        "--mixed-precision", choices=("bfloat16", "float16"), help="accelerators"
+    )
+    tune.add_argument("--workers", type=int, help="chief + N local worker processes")
+    tune.add_argument("--role", choices=("chief", "worker"), help="join a cluster")
+    tune.add_argument("--oracle", help="HOST:PORT of the chief (with --role)")
+    tune.add_argument("--worker-id", help="unique id of this worker (with --role)")
+    tune.add_argument("--quiet", action="store_true", help="no progress output")
+    tune.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="full tracebacks on errors",
+    )
+    tune.set_defaults(run=_tune)
+
     evaluate = commands.add_parser("evaluate", help="evaluate a run again")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--split", default="test", help="train, validation or test")
@@ -235,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         status = args.run(args)
     except AnnzooError as error:

@@ -371,3 +371,58 @@ def plot_attention_overlay(
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_trials(
+    trials: Sequence[Mapping], path: str | os.PathLike, *, objective: str
+) -> Path:
+    """A search at a glance: the objective per trial, then per hyperparameter.
+
+    The first panel shows every completed trial's objective in trial order and
+    the best value so far; each further panel shows one hyperparameter's
+    values against the objective (categorical values on an ordinal axis).
+    """
+    done = [t for t in trials if t.get("score") is not None]
+    names = sorted({k for t in done for k in t["hyperparameters"]})
+    panels = 1 + len(names)
+    columns = min(panels, 4)
+    rows = -(-panels // columns)
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False
+    )
+    axes = axes.ravel()
+    scores = np.array([t["score"] for t in done], dtype=float)
+    maximize = any(k in objective for k in ("acc", "auc", "f1"))
+    ax = axes[0]
+    if len(scores):
+        order = np.arange(1, len(scores) + 1)
+        running = np.maximum.accumulate if maximize else np.minimum.accumulate
+        ax.plot(order, scores, "o", label="trial")
+        ax.plot(order, running(scores), "-", label="best so far")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.set_title("objective per trial")
+    for ax, name in zip(axes[1:], names, strict=False):
+        pairs = [(t["hyperparameters"][name], t["score"]) for t in done
+                 if name in t["hyperparameters"]]  # fmt: skip
+        values = [p[0] for p in pairs]
+        numeric = all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        )
+        if numeric:
+            ax.plot(values, [p[1] for p in pairs], "o")
+            positive = values and min(values) > 0
+            if positive and max(values) / min(values) >= 100:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(v) for v in values})
+            ax.plot([labels.index(str(v)) for v in values], [p[1] for p in pairs], "o")
+            ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+        ax.set_xlabel(name)
+        ax.set_ylabel(objective)
+    for ax in axes[panels:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)

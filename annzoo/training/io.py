@@ -62,15 +62,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path to write; renames it to ``path`` on success.
 
     The temporary path ends with the same suffix as ``path`` (Keras checks
-    that a model file ends in ``.keras``). On an exception the temporary is
-    removed and ``path`` is left untouched.
+    that a model file ends in ``.keras`` and weights in ``.weights.h5``). On
+    an exception the temporary is removed and ``path`` is left untouched.
     """
     target = Path(path)
     directory = target.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        # Keras wants weights files to end in ".weights.h5", not just ".h5".
+        double = target.name.endswith(".weights.h5")
+        suffix = ".weights.h5" if double else target.suffix
+        stem = target.name[: -len(suffix)] if suffix else target.name
         fd, tmp = tempfile.mkstemp(
-            prefix=f"{TMP_PREFIX}{target.stem}-", suffix=target.suffix, dir=directory
+            prefix=f"{TMP_PREFIX}{stem}-", suffix=suffix, dir=directory
         )
         os.close(fd)
         os.chmod(tmp, _FILE_MODE)

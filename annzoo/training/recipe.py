@@ -56,6 +56,9 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         # Raw-text datasets: words kept (by frequency in the train split) and
         # tokens per sample after padding or truncation.
         "text": {"max_tokens": 20000, "sequence_length": 200},
+        # Train on train + validation (a retrained tuning winner); the run then
+        # has no validation data, so callbacks must monitor "loss".
+        "merge_validation": False,
     },
     "augment": {
         "ops": [],  # an annzoo.augment spec: preset name or list of ops
@@ -275,6 +278,18 @@ class Recipe:
         check_choice("data.pipeline", data["pipeline"], PIPELINES)
         check_choice("data.label_format", data["label_format"], tasks.LABEL_FORMATS)
         _check_options("data.text", data["text"], {"max_tokens", "sequence_length"})
+        if not isinstance(data["merge_validation"], bool):
+            raise AnnzooError(
+                "`data.merge_validation` must be true or false. "
+                f"Received: data.merge_validation={data['merge_validation']!r}"
+            )
+        monitor = self.callbacks["monitor"]
+        if data["merge_validation"] and str(monitor).startswith("val_"):
+            raise AnnzooError(
+                "`callbacks.monitor` must be a training metric such as 'loss' when "
+                "data.merge_validation is true (there is no validation data). "
+                f"Received: callbacks.monitor={monitor!r}"
+            )
         for key, value in (data["text"] or {}).items():
             check_positive_int(f"data.text.{key}", value)
         if not isinstance(data["options"], Mapping):

@@ -180,7 +180,22 @@ def _load_splits(recipe: Recipe) -> dict[str, datasets.ArrayDataset]:
                 loaded, x=loaded.x[keep], y=loaded.y[keep], indices=loaded.indices[keep]
             )
         splits[split] = loaded
+    if data["merge_validation"]:
+        splits["train"] = _concatenate(splits["train"], splits["validation"])
     return splits
+
+
+def _concatenate(first, second):
+    """One split holding both splits' samples (train + validation)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        first,
+        x=np.concatenate([first.x, second.x]),
+        y=np.concatenate([first.y, second.y]),
+        indices=np.concatenate([first.indices, second.indices]),
+        split=f"{first.split}+{second.split}",
+    )
 
 
 def check_labels(y: np.ndarray, *, task: str, num_outputs: int, where: str) -> None:
@@ -408,8 +423,12 @@ def train(
     train_input = _inputs(
         recipe, train_split, model, training=True, num_classes=num_classes
     )
-    val_input = _inputs(
-        recipe, splits["validation"], model, training=False, num_classes=num_classes
+    val_input = (
+        None
+        if recipe.data["merge_validation"]
+        else _inputs(
+            recipe, splits["validation"], model, training=False, num_classes=num_classes
+        )
     )
     if verbose:
         sizes = " / ".join(f"{len(d)} {s}" for s, d in splits.items())

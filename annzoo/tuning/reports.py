@@ -1,0 +1,114 @@
+"""What a search reports: the trials table (terminal and CSV) and the best trial."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from annzoo.training import io as aio
+
+__all__ = ["best", "collect", "write"]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def collect(engine, hypermodel, stats_dir: Path) -> list[dict[str, Any]]:
+    """One dict per trial, in trial order: status, score, active values, stats."""
+    trials = []
+    for trial_id in sorted(engine.oracle.trials, key=lambda t: (len(t), t)):
+        trial = engine.oracle.trials[trial_id]
+        stats_file = Path(stats_dir) / f"trial_{trial_id}.json"
+        stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
+        trials.append(
+            {
+                "trial_id": trial_id,
+                "status": str(getattr(trial.status, "value", trial.status)),
+                "score": None if trial.score is None else float(trial.score),
+                "best_step": trial.best_step,
+                "hyperparameters": {
+                    k: _plain(v)
+                    for k, v in hypermodel.active_values(trial.hyperparameters).items()
+                },
+                **{k: v for k, v in stats.items() if k != "trial_id"},
+            }
+        )
+    return trials
+
+
+def best(trials: list[dict], mode: str) -> dict | None:
+    """The completed trial with the best score (``mode`` "min" or "max")."""
+    done = [t for t in trials if t["status"] == "COMPLETED" and t["score"] is not None]
+    if not done:
+        return None
+    sign = 1 if mode == "min" else -1
+    return min(
+        done, key=lambda t: (sign * t["score"], len(t["trial_id"]), t["trial_id"])
+    )
+
+
+def _rows(trials: list[dict]) -> tuple[list[str], list[list[Any]]]:
+    names = sorted({k for t in trials for k in t["hyperparameters"]})
+    columns = [
+        "trial",
+        "status",
+        "score",
+        *names,
+        "epochs",
+        "wall_s",
+        "train_s",
+        "rss_mb",
+    ]
+    rows = []
+    for t in trials:
+        score = "" if t["score"] is None else repr(t["score"])
+        values = [t["hyperparameters"].get(n, "") for n in names]
+        extra = [t.get(k, "") for k in ("epochs", "wall_s", "train_s", "rss_mb")]
+        rows.append([t["trial_id"], t["status"], score, *values, *extra])
+    return columns, rows
+
+
+def write(run_dir: Path, trials: list[dict], winner: dict | None, objective: str,
+          *, verbose: int = 1) -> None:  # fmt: skip
+    """``trials.csv``, ``best_hyperparameters.json`` and the terminal table."""
+    columns, rows = _rows(trials)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    aio.write_text(Path(run_dir) / "trials.csv", buffer.getvalue())
+    aio.write_json(
+        Path(run_dir) / "best_hyperparameters.json",
+        {
+            "objective": objective,
+            "trial_id": winner["trial_id"] if winner else None,
+            "score": winner["score"] if winner else None,
+            "hyperparameters": winner["hyperparameters"] if winner else {},
+        },
+    )
+    if verbose:
+        _print_table(columns, rows, winner, objective)
+
+
+def _print_table(columns, rows, winner, objective) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich comes with keras
+        print("\t".join(columns))
+        for row in rows:
+            print("\t".join(map(str, row)))
+        return
+    table = Table(title=f"trials (objective: {objective})")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        style = "bold green" if winner and row[0] == winner["trial_id"] else None
+        table.add_row(*(str(v) for v in row), style=style)
+    Console().print(table)

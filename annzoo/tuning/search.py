@@ -1,0 +1,530 @@
+"""`annzoo.tune`: a keras-tuner search over a recipe's model, resumable and safe.
+
+The search directory ``OUTPUT_DIR/NAME/`` holds:
+
+===========================  ===================================================
+``search.json``              what the search is: model, dataset, space,
+                             objective, tuner, trials, seed; a rerun must match
+``search/``                  keras-tuner's project (oracle, trials, best-epoch
+                             weights), written atomically by annzoo
+``stats/``                   per-trial timings and resident memory
+``trials.csv``               one row per trial: status, objective, the active
+                             hyperparameters, epochs, wall and training time
+``trials.png``               the objective per trial and against each
+                             hyperparameter
+``best_hyperparameters.json`` the best trial's hyperparameters and score
+``retrained/``               with ``retrain=True``: the best configuration
+                             trained again on train + validation, a normal run
+===========================  ===================================================
+
+Rerunning the same search continues it (keras-tuner reloads its oracle; a trial
+cut short by a crash runs again); a search whose definition changed is refused
+unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from annzoo._checks import check_choice, check_non_negative_int, check_positive_int
+from annzoo.errors import AnnzooError
+from annzoo.training import io as aio
+from annzoo.training.recipe import Recipe
+
+__all__ = ["TUNERS", "TuneResult", "tune", "search_definition"]
+
+TUNERS = {
+    "random": "RandomSearch",
+    "hyperband": "Hyperband",
+    "bayesian": "BayesianOptimization",
+    "grid": "GridSearch",
+}
+PRECISIONS = (None, "bfloat16", "float16")
+PROJECT = "search"
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """The outcome of `tune`."""
+
+    run_dir: Path
+    best_hyperparameters: dict[str, Any]
+    best_score: float | None
+    trials: list[dict[str, Any]]
+    completed: int
+    retrained: Any = None  # a RunResult with retrain=True
+
+
+# -- keras-tuner's files, written atomically ----------------------------------
+
+
+@contextlib.contextmanager
+def atomic_keras_tuner():
+    """Routes keras-tuner's JSON and weight files through annzoo's atomic writes.
+
+    keras-tuner writes ``oracle.json``, ``trial.json`` and checkpoints in place,
+    so a process killed mid-write leaves a torn file that the next run cannot
+    reload. Inside this context they are written to a temporary file, synced
+    and renamed.
+    """
+    from keras_tuner.src import utils as kt_utils
+    from keras_tuner.src.engine import tuner_utils
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        aio.write_text(path, text)
+        return text
+
+    def save_model(callback):
+        with aio.atomic_path(callback.filepath) as tmp:
+            callback.model.save_weights(str(tmp))
+
+    saved = kt_utils.save_json, tuner_utils.SaveBestEpoch._save_model
+    kt_utils.save_json = save_json
+    tuner_utils.SaveBestEpoch._save_model = save_model
+    try:
+        yield
+    finally:
+        kt_utils.save_json, tuner_utils.SaveBestEpoch._save_model = saved
+
+
+# -- per-trial measurements ---------------------------------------------------
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux /proc, else peak RSS)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _EpochTimer:
+    """Adds up the time spent in epochs; copies share one record."""
+
+    def __new__(cls, record: dict):
+        import keras
+
+        class EpochTimer(keras.callbacks.Callback):
+            def __init__(self, record):
+                super().__init__()
+                self.record = record
+
+            def __deepcopy__(self, memo):  # keras-tuner copies callbacks per trial
+                return EpochTimer(self.record)
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.record["train_s"] += time.perf_counter() - self._start
+                self.record["epochs"] += 1
+
+        return EpochTimer(record)
+
+
+def _tuner_class(kind: str, stats_dir: Path, record: dict):
+    import keras_tuner
+
+    base = getattr(keras_tuner, TUNERS[kind])
+
+    class AnnzooTuner(base):
+        """keras-tuner's tuner, measuring each trial and freeing memory after it."""
+
+        def on_trial_begin(self, trial):
+            record.update(train_s=0.0, epochs=0, start=time.perf_counter())
+            super().on_trial_begin(trial)
+
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            gc.collect()
+            stats = {
+                "trial_id": trial.trial_id,
+                "wall_s": round(time.perf_counter() - record["start"], 4),
+                "train_s": round(record["train_s"], 4),
+                "epochs": record["epochs"],
+                "rss_mb": round(_rss_mb(), 2),
+                "tuner_id": getattr(self, "tuner_id", None),
+            }
+            aio.write_json(stats_dir / f"trial_{trial.trial_id}.json", stats)
+
+    AnnzooTuner.__name__ = f"Annzoo{base.__name__}"
+    return AnnzooTuner
+
+
+# -- the hypermodel of a recipe -------------------------------------------------
+
+
+def _uses_cudnn_rnn(model) -> bool:
+    import keras
+
+    return any(
+        isinstance(layer, keras.layers.LSTM | keras.layers.GRU)
+        for layer in _all_layers(model)
+    )
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        inner = getattr(layer, "forward_layer", None)  # Bidirectional
+        if inner is not None:
+            yield inner
+            yield layer.backward_layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _accelerated() -> bool:
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False
+
+
+class _Say:
+    """Prints a message once per process."""
+
+    said: set[str] = set()
+
+    @classmethod
+    def once(cls, message: str) -> None:
+        if message not in cls.said:
+            cls.said.add(message)
+            print(f"annzoo: {message}", flush=True)
+
+
+def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | None):
+    """The hypermodel of a recipe: feeds its data, compiles with XLA where it can."""
+    import keras
+
+    from annzoo.training import sequences
+    from annzoo.tuning.hypermodel import AnnzooHyperModel, hypermodel
+
+    backend = keras.backend.backend()
+    accelerated = _accelerated()
+    jit = True if backend == "jax" or accelerated else recipe.compile["jit_compile"]
+    compile_options = {
+        "jit_compile": jit,
+        "steps_per_execution": recipe.compile["steps_per_execution"],
+    }
+    # The factory checks the space and the fixed arguments; the subclass below
+    # is then built from the same arguments.
+    hypermodel(
+        recipe.model["name"], space=space, compile_options=compile_options, **fixed
+    )
+
+    class RecipeHyperModel(AnnzooHyperModel):
+        def build(self, hp):
+            model = super().build(hp)
+            if jit is True and backend == "tensorflow" and _uses_cudnn_rnn(model):
+                # XLA cannot compile TensorFlow's cuDNN LSTM/GRU kernels.
+                model.jit_compile = False
+                _Say.once(
+                    "XLA is off for models with LSTM/GRU layers on TensorFlow "
+                    "(their cuDNN kernels cannot be compiled by XLA)."
+                )
+            return model
+
+        def fit(self, hp, model, *args, **kwargs):
+            x, y = sequences.model_inputs(splits["train"], model)
+            validation = sequences.model_inputs(splits["validation"], model)
+            return super().fit(
+                hp, model, x, y, validation_data=validation, shuffle=True, **kwargs
+            )
+
+    return RecipeHyperModel(
+        recipe.model["name"],
+        space=space,
+        fixed=fixed,
+        compile_options=compile_options,
+    )
+
+
+# -- the search -----------------------------------------------------------------
+
+
+def search_definition(recipe: Recipe, fixed: dict, space_text: str, settings: dict):
+    """What makes two searches the same search (``search.json``)."""
+    return {
+        "recipe": recipe.name,
+        "model": recipe.model["name"],
+        "dataset": recipe.data["dataset"],
+        "fixed": json.loads(json.dumps(fixed, default=list)),
+        "space": json.loads(space_text),
+        **settings,
+    }
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _check_same_search(path: Path, definition: dict) -> None:
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        raise AnnzooError(
+            f"{str(path)!r} is not valid JSON, so the search in {str(path.parent)!r} "
+            "cannot be resumed safely; rerun with overwrite=True (--overwrite)."
+        ) from None
+    before, now = _flatten(old), _flatten(definition)
+    changed = sorted(
+        k for k in before.keys() | now.keys() if before.get(k) != now.get(k)
+    )
+    if changed:
+        shown = "; ".join(
+            f"{k}: {before.get(k, '(absent)')!r} -> {now.get(k, '(absent)')!r}"
+            for k in changed[:4]
+        )
+        raise AnnzooError(
+            f"The search in {str(path.parent)!r} was started with a different "
+            f"definition ({shown}). Rerun with overwrite=True (--overwrite) to "
+            "start it again, or choose another --output-dir."
+        )
+
+
+def _as_recipe(recipe_or_name: Any) -> Recipe:
+    from annzoo.training.recipe import load_recipe
+
+    if isinstance(recipe_or_name, Recipe):
+        return recipe_or_name
+    if isinstance(recipe_or_name, dict):
+        return Recipe.from_dict(recipe_or_name)
+    if isinstance(recipe_or_name, str | os.PathLike):
+        from annzoo.cli import find_recipe
+
+        return load_recipe(find_recipe(str(recipe_or_name)))
+    raise AnnzooError(
+        "`recipe` must be a Recipe, its dict, a recipe file or the name of one in "
+        f"recipes/. Received: {type(recipe_or_name).__name__}"
+    )
+
+
+def _check_settings(tuner, max_trials, objective, seed, mixed_precision, epochs):
+    check_choice("tuner", tuner, TUNERS)
+    check_positive_int("max_trials", max_trials)
+    check_non_negative_int("seed", seed)
+    if epochs is not None:
+        check_positive_int("epochs", epochs)
+    if objective is not None and (not isinstance(objective, str) or not objective):
+        raise AnnzooError(
+            "`objective` must be a metric name such as 'val_loss' or "
+            f"'val_accuracy'. Received: objective={objective!r}"
+        )
+    if mixed_precision not in PRECISIONS:
+        raise AnnzooError(
+            "`mixed_precision` must be None, 'bfloat16' or 'float16'. "
+            f"Received: mixed_precision={mixed_precision!r}"
+        )
+
+
+@contextlib.contextmanager
+def _precision(mixed_precision: str | None):
+    import keras
+
+    if mixed_precision is None:
+        yield
+        return
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(f"mixed_{mixed_precision}")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def tune(
+    recipe_or_name: Any,
+    *,
+    tuner: str = "random",
+    max_trials: int = 10,
+    objective: str | None = None,
+    seed: int = 0,
+    epochs: int | None = None,
+    output_dir: str | os.PathLike = "tuning",
+    overwrite: bool = False,
+    retrain: bool = False,
+    mixed_precision: str | None = None,
+    verbose: int = 1,
+) -> TuneResult:
+    """Searches a recipe's model hyperparameters with keras-tuner.
+
+    The space is the family's default space (`annzoo.tuning.default_space`)
+    with the recipe's ``search_space`` applied over it; the recipe's other
+    ``model`` arguments and the sizes its dataset determines stay fixed. Each
+    trial starts a fresh Keras session, stops early on the recipe's
+    ``early_stopping`` patience and trains with the recipe's epochs as a
+    maximum. Trials compile with XLA on the JAX backend and on a TensorFlow
+    GPU (except LSTM/GRU, said once).
+
+    Args:
+        recipe_or_name: a `Recipe`, its dict, a recipe file or a recipe name.
+        tuner: ``"random"``, ``"hyperband"``, ``"bayesian"`` or ``"grid"``.
+        max_trials: trials to complete (Hyperband: its budget in trials).
+        objective: the metric to optimize; defaults to the recipe's
+            ``callbacks.monitor`` (minimized for losses, maximized for
+            accuracy-like names).
+        seed: seeds the tuner, so the same seed gives the same trial sequence.
+        epochs: maximum epochs per trial; defaults to the recipe's.
+        output_dir: parent of the search directory ``OUTPUT_DIR/NAME``.
+        overwrite: start again even if a different search is in the directory.
+        retrain: afterwards, train the best configuration on train + validation
+            for the best trial's epochs, evaluate it on test and save a normal
+            run directory in ``OUTPUT_DIR/NAME/retrained``.
+        mixed_precision: ``"bfloat16"`` or ``"float16"`` compute (for
+            accelerators), or None.
+        verbose: 1 shows keras-tuner's progress, 0 nothing.
+
+    Returns:
+        A `TuneResult`.
+    """
+    import keras_tuner
+
+    from annzoo import plots
+    from annzoo.training import runner, sequences
+    from annzoo.training.callbacks import _mode
+    from annzoo.tuning import reports
+    from annzoo.tuning.spaces import default_space, describe_space
+
+    recipe = _as_recipe(recipe_or_name).validate()
+    _check_settings(tuner, max_trials, objective, seed, mixed_precision, epochs)
+    objective = objective or recipe.callbacks["monitor"]
+    epochs = epochs or recipe.fit["epochs"]
+
+    splits = sequences.prepare_text(runner._load_splits(recipe), recipe.data["text"])
+    train = splits["train"]
+    model_args = runner._model_arguments(recipe, train)
+    runner._check_splits(
+        splits,
+        model_args.get("task", "multiclass"),
+        train.num_outputs,
+        recipe.data["dataset"],
+    )
+    sizes = sequences.model_arguments(
+        set(runner.registry.builder_parameters(recipe.model["name"])), train
+    )
+    space = dict(recipe.search_space or {})
+    tuned = set(default_space(recipe.model["name"], **sizes)) | set(space)
+    fixed = {k: v for k, v in model_args.items() if k in sizes or k not in tuned}
+    hypermodel = _recipe_hypermodel(recipe, splits, fixed, space or None)
+    run_dir = Path(output_dir) / recipe.name
+    definition = search_definition(
+        recipe,
+        fixed,
+        describe_space(hypermodel.space),
+        {"objective": objective, "tuner": tuner, "max_trials": max_trials,
+         "seed": seed, "epochs": epochs, "mixed_precision": mixed_precision},
+    )  # fmt: skip
+    search_file = run_dir / "search.json"
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    _check_same_search(search_file, definition)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    aio.clean_temporaries(run_dir)
+    if not search_file.exists():
+        aio.write_json(search_file, definition)
+
+    stats_dir = run_dir / "stats"
+    record: dict[str, Any] = {}
+    tuner_class = _tuner_class(tuner, stats_dir, record)
+    options: dict[str, Any] = dict(
+        hypermodel=hypermodel,
+        objective=keras_tuner.Objective(objective, _mode(objective)),
+        directory=str(run_dir),
+        project_name=PROJECT,
+        seed=seed,
+        overwrite=False,
+    )
+    if tuner == "hyperband":
+        options.update(max_epochs=epochs, hyperband_iterations=1)
+    else:
+        options.update(max_trials=max_trials)
+    callbacks = [_EpochTimer(record)]
+    patience = (recipe.callbacks["early_stopping"] or {}).get("patience")
+    if patience is not None:
+        import keras
+
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=objective, mode=_mode(objective), patience=patience
+            )
+        )
+    if recipe.callbacks["terminate_on_nan"]:
+        import keras
+
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+    if verbose:
+        print(
+            f"annzoo: tuning {recipe.model['name']!r} on {recipe.data['dataset']!r} "
+            f"with {tuner} search, {max_trials} trials, objective {objective}; "
+            f"search directory {run_dir}",
+            flush=True,
+        )
+    with atomic_keras_tuner(), _precision(mixed_precision):
+        engine = tuner_class(**options)
+        engine.search(epochs=epochs, callbacks=callbacks, verbose=verbose)
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
+        # A worker of a distributed search: the chief reports.
+        return TuneResult(run_dir, {}, None, [], 0)
+    trials = reports.collect(engine, hypermodel, stats_dir)
+    completed = sum(t["status"] == "COMPLETED" for t in trials)
+    best = reports.best(trials, _mode(objective))
+    reports.write(run_dir, trials, best, objective, verbose=verbose)
+    plots.plot_trials(trials, run_dir / "trials.png", objective=objective)
+    result = TuneResult(
+        run_dir=run_dir,
+        best_hyperparameters=best["hyperparameters"] if best else {},
+        best_score=best["score"] if best else None,
+        trials=trials,
+        completed=completed,
+    )
+    if retrain and best:
+        result.retrained = _retrain(recipe, hypermodel, engine, best, run_dir, verbose)
+    return result
+
+
+def _retrain(recipe, hypermodel, engine, best, run_dir, verbose):
+    """The best configuration trained on train + validation, as a normal run."""
+    from annzoo.training import runner
+
+    trial = engine.oracle.get_trial(best["trial_id"])
+    arguments = hypermodel.arguments(trial.hyperparameters)
+    epochs = max(1, int(best.get("best_step") or 0) + 1)
+    data = recipe.to_dict()
+    data["name"] = "retrained"
+    data["model"] = {"name": recipe.model["name"], **hypermodel.fixed,
+                     **arguments["model"]}  # fmt: skip
+    data["compile"].update(arguments["compile"])
+    data["data"].update(arguments["data"], merge_validation=True)
+    data["fit"]["epochs"] = epochs
+    data["callbacks"].update(monitor="loss", early_stopping=None, reduce_lr=None)
+    data["search_space"] = None
+    retrained = Recipe.from_dict(json.loads(json.dumps(data, default=list)))
+    return runner.train(retrained, output_dir=run_dir, verbose=verbose, resume=True)

@@ -1,0 +1,218 @@
+"""`annzoo.tune` and `annzoo tune`: searches, resumption, kills, memory, workers.
+
+Searches are tiny (an MLP on 96 digits, one or two epochs per trial); what is
+checked is the bookkeeping: trial counts, seeding, refusals, files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from annzoo.errors import AnnzooError
+from annzoo.training import Recipe
+from annzoo.tuning import tune
+from tests.conftest import ROOT, run_python, subprocess_env
+
+SPACE = {
+    "hidden_units": {"type": "layers", "depth": [1, 2], "values": [8, 16]},
+    "learning_rate": {"type": "float", "min": 1e-3, "max": 3e-2, "sampling": "log"},
+    "dropout": [0.0, 0.2],
+    "optimizer": ["adam", "rmsprop"],
+    "batch_size": [16, 32],
+}
+
+
+def _recipe(**changes) -> Recipe:
+    data = dict(
+        name="tiny_mlp",
+        model={"name": "mlp"},
+        data={"dataset": "digits", "limit": 96, "pipeline": "numpy"},
+        fit={"epochs": 2},
+        callbacks={"early_stopping": {"patience": 1}},
+        search_space=SPACE,
+    )
+    data.update(changes)
+    return Recipe.from_dict(data)
+
+
+def _rows(run_dir):
+    with open(run_dir / "trials.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_random_search_reports_every_trial(tmp_path):
+    result = tune(_recipe(), max_trials=3, seed=1, output_dir=tmp_path, verbose=0)
+    run = tmp_path / "tiny_mlp"
+    assert result.run_dir == run and result.completed == 3
+    rows = _rows(run)
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 3
+    scores = [float(r["score"]) for r in rows]
+    assert result.best_score == pytest.approx(min(scores))  # val_loss: minimized
+    best = json.loads((run / "best_hyperparameters.json").read_text())
+    assert best["score"] == pytest.approx(min(scores))
+    assert best["hyperparameters"] == result.best_hyperparameters
+    for row, trial in zip(rows, result.trials, strict=True):
+        values = trial["hyperparameters"]
+        # Conditional: the second layer's width only when the depth reaches 2.
+        assert ("hidden_units_2" in values) == (values["hidden_units_depth"] == 2)
+        assert float(row["wall_s"]) >= float(row["train_s"]) > 0
+        assert int(row["epochs"]) in (1, 2)
+    for name in ("search.json", "trials.png"):
+        assert (run / name).is_file()
+    assert not list(run.rglob(".annzoo-tmp-*"))
+
+
+def test_same_seed_same_trials_and_rerun_resumes(tmp_path):
+    first = tune(_recipe(), max_trials=3, seed=7, output_dir=tmp_path / "a", verbose=0)
+    again = tune(_recipe(), max_trials=3, seed=7, output_dir=tmp_path / "b", verbose=0)
+    other = tune(_recipe(), max_trials=3, seed=8, output_dir=tmp_path / "c", verbose=0)
+
+    def values(result):
+        return [t["hyperparameters"] for t in result.trials]
+
+    assert values(first) == values(again)
+    assert values(first) != values(other)
+    # Rerunning the finished search adds nothing and loses nothing.
+    rerun = tune(_recipe(), max_trials=3, seed=7, output_dir=tmp_path / "a", verbose=0)
+    assert rerun.completed == 3 and values(rerun) == values(first)
+
+
+def test_a_changed_search_is_refused_unless_overwrite(tmp_path):
+    tune(_recipe(), max_trials=1, output_dir=tmp_path, verbose=0)
+    changed = dict(SPACE, dropout=[0.0, 0.5])
+    with pytest.raises(AnnzooError, match="space.dropout"):
+        tune(_recipe(search_space=changed), max_trials=1, output_dir=tmp_path,
+             verbose=0)  # fmt: skip
+    with pytest.raises(AnnzooError, match="objective"):
+        tune(_recipe(), max_trials=1, objective="val_accuracy", output_dir=tmp_path,
+             verbose=0)  # fmt: skip
+    result = tune(_recipe(search_space=changed), max_trials=1, output_dir=tmp_path,
+                  overwrite=True, verbose=0)  # fmt: skip
+    assert result.completed == 1
+    assert result.trials[0]["hyperparameters"]["dropout"] in (0.0, 0.5)
+
+
+@pytest.mark.parametrize("tuner", ["hyperband", "bayesian", "grid"])
+def test_other_tuners_run(tuner, tmp_path):
+    space = {"hidden_units": [[8], [16]], "learning_rate": [1e-2], "dropout": [0.0],
+             "optimizer": ["adam"], "batch_size": [32]}  # fmt: skip
+    result = tune(_recipe(search_space=space), tuner=tuner, max_trials=2,
+                  output_dir=tmp_path, verbose=0)  # fmt: skip
+    assert result.completed >= 1 and result.best_hyperparameters
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(tuner="evolution"), "tuner"),
+        (dict(max_trials=0), "max_trials"),
+        (dict(seed=-1), "seed"),
+        (dict(mixed_precision="int8"), "mixed_precision"),
+        (dict(objective=""), "objective"),
+    ],
+)
+def test_bad_settings_fail_before_any_trial(kwargs, match, tmp_path):
+    with pytest.raises(AnnzooError, match=match):
+        tune(_recipe(), output_dir=tmp_path, verbose=0, **kwargs)
+    assert not (tmp_path / "tiny_mlp").exists()
+
+
+def test_retrain_trains_the_best_on_train_and_validation(tmp_path):
+    result = tune(_recipe(), max_trials=2, output_dir=tmp_path, retrain=True,
+                  verbose=0)  # fmt: skip
+    retrained = result.retrained
+    assert retrained.run_dir == tmp_path / "tiny_mlp" / "retrained"
+    saved = json.loads((retrained.run_dir / "recipe.json").read_text())
+    assert saved["data"]["merge_validation"] is True
+    best = result.best_hyperparameters
+    assert saved["data"]["batch_size"] == best["batch_size"]
+    assert saved["compile"]["learning_rate"] == pytest.approx(best["learning_rate"])
+    assert tuple(saved["model"]["hidden_units"]) == tuple(
+        best[f"hidden_units_{i}"] for i in range(1, best["hidden_units_depth"] + 1)
+    )
+    assert "accuracy" in retrained.test_metrics
+
+
+def test_memory_does_not_grow_across_trials(tmp_path):
+    space = dict(SPACE, batch_size=[32], hidden_units=[[16]])
+    recipe = _recipe(search_space=space, fit={"epochs": 1})
+    tune(recipe, max_trials=20, output_dir=tmp_path, verbose=0)
+    rows = _rows(tmp_path / "tiny_mlp")
+    assert len(rows) == 20
+    rss = [float(r["rss_mb"]) for r in rows]
+    print(f"resident memory after trials 2 and 20: {rss[1]:.1f} / {rss[19]:.1f} MiB")
+    assert rss[19] <= rss[1] * 1.10
+
+
+def _tune_command(recipe_file, out, *extra):
+    return [sys.executable, "-m", "annzoo.cli", "tune", str(recipe_file),
+            "--output-dir", str(out), "--quiet", *extra]  # fmt: skip
+
+
+def test_search_killed_mid_trial_finishes_with_exact_trials(tmp_path):
+    data = {"dataset": "digits", "limit": 600, "pipeline": "numpy"}
+    recipe = _recipe(fit={"epochs": 40}, callbacks={"early_stopping": None}, data=data)
+    recipe_file = recipe.save(tmp_path / "recipe.json")
+    out = tmp_path / "out"
+    command = _tune_command(recipe_file, out, "--max-trials", "3", "--epochs", "40")
+    process = subprocess.Popen(command, env=subprocess_env(), cwd=ROOT)
+    project = out / "tiny_mlp" / "search"
+    deadline = time.monotonic() + 240
+    # Kill during the second trial, once it has started training.
+    while time.monotonic() < deadline and process.poll() is None:
+        if (project / "trial_1" / "trial.json").is_file():
+            time.sleep(1.0)
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the search ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    rerun = subprocess.run(
+        _tune_command(recipe_file, out, "--max-trials", "3", "--epochs", "2"),
+        env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert rerun.returncode != 0 and "epochs" in rerun.stderr  # a changed search
+    rerun = subprocess.run(command, env=subprocess_env(), cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    rows = _rows(out / "tiny_mlp")
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 3
+    assert len({r["trial"] for r in rows}) == 3
+
+
+def test_cli_role_errors(tmp_path):
+    recipe_file = _recipe().save(tmp_path / "recipe.json")
+    result = run_python(
+        "-m", "annzoo.cli", "tune", str(recipe_file), "--role", "worker"
+    )
+    assert result.returncode == 2 and "--oracle" in result.stderr
+    result = run_python("-m", "annzoo.cli", "tune", str(recipe_file), "--role",
+                        "worker", "--oracle", "nohost")  # fmt: skip
+    assert result.returncode == 2 and "HOST:PORT" in result.stderr
+
+
+@pytest.mark.slow
+def test_distributed_search_on_localhost(tmp_path):
+    recipe_file = _recipe(fit={"epochs": 1}).save(tmp_path / "recipe.json")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        _tune_command(recipe_file, out, "--max-trials", "4", "--workers", "2"),
+        env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
+    run = out / "tiny_mlp"
+    rows = _rows(run)
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 4
+    assert len({r["trial"] for r in rows}) == 4  # none lost, none run twice
+    workers = {json.loads(p.read_text())["tuner_id"] for p in (run / "stats").glob("*")}
+    assert workers <= {"worker0", "worker1"} and workers
+    chief = json.loads((run / "best_hyperparameters.json").read_text())
+    assert chief["score"] == pytest.approx(min(float(r["score"]) for r in rows))
