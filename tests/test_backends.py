@@ -96,3 +96,25 @@ print(json.dumps({{"accuracy": result.test_metrics["accuracy"],
         json.loads((run_dir / "results.json").read_text())["versions"]["backend"]
         == "jax"
     )
+
+
+def test_tuning_without_tensorflow(tmp_path):
+    script = (
+        BLOCK_TENSORFLOW
+        + f"""
+import json, sys
+import annzoo
+from annzoo.training import Recipe
+recipe = Recipe(name="tune_jax", model={{"name": "mlp"}},
+                data={{"dataset": "digits", "limit": 64, "pipeline": "numpy"}},
+                fit={{"epochs": 1}},
+                search_space={{"hidden_units": [[8], [16]], "batch_size": [32]}})
+result = annzoo.tune(recipe, max_trials=2, output_dir={str(tmp_path)!r}, verbose=0)
+print(json.dumps({{"completed": result.completed,
+                  "tensorflow_loaded": "tensorflow" in sys.modules}}))
+"""
+    )
+    done = run_python("-c", script, KERAS_BACKEND="jax")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"completed": 2, "tensorflow_loaded": False}

@@ -216,3 +216,51 @@ def test_distributed_search_on_localhost(tmp_path):
     assert workers <= {"worker0", "worker1"} and workers
     chief = json.loads((run / "best_hyperparameters.json").read_text())
     assert chief["score"] == pytest.approx(min(float(r["score"]) for r in rows))
+
+
+def test_mixed_precision_is_scoped_to_the_search(tmp_path):
+    import keras
+
+    before = keras.config.dtype_policy().name
+    space = dict(SPACE, hidden_units=[[8]], batch_size=[32])
+    recipe = _recipe(search_space=space, fit={"epochs": 1})
+    result = tune(recipe, max_trials=1, mixed_precision="bfloat16",
+                  output_dir=tmp_path, verbose=0)  # fmt: skip
+    assert result.completed == 1
+    assert keras.config.dtype_policy().name == before
+
+
+def test_xla_falls_back_for_recurrent_layers_once(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    import keras
+
+    from annzoo.tuning import search
+
+    hypermodel = importlib.import_module("annzoo.tuning.hypermodel")
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the cuDNN fallback concerns the TensorFlow backend")
+    # As on a TensorFlow GPU machine: trials ask for XLA.
+    monkeypatch.setattr(search, "_accelerated", lambda: True)
+    monkeypatch.setattr(search._Say, "said", set())
+    compiled = []
+    original = hypermodel.AnnzooHyperModel.build
+
+    def spy(self, hp):
+        model = original(self, hp)
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(hypermodel.AnnzooHyperModel, "build", spy)
+    recipe = Recipe.from_dict(
+        dict(name="tiny_rnn", model={"name": "rnn", "units": [8], "cell": "gru"},
+             data={"dataset": "surnames", "limit": 64, "pipeline": "numpy"},
+             fit={"epochs": 1}, search_space={"batch_size": [32], "cell": None,
+                                              "units": None, "bidirectional": [True]})
+    )  # fmt: skip
+    result = tune(recipe, max_trials=2, output_dir=tmp_path, verbose=0)
+    assert result.completed >= 1
+    out = capsys.readouterr().out
+    assert out.count("XLA is off for models with LSTM/GRU") == 1
+    assert compiled and all(m.jit_compile is False for m in compiled)

@@ -413,3 +413,19 @@ def test_missing_size_argument_is_named():
         tuning.default_space("mlp", num_outputs=2)
     with pytest.raises(AnnzooError, match="name"):
         tuning.hypermodel("no_such_model")
+
+
+def test_a_choice_of_booleans_reaches_the_builder_as_booleans():
+    import keras_tuner
+
+    from annzoo.tuning import hypermodel
+
+    hm = hypermodel(
+        "rnn", input_shape=(5,), num_outputs=2, vocabulary_size=9,
+        space={"bidirectional": [True, False]},
+    )  # fmt: skip
+    hp = keras_tuner.HyperParameters()
+    arguments = hm.arguments(hp)
+    assert arguments["model"]["bidirectional"] is True
+    model = hm.build(hp)
+    assert any(type(layer).__name__ == "Bidirectional" for layer in model.layers)

@@ -291,7 +291,8 @@ def _label(value: Any) -> str:
 def _labels(key: str, values: list) -> dict[str, Any] | None:
     """None when keras-tuner can hold ``values`` as they are, else label -> value."""
     types = {type(v) for v in values}
-    if len(types) == 1 and types <= set(_SCALARS):
+    # keras-tuner's Choice turns True/False into 1/0, which builders refuse.
+    if len(types) == 1 and types <= set(_SCALARS) and bool not in types:
         return None
     labels = {_label(v): v for v in values}
     if len(labels) != len(values):
