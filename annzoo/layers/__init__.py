@@ -1,5 +1,6 @@
 """Serializable custom layers used by annzoo's builders."""
 
+from annzoo.layers.adapt import GrayscaleToRGB
 from annzoo.layers.attention import (
     MultiHeadAttention,
     PositionEmbedding,
@@ -24,6 +25,7 @@ __all__ = [
     "CRF",
     "CRFLoss",
     "ClassToken",
+    "GrayscaleToRGB",
     "MultiHeadAttention",
     "PaddedIdentity",
     "PatchEmbedding",

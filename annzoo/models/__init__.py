@@ -1,5 +1,6 @@
 """Model families. Importing this package registers every family and preset."""
 
+from annzoo.models.applications import build_application  # noqa: F401
 from annzoo.models.captioner import build_captioner
 from annzoo.models.cnn import build_cnn
 from annzoo.models.mlp import build_mlp

@@ -111,6 +111,28 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _free_memory() -> None:
+    """Drops what a finished trial leaves behind: objects, and JAX's compiled code.
+
+    JAX caches every compiled step function for the life of the process, so
+    a search over many architectures would otherwise grow by one executable
+    per trial.
+    """
+    import keras
+
+    gc.collect()
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.clear_caches()
+    # glibc keeps freed heap pages mapped; hand them back so resident memory
+    # reflects what is really in use.
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class _EpochTimer:
     """Adds up the time spent in epochs; copies share one record."""
 
@@ -135,7 +157,14 @@ class _EpochTimer:
         return EpochTimer(record)
 
 
-def _tuner_class(kind: str, stats_dir: Path, record: dict):
+def _trial_number(trial) -> int:
+    try:
+        return int(trial.trial_id)
+    except ValueError:  # pragma: no cover - keras-tuner ids are numbers
+        return sum(map(ord, trial.trial_id))
+
+
+def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
     import keras_tuner
 
     base = getattr(keras_tuner, TUNERS[kind])
@@ -144,12 +173,17 @@ def _tuner_class(kind: str, stats_dir: Path, record: dict):
         """keras-tuner's tuner, measuring each trial and freeing memory after it."""
 
         def on_trial_begin(self, trial):
+            import keras
+
             record.update(train_s=0.0, epochs=0, start=time.perf_counter())
+            # Weights, dropout and shuffling of trial k are seeded too, so the
+            # same search seed repeats each trial, not only its hyperparameters.
+            keras.utils.set_random_seed(seed * 100_003 + _trial_number(trial))
             super().on_trial_begin(trial)
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
-            gc.collect()
+            _free_memory()
             stats = {
                 "trial_id": trial.trial_id,
                 "wall_s": round(time.perf_counter() - record["start"], 4),
@@ -453,7 +487,7 @@ def tune(
 
     stats_dir = run_dir / "stats"
     record: dict[str, Any] = {}
-    tuner_class = _tuner_class(tuner, stats_dir, record)
+    tuner_class = _tuner_class(tuner, stats_dir, record, seed)
     options: dict[str, Any] = dict(
         hypermodel=hypermodel,
         objective=keras_tuner.Objective(objective, _mode(objective)),
