@@ -384,3 +384,40 @@ def test_importing_datasets_does_not_import_heavy_libraries():
         " if m in sys.modules))\n"
     )
     assert _run_python(code) == "[]"
+
+
+def test_classes_and_per_class_select_a_few_shot_subset():
+    from sklearn.datasets import load_digits
+
+    original = load_digits().target
+    classes = [5, 6, 7, 8, 9]
+    for split in ("train", "validation"):
+        part = datasets.load("digits", split, seed=3, classes=classes, per_class=10)
+        assert part.num_classes == 5 and part.class_names == ("5", "6", "7", "8", "9")
+        # Relabelled 0..4 in the order given: the source label is classes[y].
+        np.testing.assert_array_equal(original[part.indices], np.array(classes)[part.y])
+        assert np.bincount(part.y, minlength=5).tolist() == [10] * 5
+    test = datasets.load("digits", "test", seed=3, classes=classes, per_class=10)
+    whole = datasets.load("digits", "test", seed=3)
+    # The test split stays whole: every test digit of those classes.
+    assert sorted(test.indices) == sorted(whole.indices[np.isin(whole.y, classes)])
+    other = datasets.load("digits", "train", seed=4, classes=classes, per_class=10)
+    assert set(other.indices) != set(
+        datasets.load("digits", "train", seed=3, classes=classes, per_class=10).indices
+    )
+
+
+@pytest.mark.parametrize(
+    "name, options, match",
+    [
+        ("diabetes", dict(classes=[0, 1]), "classes"),
+        ("digits", dict(classes=[3]), "classes"),
+        ("digits", dict(classes=[1, 1]), "classes"),
+        ("digits", dict(classes=[0, 10]), "classes"),
+        ("digits", dict(classes="0,1"), "classes"),
+        ("digits", dict(per_class=0), "per_class"),
+    ],
+)
+def test_bad_subset_options(name, options, match):
+    with pytest.raises(AnnzooError, match=match):
+        datasets.load(name, "train", **options)

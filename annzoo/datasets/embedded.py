@@ -12,8 +12,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from annzoo._checks import check_positive_int, is_int
 from annzoo.datasets._base import ArrayDataset, register_dataset
 from annzoo.datasets._split import split_indices, split_sizes, standardize
+from annzoo.errors import AnnzooError
 
 __all__: list[str] = []
 
@@ -100,12 +102,48 @@ _INFO: dict[str, dict[str, Any]] = {
 }
 
 
-def _load(name: str, split: str, seed: int) -> ArrayDataset:
+def _check_subset(name: str, classes: Any, per_class: Any, meta: dict):
+    if meta["task"] == "regression" and (classes is not None or per_class is not None):
+        raise AnnzooError(
+            f"`classes` and `per_class` apply to classification datasets; {name!r} "
+            f"is a regression dataset. Received: classes={classes!r}, "
+            f"per_class={per_class!r}"
+        )
+    if classes is not None:
+        valid = range(meta["num_classes"])
+        if (
+            isinstance(classes, str)
+            or not isinstance(classes, list | tuple)
+            or len(classes) < 2
+            or len(set(classes)) != len(classes)
+            or not all(is_int(c) and c in valid for c in classes)
+        ):
+            raise AnnzooError(
+                f"`classes` must list at least two distinct class ids of {name!r} "
+                f"(0 to {meta['num_classes'] - 1}). Received: classes={classes!r}"
+            )
+    if per_class is not None:
+        check_positive_int("per_class", per_class)
+
+
+def _load(
+    name: str, split: str, seed: int, classes=None, per_class=None
+) -> ArrayDataset:
     meta = _INFO[name]
+    _check_subset(name, classes, per_class, meta)
     raw = _sklearn_raw(name)
     classify = meta["task"] != "regression"
     rows = split_indices(len(raw.y), seed, labels=raw.y if classify else None)
     idx = rows[split]
+    if classes is not None:
+        idx = idx[np.isin(raw.y[idx], classes)]
+    if per_class is not None and split != "test":
+        # The split's rows are already in a seeded random order: the first
+        # `per_class` of each class are a seeded draw. The test split stays whole.
+        idx = np.concatenate(
+            [idx[raw.y[idx] == c][:per_class] for c in np.unique(raw.y[idx])]
+        )
+        idx = np.random.default_rng(seed).permutation(idx)
     if name == "digits":
         x = (raw.x[idx] / 16.0).astype(np.float32)[..., np.newaxis]
         feature_names = None
@@ -113,14 +151,22 @@ def _load(name: str, split: str, seed: int) -> ArrayDataset:
         x = standardize(raw.x, rows["train"])[idx]
         feature_names = raw.feature_names
     y = raw.y[idx].astype(np.int32 if classify else np.float32)
+    class_names = raw.class_names if classify else None
+    num_classes = meta["num_classes"]
+    if classes is not None:
+        # Relabel to 0..k-1 in the order given, keeping the original names.
+        new_id = {int(c): i for i, c in enumerate(classes)}
+        y = np.array([new_id[int(v)] for v in raw.y[idx]], dtype=np.int32)
+        class_names = tuple(raw.class_names[c] for c in classes)
+        num_classes = len(classes)
     return ArrayDataset(
         x=x,
         y=y,
         name=name,
         split=split,
         task=meta["task"],
-        num_classes=meta["num_classes"],
-        class_names=raw.class_names if classify else None,
+        num_classes=num_classes,
+        class_names=class_names,
         feature_names=feature_names,
         seed=seed,
         indices=idx,
@@ -138,4 +184,11 @@ def _info(name: str) -> dict[str, Any]:
 
 
 for _name in _INFO:
-    register_dataset(_name, _load, info=_info(_name))
+    register_dataset(
+        _name,
+        _load,
+        info=_info(_name),
+        options=()
+        if _INFO[_name]["task"] == "regression"
+        else ("classes", "per_class"),
+    )
