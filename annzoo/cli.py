@@ -8,6 +8,7 @@
     annzoo predict RUN_DIR INPUT...       predictions for .npy/.npz/.csv/images
     annzoo predict RUN_DIR --text TEXT    translate, tag or classify raw text
     annzoo tune RECIPE [--max-trials N]   hyperparameter search (resumable)
+    annzoo finetune SOURCE RECIPE         fine-tune trained weights on a recipe
     annzoo export RUN_DIR --format F      keras, savedmodel or onnx
 
 Errors print one sentence and exit with status 2; ``--debug`` shows the
@@ -129,6 +130,21 @@ def _train(args) -> int:
 
     recipe = load_recipe(find_recipe(args.recipe))
     return run_and_report(recipe, args)
+
+
+def _finetune(args) -> int:
+    from annzoo.training.recipe import load_recipe
+    from annzoo.training.runner import run_and_report
+
+    recipe = load_recipe(find_recipe(args.recipe))
+    source = args.source
+    if Path(source).exists():  # record where the weights came from, exactly
+        source = str(Path(source).resolve())
+    data = recipe.to_dict()
+    data["finetune"]["source"] = source
+    from annzoo.training.recipe import Recipe
+
+    return run_and_report(Recipe.from_dict(data), args)
 
 
 def _tune(args) -> int:
@@ -272,6 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("recipe", help="recipe name (recipes/NAME.py) or file")
     add_train_arguments(train)
     train.set_defaults(run=_train)
+
+    finetune = commands.add_parser(
+        "finetune",
+        help="fine-tune trained weights on a recipe's data",
+        description="Train RECIPE starting from SOURCE (a .keras file, a run "
+        "directory or a preset such as mobilenetv2_imagenet): new head, frozen "
+        "base, reduced learning rate (see the recipe's finetune section).",
+    )
+    finetune.add_argument("source", help=".keras file, run directory or preset")
+    finetune.add_argument("recipe", help="recipe file or name in recipes/")
+    add_train_arguments(finetune)
+    finetune.set_defaults(run=_finetune)
 
     tune = commands.add_parser(
         "tune",

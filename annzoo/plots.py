@@ -13,6 +13,7 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -424,5 +425,38 @@ def plot_trials(
         ax.set_ylabel(objective)
     for ax in axes[panels:]:
         ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_spread(
+    series: Mapping[str, Mapping[Any, Sequence[float]]],
+    path: str | os.PathLike,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+) -> Path:
+    """Curves of means with their standard deviation, one per series.
+
+    ``series`` maps a label to ``{x: [values over repeats]}``, for example
+    test accuracy over seeds at each training-set size.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in series.items():
+        xs = sorted(points)
+        means = np.array([np.mean(points[x]) for x in xs])
+        stds = np.array([np.std(points[x], ddof=1) if len(points[x]) > 1 else 0.0
+                         for x in xs])  # fmt: skip
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=label)
+        ax.fill_between(xs, means - stds, means + stds, alpha=0.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(sorted({x for points in series.values() for x in points}))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     return _save(fig, path)

@@ -79,6 +79,21 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "seed": 0,
         "steps_per_epoch": None,
     },
+    "finetune": {
+        # Start from trained weights instead of building `model`: a .keras
+        # file, an annzoo run directory (its best.keras) or a registered
+        # preset (keras.applications backbones download their weights).
+        "source": None,
+        "truncate": 1,  # layers removed from the end before the new head
+        "freeze": "base",  # "base", a layer count, a fraction or a layer name
+        "batchnorm": "frozen",  # keep batch normalization in inference mode
+        # Two stages: `head_epochs` epochs training the new head on the frozen
+        # base at compile.learning_rate, then everything at that rate times
+        # `learning_rate_scale`. Without head_epochs: one stage, the base
+        # frozen as `freeze` says, at the reduced rate.
+        "head_epochs": None,
+        "learning_rate_scale": 0.1,
+    },
     "callbacks": {
         "monitor": "val_loss",
         "early_stopping": {"patience": 10},  # None removes it
@@ -113,6 +128,8 @@ class Recipe:
         fit: epochs, seed and steps.
         callbacks: the callback bundle; set a part to ``None``/``False`` to
             remove it.
+        finetune: start from trained weights (``source``), with a new head,
+            frozen layers, a reduced learning rate and optionally two stages.
         search_space: an optional keras-tuner search space for ``annzoo tune``.
         description: one line for humans.
     """
@@ -124,11 +141,20 @@ class Recipe:
     compile: dict[str, Any] = field(default_factory=dict)
     fit: dict[str, Any] = field(default_factory=dict)
     callbacks: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
     search_space: dict[str, Any] | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
-        for section in ("model", "data", "augment", "compile", "fit", "callbacks"):
+        for section in (
+            "model",
+            "data",
+            "augment",
+            "compile",
+            "fit",
+            "callbacks",
+            "finetune",
+        ):
             value = getattr(self, section)
             if not isinstance(value, Mapping):
                 raise AnnzooError(
@@ -360,6 +386,27 @@ class Recipe:
                     f"`callbacks.{flag}` must be true or false. "
                     f"Received: callbacks.{flag}={cb[flag]!r}"
                 )
+        ft = self.finetune
+        if ft["source"] is not None:
+            if not isinstance(ft["source"], str) or not ft["source"]:
+                raise AnnzooError(
+                    "`finetune.source` must be a .keras file, a run directory or a "
+                    f"preset name. Received: finetune.source={ft['source']!r}"
+                )
+            check_positive_int("finetune.truncate", ft["truncate"])
+            check_choice("finetune.batchnorm", ft["batchnorm"], ("frozen", "train"))
+            check_positive_float(
+                "finetune.learning_rate_scale", ft["learning_rate_scale"]
+            )
+            if ft["head_epochs"] is not None:
+                check_positive_int("finetune.head_epochs", ft["head_epochs"])
+                if ft["head_epochs"] >= self.fit["epochs"]:
+                    raise AnnzooError(
+                        "`finetune.head_epochs` must be fewer than `fit.epochs` "
+                        "(the rest train the whole network). Received: "
+                        f"finetune.head_epochs={ft['head_epochs']}, "
+                        f"fit.epochs={self.fit['epochs']}"
+                    )
         space = self.search_space
         if space is not None and not isinstance(space, Mapping):
             raise AnnzooError(

@@ -291,20 +291,62 @@ def _inputs(recipe: Recipe, split, model, *, training: bool, num_classes: int | 
 # -- model ---------------------------------------------------------------------
 
 
-def _build(recipe: Recipe, model_args: dict):
-    from annzoo import augment, tasks
+def _learning_rates(recipe: Recipe) -> tuple[float | None, float | None]:
+    """The learning rate of the first stage and, for fine-tuning, the reduced one."""
+    from annzoo import tasks
 
-    comp = recipe.compile
-    model = registry.create_model(recipe.model["name"], **model_args, compile=False)
+    rate = recipe.compile["learning_rate"]
+    ft = recipe.finetune
+    if ft["source"] is None:
+        return rate, None
+    if rate is None:  # the optimizer's own default, scaled
+        rate = float(tasks.get_optimizer(recipe.compile["optimizer"]).learning_rate)
+    reduced = rate * ft["learning_rate_scale"]
+    return (rate, reduced) if ft["head_epochs"] else (reduced, reduced)
+
+
+def _start_model(recipe: Recipe, model_args: dict):
+    """The recipe's model, or for fine-tuning the source with a new head."""
+    ft = recipe.finetune
+    if ft["source"] is None:
+        return registry.create_model(recipe.model["name"], **model_args, compile=False)
+    from annzoo.finetune import finetune
+
+    source = ft["source"]
+    if source in registry.list_models():
+        source = registry.create_model(source, compile=False)
+    width = model_args.get("num_classes", model_args.get("num_outputs"))
+    return finetune(
+        source,
+        num_classes=width,
+        task=model_args.get("task"),
+        truncate=ft["truncate"],
+        freeze="base" if ft["head_epochs"] else ft["freeze"],
+        batchnorm=ft["batchnorm"],
+        input_shape=model_args.get("input_shape"),
+        compile=False,
+    )
+
+
+def _build(recipe: Recipe, model_args: dict):
+    from annzoo import augment
+
+    model = _start_model(recipe, model_args)
     aug = recipe.augment
     if aug["ops"] and aug["placement"] == "model":
         model = augment.in_model(model, aug["ops"], seed=recipe.fit["seed"])
+    _compile(recipe, model, model_args, _learning_rates(recipe)[0])
+    return model
+
+
+def _compile(recipe: Recipe, model, model_args: dict, learning_rate):
+    from annzoo import tasks
+
+    comp = recipe.compile
     optimizer_args = {}
     if comp["weight_decay"] is not None:
         optimizer_args["weight_decay"] = comp["weight_decay"]
-    optimizer = tasks.get_optimizer(
-        comp["optimizer"], comp["learning_rate"], **optimizer_args
-    )
+    optimizer = tasks.get_optimizer(comp["optimizer"], learning_rate, **optimizer_args)
     task = model_args.get("task", "multiclass")
     mixing = _mixes_labels(recipe)
     tasks.compile_model(
@@ -316,6 +358,22 @@ def _build(recipe: Recipe, model_args: dict):
         steps_per_execution=comp["steps_per_execution"],
     )
     return model
+
+
+def _stages(recipe: Recipe, initial_epoch: int) -> list[tuple[int, bool]]:
+    """``(last epoch, unfreeze first)`` of each training stage still to run.
+
+    One stage, unless fine-tuning in two: the head alone up to
+    ``finetune.head_epochs``, then everything. A run resumed in the second
+    stage is already unfrozen (the saved model says so).
+    """
+    epochs = recipe.fit["epochs"]
+    head = recipe.finetune["head_epochs"] if recipe.finetune["source"] else None
+    if initial_epoch >= epochs:
+        return []
+    if not head or initial_epoch >= head:
+        return [(epochs, False)]
+    return [(head, False), (epochs, True)]
 
 
 def _mixes_labels(recipe: Recipe) -> bool:
@@ -446,22 +504,42 @@ def train(
         train_input.set_epoch(initial_epoch)
     bundle = build_callbacks(recipe, run_dir, progress=progress)
     history = {k: list(v) for k, v in (progress or {}).get("history", {}).items()}
-    if (
-        not (progress and progress.get("stopped"))
-        and initial_epoch < recipe.fit["epochs"]
-    ):
+    stopped = bool(progress and progress.get("stopped"))
+    resumed_from = initial_epoch
+    for end, unfreeze in _stages(recipe, initial_epoch):
+        if stopped:
+            break
+        if unfreeze:
+            # Second fine-tuning stage: the whole network, at the reduced rate
+            # (a fresh optimizer: the head's moments do not fit the base).
+            from annzoo.finetune import unfreeze as unfreeze_layers
+
+            unfreeze_layers(model, batchnorm=recipe.finetune["batchnorm"])
+            _compile(recipe, model, model_args, _learning_rates(recipe)[1])
+            if verbose:
+                print(f"annzoo: epoch {initial_epoch + 1}: base unfrozen", flush=True)
+        head_only = (
+            recipe.finetune["head_epochs"] and end <= recipe.finetune["head_epochs"]
+        )
+        callbacks = [
+            c
+            for c in bundle.callbacks
+            if not (head_only and c is bundle.parts.get("early_stopping"))
+        ]
         fit_history = model.fit(
             train_input,
-            epochs=recipe.fit["epochs"],
+            epochs=end,
             initial_epoch=initial_epoch,
             steps_per_epoch=recipe.fit["steps_per_epoch"],
             validation_data=val_input,
             shuffle=False,  # the input pipeline shuffles, seeded per epoch
-            callbacks=bundle.callbacks,
+            callbacks=callbacks,
             verbose=verbose,
         )
         for key, values in fit_history.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
+        initial_epoch = end
+        stopped = bool(model.stop_training)
     if bundle.nan_guard is not None and bundle.nan_guard.nan_at is not None:
         epoch, step = bundle.nan_guard.nan_at
         where = f"epoch {epoch}, step {step}" if step else f"epoch {epoch}"
@@ -545,7 +623,7 @@ def train(
         epochs_run=results["epochs_run"],
         wall_time_s=wall,
         history=history,
-        resumed_from=initial_epoch,
+        resumed_from=resumed_from,
     )
 
 

@@ -1,0 +1,107 @@
+"""Fine-tuning in recipes: two stages, `annzoo finetune`, digits_transfer."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+
+import pytest
+
+from annzoo.errors import AnnzooError
+from annzoo.training import Recipe, train
+from tests.conftest import ROOT, run_python
+
+SMALL = dict(name="cnn", filters=[8], hidden_units=[16], batch_norm=True)
+
+
+def _digits(name, classes, **changes):
+    data = dict(
+        name=name,
+        model=SMALL,
+        data={"dataset": "digits", "batch_size": 32, "options": {"classes": classes}},
+        fit={"epochs": 2},
+        callbacks={"early_stopping": None, "tensorboard": False},
+    )
+    data.update(changes)
+    return Recipe.from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrained")
+    return train(_digits("first", [0, 1, 2]), output_dir=out, verbose=0).run_dir
+
+
+def _learning_rates(run_dir):
+    with open(run_dir / "metrics.csv") as handle:
+        return [float(r["learning_rate"]) for r in csv.DictReader(handle)]
+
+
+def test_two_stages_head_then_everything_at_the_reduced_rate(pretrained, tmp_path):
+    recipe = _digits(
+        "second",
+        [5, 6, 7, 8],
+        compile={"learning_rate": 0.002},
+        fit={"epochs": 3},
+        finetune={"source": str(pretrained), "head_epochs": 1,
+                  "learning_rate_scale": 0.25},
+    )  # fmt: skip
+    result = train(recipe, output_dir=tmp_path, verbose=0)
+    rates = _learning_rates(result.run_dir)
+    assert rates == pytest.approx([0.002, 0.0005, 0.0005])
+    saved = json.loads((result.run_dir / "recipe.json").read_text())
+    assert saved["finetune"]["source"] == str(pretrained)  # where weights came from
+    assert result.test_metrics["accuracy"] > 0.25  # 4 classes; better than chance
+
+
+def test_one_stage_trains_at_the_reduced_rate(pretrained, tmp_path):
+    recipe = _digits("one", [5, 6], finetune={"source": str(pretrained / "best.keras"),
+                                              "learning_rate_scale": 0.5})  # fmt: skip
+    result = train(recipe, output_dir=tmp_path, verbose=0)
+    assert _learning_rates(result.run_dir) == pytest.approx([0.0005, 0.0005])
+
+
+@pytest.mark.parametrize(
+    "finetune, match",
+    [
+        ({"source": ""}, "finetune.source"),
+        ({"source": "x.keras", "head_epochs": 5}, "head_epochs"),
+        ({"source": "x.keras", "batchnorm": "free"}, "finetune.batchnorm"),
+        ({"source": "x.keras", "learning_rate_scale": 0}, "learning_rate_scale"),
+        ({"source": "x.keras", "truncate": 0}, "truncate"),
+    ],
+)
+def test_bad_finetune_settings(finetune, match):
+    with pytest.raises(AnnzooError, match=match):
+        _digits("bad", [0, 1], finetune=finetune).validate()
+
+
+def test_cli_finetune(pretrained, tmp_path):
+    recipe_file = _digits("cli", [7, 8, 9]).save(tmp_path / "recipe.json")
+    done = run_python(
+        "-m", "annzoo.cli", "finetune", str(pretrained), str(recipe_file),
+        "--output-dir", str(tmp_path / "runs"), "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads((tmp_path / "runs" / "cli" / "recipe.json").read_text())
+    assert saved["finetune"]["source"] == str(pretrained.resolve())
+
+
+@pytest.mark.slow
+def test_digits_transfer_comparison_at_smoke_size(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "digits_transfer", ROOT / "recipes" / "digits_transfer.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    summary = module.compare(
+        tmp_path, seeds=2, sizes=(2,), overrides=["fit.epochs=2"], verbose=0
+    )
+    folder = tmp_path / "digits_transfer_comparison"
+    for name in ("transfer.md", "transfer.json", "transfer.png"):
+        assert (folder / name).is_file()
+    for label in ("fine-tuned", "from scratch"):
+        assert len(summary[label][2]["runs"]) == 2
+    table = (folder / "transfer.md").read_text()
+    assert table.count("\n") == 3 and "| 2 |" in table
