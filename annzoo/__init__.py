@@ -15,6 +15,13 @@ TensorFlow, and only when used.
 from annzoo import augment, data, datasets, metrics, text
 from annzoo.decode import Decoded, decode
 from annzoo.errors import AnnzooError, CheckpointError, UnknownNameError
+from annzoo.finetune import (
+    feature_extractor,
+    finetune,
+    freeze,
+    replace_head,
+    unfreeze,
+)
 from annzoo.models import (
     build_captioner,
     build_cnn,
@@ -65,10 +72,15 @@ __all__ = [
     "data",
     "datasets",
     "decode",
+    "feature_extractor",
+    "finetune",
+    "freeze",
     "list_families",
     "list_models",
     "metrics",
     "model_info",
+    "replace_head",
     "text",
     "tune",
+    "unfreeze",
 ]

@@ -48,7 +48,9 @@ def check_presets(smoke: bool) -> dict:
             shape = (64, 64, 3)
         start = time.perf_counter()
         keras.utils.set_random_seed(0)
-        model = annzoo.create_model(name, input_shape=shape)
+        # No network on the GPU machine: keras.applications backbones untrained.
+        offline = {"weights": None} if info.family == "applications" else {}
+        model = annzoo.create_model(name, input_shape=shape, **offline)
         x = np.random.default_rng(0).random((8, *shape), dtype=np.float32)
         width = info.output_shape[-1]
         y = (

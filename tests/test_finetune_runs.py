@@ -96,7 +96,11 @@ def test_digits_transfer_comparison_at_smoke_size(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     summary = module.compare(
-        tmp_path, seeds=2, sizes=(2,), overrides=["fit.epochs=2"], verbose=0
+        tmp_path,
+        seeds=2,
+        sizes=(2,),
+        overrides=["fit.epochs=2", "finetune.head_epochs=1"],
+        verbose=0,
     )
     folder = tmp_path / "digits_transfer_comparison"
     for name in ("transfer.md", "transfer.json", "transfer.png"):

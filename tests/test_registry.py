@@ -80,6 +80,7 @@ def test_list_models_pattern_examples():
 
 def test_list_families():
     assert annzoo.list_families() == [
+        "applications",
         "captioning",
         "cnn",
         "mlp",

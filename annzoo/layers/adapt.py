@@ -42,3 +42,30 @@ class GrayscaleToRGB(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels}
+
+
+def input_adapters(expected: tuple, received: tuple) -> list[keras.layers.Layer]:
+    """Layers that turn ``received`` images into the ``expected`` format.
+
+    Both shapes are ``(height, width, channels)``; ``None`` in ``expected``
+    accepts anything. A new size is resized (``input_adapter_resize``,
+    bilinear, before any channel change: resizing commutes with both and is
+    cheaper on fewer channels). One channel into several is repeated
+    (``input_adapter_rgb``, no weights); any other channel change goes
+    through a trainable 1x1 convolution (``input_adapter_conv``), which starts
+    random and must be trained.
+
+    Example:
+        >>> [a.name for a in input_adapters((224, 224, 3), (28, 28, 1))]
+        ['input_adapter_resize', 'input_adapter_rgb']
+    """
+    height, width, channels = expected
+    layers = []
+    if None not in (height, width) and tuple(received[:2]) != (height, width):
+        layers.append(keras.layers.Resizing(height, width, name="input_adapter_resize"))
+    if channels is not None and received[2] != channels:
+        if received[2] == 1:
+            layers.append(GrayscaleToRGB(channels, name="input_adapter_rgb"))
+        else:
+            layers.append(keras.layers.Conv2D(channels, 1, name="input_adapter_conv"))
+    return layers

@@ -124,7 +124,12 @@ def _backbone(architecture: str, inputs, weights: Any, pooling: str):
     constructor = getattr(keras.applications, architecture)
     try:
         return constructor(
-            include_top=False, weights=weights, input_tensor=inputs, pooling=pooling
+            include_top=False,
+            weights=weights,
+            input_tensor=inputs,
+            # Also the shape, for Keras' own checks (minimum size, channels).
+            input_shape=tuple(inputs.shape[1:]),
+            pooling=pooling,
         )
     except ValueError as error:
         # Keras' own checks: input size too small, channels for imagenet...

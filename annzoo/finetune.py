@@ -1,0 +1,588 @@
+"""Transfer learning in one call: cut a trained model's head, put a new one on,
+freeze what should not move, and compile with a smaller learning rate.
+
+Where the head is. Walking back from the output along the main path (each
+layer's single input), a model is a chain of *units*: a layer together with
+the activation layers (``Activation``, ``Softmax``, ``ReLU``, ``LeakyReLU``,
+``ELU``) right after it. ``truncate=k`` removes the last ``k`` units. On an
+annzoo model unit 1 is the classifier, ``head_logits`` (Dense) +
+``predictions`` (Activation); on others it is the last layer with its
+activation, whether a layer of its own or the Dense's ``activation=``.
+``Dropout``, ``BatchNormalization``, ``Flatten`` and pooling layers are units
+of their own. A layer merging branches (``Add``, ``Concatenate``) cannot be
+removed.
+
+The batch-normalization pitfall. A Keras 3 ``BatchNormalization`` layer
+normalizes with its moving statistics when it is not trainable, and with the
+current batch's (updating the moving ones) when it is. Unfreezing a
+pretrained base switches its BN layers to batch statistics: on small batches
+of a new dataset the activations shift and the moving averages are
+overwritten, which wrecks the pretrained features within a few steps (the
+loss jumps at the first fine-tuning epoch). With ``batchnorm="frozen"`` (the
+default) every BN layer stays in inference mode, its scale and offset frozen,
+whatever else trains.
+
+Example:
+    >>> model = annzoo.finetune("runs/cifar10_resnet20", num_classes=5)
+    >>> model.fit(x, y, epochs=3)  # the head trains, the base is frozen
+    >>> model = annzoo.unfreeze(model, count=10)  # then the top layers too
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from annzoo import tasks
+from annzoo._checks import (
+    check_choice,
+    check_input_shape,
+    check_positive_float,
+    check_positive_int,
+    is_int,
+)
+from annzoo.errors import AnnzooError, CheckpointError
+from annzoo.layers.adapt import input_adapters
+from annzoo.models._common import check_compile, check_outputs, output_head
+
+__all__ = ["finetune", "freeze", "unfreeze", "replace_head", "feature_extractor"]
+
+BATCHNORM_MODES = ("frozen", "train")
+DEFAULT_LEARNING_RATE = 1e-3  # Adam's default, for an uncompiled source
+_ACTIVATIONS = (
+    keras.layers.Activation,
+    keras.layers.Softmax,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+)
+_TASKS = {"softmax": "multiclass", "sigmoid": "binary", "linear": "regression"}
+_FREEZE = "`freeze` must be 'base', None, an int, a float in [0, 1] or a layer name."
+Source = keras.Model | str | os.PathLike
+
+
+def finetune(
+    model: Source,
+    *,
+    num_classes: int | None = None,
+    task: str | None = None,
+    truncate: int = 1,
+    freeze: str | int | float | None = "base",
+    learning_rate: float | None = None,
+    learning_rate_scale: float = 0.1,
+    batchnorm: str = "frozen",
+    input_shape: tuple[int, int, int] | None = None,
+    compile: bool | dict = True,
+) -> keras.Model:
+    """A new model for transfer learning from ``model``, which stays untouched.
+
+    ``model`` without its last ``truncate`` units (see the module docstring)
+    plus a new ``head_logits`` + ``predictions`` head; the kept layers are
+    copies holding the same weights.
+
+    Args:
+        model: a Functional or Sequential ``keras.Model``, a ``.keras`` file,
+            or a run directory of ``annzoo.training.train`` (its
+            ``best.keras``, else ``final.keras``).
+        num_classes: outputs of the new head; defaults to the old head's.
+        task: ``"multiclass"``, ``"binary"`` or ``"regression"``; defaults to
+            the source's, read from its output activation (softmax, sigmoid,
+            linear).
+        truncate: how many units to remove from the end (1: the classifier).
+        freeze: which kept layers to freeze; the others are made trainable.
+            ``"base"``/``True``: all; ``None``/``False``/``0``: none; an int
+            N: the first N (``model.layers`` order, input layers not
+            counted); a float in [0, 1]: that fraction of them, rounded down
+            (``1.0`` is all, ``1`` one layer); a layer name: every layer up to
+            and including it. The new head always trains.
+        learning_rate: the new model's learning rate. By default,
+            ``learning_rate_scale`` times the source optimizer's when it is
+            compiled, else times 1e-3.
+        learning_rate_scale: see ``learning_rate``.
+        batchnorm: ``"frozen"``: every BatchNormalization layer kept is frozen,
+            in inference mode; ``"train"``: they follow ``freeze``.
+        input_shape: a new ``(height, width, channels)`` input, adapted with
+            :func:`annzoo.layers.adapt.input_adapters`: resized to the
+            model's size, a gray channel repeated, other channel counts
+            mapped by a trainable 1x1 convolution. The source's own input
+            shape (any rank) changes nothing.
+        compile: ``True`` (the source's optimizer class and settings with a
+            fresh state, else Adam), ``False``, or a dict of further
+            ``annzoo.compile_model`` arguments (``optimizer``, ``metrics``...).
+
+    Returns:
+        A new ``keras.Model``, compiled unless ``compile=False``.
+
+    Example:
+        >>> model = annzoo.finetune(base, num_classes=5, input_shape=(28, 28, 1))
+    """
+    truncate = check_positive_int("truncate", truncate)
+    check_choice("batchnorm", batchnorm, BATCHNORM_MODES)
+    if learning_rate is not None:
+        learning_rate = check_positive_float("learning_rate", learning_rate)
+    scale = check_positive_float("learning_rate_scale", learning_rate_scale)
+    if task is not None:
+        task = tasks.check_task(task, tasks.SAMPLE_TASKS)
+    if input_shape is not None:
+        input_shape = check_input_shape("input_shape", input_shape)
+    if freeze is True or freeze is False:
+        freeze = "base" if freeze else None
+    if not (freeze is None or isinstance(freeze, str | numbers.Real)):
+        raise AnnzooError(f"{_FREEZE} Received: freeze={freeze!r}")
+    if isinstance(compile, dict) and {"task", "learning_rate"} & set(compile):
+        raise AnnzooError(
+            "`compile` must not set 'task' or 'learning_rate': pass them to "
+            f"finetune itself. Received: compile={compile!r}"
+        )
+    source = _load(model)
+    units = _units(source)
+    if truncate > len(units) or units[truncate - 1].cut is None:
+        removable = next((i for i, u in enumerate(units) if u.cut is None), len(units))
+        raise AnnzooError(
+            f"`truncate` must be at most {removable} for this model: removing "
+            f"{[u.layers[-1].name for u in units[:truncate]]} leaves no single "
+            "tensor to put a head on (only the input, or a layer merging "
+            f"several). Received: truncate={truncate}"
+        )
+    task = task or _infer_task(units[0].layers[0])
+    num_classes = source.output_shape[-1] if num_classes is None else num_classes
+    num_classes = check_outputs("num_classes", num_classes, task)
+    compile = check_compile(compile, task)
+
+    base = keras.Model(_single(source.inputs), units[truncate - 1].cut)
+    inputs, adapted, adapters = _new_inputs(source, input_shape)
+    outputs = output_head(_replay(base, adapted), num_classes, task)
+    new = keras.Model(_single(inputs), outputs, name=f"{source.name}_finetuned")
+
+    head = {id(new.get_layer(n)) for n in ("head_logits", "predictions")}
+    kept = [x for x in _layers(new) if id(x) not in head | adapters]
+    frozen = 0 if freeze is None else _count("freeze", freeze, kept, len(kept))
+    for i, layer in enumerate(kept):
+        layer.trainable = i >= frozen
+    if batchnorm == "frozen":
+        _freeze_batchnorm(kept)
+    if compile is False or compile is None:
+        return new
+
+    if learning_rate is None:
+        old = _learning_rate(source)
+        learning_rate = scale * (DEFAULT_LEARNING_RATE if old is None else old)
+    options = {} if compile is True else dict(compile)
+    if "optimizer" not in options and getattr(source, "optimizer", None):
+        options["optimizer"] = _fresh_optimizer(source.optimizer, learning_rate)
+    if task == "multiclass" and _one_hot(source):
+        options.setdefault("label_format", "one_hot")
+    return tasks.compile_model(new, task=task, learning_rate=learning_rate, **options)
+
+
+def replace_head(
+    model: Source, num_classes: int, *, task: str | None = None, compile=True
+) -> keras.Model:
+    """A copy of ``model`` with a new classifier head, every layer trainable.
+
+    ``finetune(model, num_classes=..., truncate=1, freeze=None,
+    batchnorm="train", learning_rate_scale=1.0)``: the learning rate is the
+    source's (or 1e-3).
+
+    Example:
+        >>> model = annzoo.replace_head(annzoo.create_model("lenet5"), 3)
+    """
+    return finetune(
+        model,
+        num_classes=num_classes,
+        task=task,
+        freeze=None,
+        batchnorm="train",
+        learning_rate_scale=1.0,
+        compile=compile,
+    )
+
+
+def feature_extractor(model: Source, layer: str | int | None = None) -> keras.Model:
+    """An uncompiled model from ``model``'s inputs to the output of ``layer``.
+
+    It shares its layers and weights with ``model``.
+
+    Args:
+        model: a ``keras.Model``, ``.keras`` file or run directory.
+        layer: a layer name, an index into ``model.layers`` (input layers
+            included, negative from the end), or ``None``: the head's input,
+            the penultimate representation.
+
+    Example:
+        >>> features = annzoo.feature_extractor(model).predict(images)
+    """
+    source = _load(model)
+    if layer is None:
+        tensor = _units(source)[0].cut
+        if tensor is None:
+            raise AnnzooError(
+                "`layer` is required: the model's head merges several inputs. "
+                "Received: layer=None"
+            )
+    else:
+        target = _find_layer(source, layer)
+        try:
+            tensor = target.output
+        except (AttributeError, ValueError) as error:
+            raise AnnzooError(
+                f"`layer` {target.name!r} is called more than once in the model, "
+                f"so it has no single output. Received: layer={layer!r}"
+            ) from error
+    return keras.Model(_single(source.inputs), tensor, name=f"{source.name}_features")
+
+
+def freeze(
+    model: keras.Model,
+    up_to: str | None = None,
+    *,
+    count: int | None = None,
+    fraction: float | None = None,
+    batchnorm: str = "frozen",
+) -> keras.Model:
+    """Freezes the first layers of ``model`` in place (never its head).
+
+    Keras applies a change of ``trainable`` only when the model is compiled
+    again: a compiled model is recompiled here with the same loss, metrics and
+    optimizer settings (the optimizer state starts afresh). Layers not
+    selected keep their flag.
+
+    Args:
+        model: a ``keras.Model``.
+        up_to: freeze every layer up to and including this one.
+        count: freeze the first ``count`` layers (input layers not counted).
+        fraction: freeze this fraction of them (in [0, 1], rounded down).
+            With none of the three, every layer but the head (the last
+            unit, see the module docstring) is frozen.
+        batchnorm: ``"frozen"`` also freezes every BatchNormalization layer
+            of the model (see the module docstring); ``"train"`` leaves them.
+
+    Returns:
+        ``model``.
+    """
+    check_choice("batchnorm", batchnorm, BATCHNORM_MODES)
+    _check_model(model)
+    head = {id(layer) for layer in _units(model)[0].layers}
+    body = [layer for layer in _layers(model) if id(layer) not in head]
+    rule = _one_rule(up_to=up_to, count=count, fraction=fraction)
+    return _set_trainable(model, body, rule, False, batchnorm)
+
+
+def unfreeze(
+    model: keras.Model,
+    from_layer: str | None = None,
+    *,
+    count: int | None = None,
+    fraction: float | None = None,
+    batchnorm: str = "frozen",
+) -> keras.Model:
+    """Makes the last layers of ``model`` trainable in place; see :func:`freeze`.
+
+    Args:
+        model: a ``keras.Model``.
+        from_layer: unfreeze this layer and every one after it.
+        count: unfreeze the last ``count`` layers.
+        fraction: unfreeze this fraction of the layers (in [0, 1], rounded
+            down), the last ones. With none of the three, every layer.
+        batchnorm: ``"frozen"`` (the default) keeps every BatchNormalization
+            layer frozen; ``"train"`` unfreezes them with the rest.
+
+    Returns:
+        ``model``, recompiled if it was compiled.
+    """
+    check_choice("batchnorm", batchnorm, BATCHNORM_MODES)
+    _check_model(model)
+    rule = _one_rule(from_layer=from_layer, count=count, fraction=fraction)
+    return _set_trainable(model, _layers(model)[::-1], rule, True, batchnorm)
+
+
+# --- structure -----------------------------------------------------------------
+
+
+class _Unit:
+    """Layers removed together (last first) and the tensor left after them."""
+
+    def __init__(self) -> None:
+        self.layers: list = []
+        self.cut = None  # None where removing the unit leaves no single tensor
+
+
+def _units(model: keras.Model) -> list[_Unit]:
+    """The units along the main path, from the output back to the input."""
+    if len(model.outputs) != 1:
+        raise AnnzooError(
+            f"`model` must have one output; {model.name!r} has "
+            f"{len(model.outputs)}. Received: model={model.name!r}"
+        )
+    producers = {}
+    for layer in model.layers:
+        try:
+            producers.update({id(t): layer for t in keras.tree.flatten(layer.output)})
+        except (AttributeError, ValueError):  # a layer called more than once
+            continue
+    inputs = {id(t) for t in model.inputs}
+    units, unit, tensor = [], _Unit(), model.outputs[0]
+    while id(tensor) not in inputs and id(tensor) in producers:
+        layer = producers[id(tensor)]
+        unit.layers.append(layer)
+        previous = keras.tree.flatten(layer.input)
+        single = len(previous) == 1
+        if not isinstance(layer, _ACTIVATIONS) or not single:
+            unit.cut = previous[0] if single else None
+            units.append(unit)
+            unit = _Unit()
+        if not single:
+            break
+        tensor = previous[0]
+    if unit.layers:  # activations straight on the input
+        unit.cut = tensor
+        units.append(unit)
+    if units and id(units[-1].cut) in inputs:
+        units[-1].cut = None  # removing every layer leaves no base
+    return units
+
+
+def _is_input(layer) -> bool:
+    return isinstance(layer, keras.layers.InputLayer)
+
+
+def _layers(model: keras.Model) -> list:
+    return [layer for layer in model.layers if not _is_input(layer)]
+
+
+def _single(tensors: list):
+    # A single input is passed bare, so that the model takes a bare tensor.
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _infer_task(output_layer) -> str:
+    if isinstance(output_layer, keras.layers.Softmax):
+        return "multiclass"
+    activation = getattr(getattr(output_layer, "activation", None), "__name__", None)
+    if activation not in _TASKS:
+        raise AnnzooError(
+            f"`task` is required: the output layer {output_layer.name!r} has no "
+            f"softmax, sigmoid or linear activation to infer it from (found "
+            f"{activation!r}). Received: task=None"
+        )
+    return _TASKS[activation]
+
+
+def _find_layer(model: keras.Model, layer: Any):
+    n = len(model.layers)
+    if is_int(layer) and -n <= layer < n:
+        return model.layers[layer]
+    if is_int(layer):
+        raise AnnzooError(
+            f"`layer` must be an index in [-{n}, {n}). Received: layer={layer}"
+        )
+    names = [candidate.name for candidate in model.layers]
+    if isinstance(layer, str) and layer in names:
+        return model.layers[names.index(layer)]
+    raise AnnzooError(_unknown_layer("layer", layer, names))
+
+
+def _unknown_layer(argument: str, value: Any, names: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), names, n=3)
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return (
+        f"`{argument}` must name a layer of the model (see model.summary()).{hint} "
+        f"Received: {argument}={value!r}"
+    )
+
+
+# --- freezing --------------------------------------------------------------------
+
+
+def _one_rule(**given: Any) -> tuple[str, Any]:
+    named = [(name, value) for name, value in given.items() if value is not None]
+    if len(named) > 1:
+        received = ", ".join(f"{n}={v!r}" for n, v in named)
+        raise AnnzooError(
+            f"Pass only one of `{'`, `'.join(given)}`. Received: {received}"
+        )
+    return named[0] if named else ("count", None)
+
+
+def _count(argument: str, rule: Any, layers: list, default: int) -> int:
+    """How many of ``layers``, from the start, ``rule`` selects.
+
+    ``count`` is an int, ``fraction`` a number in [0, 1], ``up_to`` and
+    ``from_layer`` a name; ``freeze`` is any of them, told apart by type.
+    """
+    n, by_type = len(layers), argument == "freeze"
+    if rule is None or (by_type and rule == "base"):
+        return default
+    if argument in ("up_to", "from_layer") or (by_type and isinstance(rule, str)):
+        names = [layer.name for layer in layers]
+        if not isinstance(rule, str) or rule not in names:
+            raise AnnzooError(_unknown_layer(argument, rule, names))
+        return names.index(rule) + 1
+    if argument == "count" or (by_type and is_int(rule)):
+        if not is_int(rule) or not 0 <= rule <= n:
+            raise AnnzooError(
+                f"`{argument}` must be an integer in [0, {n}] (the model has {n} "
+                f"such layers). Received: {argument}={rule!r}"
+            )
+        return int(rule)
+    real = isinstance(rule, numbers.Real) and not isinstance(rule, bool)
+    if real and 0.0 <= float(rule) <= 1.0:
+        return int(float(rule) * n)
+    expected = _FREEZE if by_type else f"`{argument}` must be a number in [0, 1]."
+    raise AnnzooError(f"{expected} Received: {argument}={rule!r}")
+
+
+def _set_trainable(model, layers, rule, value: bool, batchnorm: str):
+    for layer in layers[: _count(*rule, layers, len(layers))]:
+        layer.trainable = value
+    if batchnorm == "frozen":
+        _freeze_batchnorm(model.layers)
+    if getattr(model, "optimizer", None) is None:
+        return model
+    try:  # Keras reads the trainable flags when compiling.
+        model.compile_from_config(model.get_compile_config())
+    except Exception as error:
+        raise AnnzooError(
+            f"The trainable flags of {model.name!r} changed but it could not be "
+            f"recompiled from its settings ({error}); compile it again, for "
+            "example with annzoo.compile_model(model, ...)."
+        ) from error
+    return model
+
+
+def _freeze_batchnorm(layers: list) -> None:
+    for layer in layers:
+        # _flatten_layers reaches BN layers inside nested models and blocks.
+        for sub in layer._flatten_layers(include_self=True, recursive=True):
+            if isinstance(sub, keras.layers.BatchNormalization):
+                sub.trainable = False
+
+
+# --- building --------------------------------------------------------------------
+
+
+def _check_model(model: Any) -> None:
+    try:
+        outputs = model.outputs if isinstance(model, keras.Model) else None
+    except (AttributeError, ValueError):  # an unbuilt Sequential model
+        outputs = None
+    if not outputs:
+        raise AnnzooError(
+            "`model` must be a built Functional or Sequential keras.Model. "
+            f"Received: model={model!r}"
+        )
+
+
+def _load(model: Any) -> keras.Model:
+    """``model`` itself, or the model its path holds."""
+    if not isinstance(model, str | os.PathLike):
+        _check_model(model)
+        return model
+    path = Path(model)
+    if path.is_dir():
+        found = [p for p in (path / "best.keras", path / "final.keras") if p.is_file()]
+        if not found:
+            raise AnnzooError(
+                f"`model` {str(path)!r} holds no best.keras or final.keras: expected "
+                "a run directory of annzoo.training.train, or a .keras file. "
+                f"Received: model={str(model)!r}"
+            )
+        path = found[0]
+    elif not path.is_file() or path.suffix != ".keras":
+        what = "is not a .keras file" if path.is_file() else "does not exist"
+        raise AnnzooError(
+            f"`model` {str(path)!r} {what}: expected a keras.Model, a .keras file "
+            f"or a run directory. Received: model={str(model)!r}"
+        )
+    try:
+        loaded = keras.saving.load_model(path)
+    except Exception as error:
+        raise CheckpointError(f"Cannot load `model` {str(path)!r}: {error}") from error
+    _check_model(loaded)
+    return loaded
+
+
+def _new_inputs(source: keras.Model, input_shape: tuple | None):
+    """New inputs, the tensors fed to the base, and the adapter layers' ids."""
+    names = {id(x.output): x.name for x in source.layers if _is_input(x)}
+    inputs = [
+        keras.Input(t.shape[1:], dtype=t.dtype, name=names.get(id(t)))
+        for t in source.inputs
+    ]
+    if input_shape is None or [input_shape] == [t.shape[1:] for t in inputs]:
+        return inputs, inputs, set()
+    if len(inputs) != 1 or len(source.inputs[0].shape) != 4 or len(input_shape) != 3:
+        raise AnnzooError(
+            "`input_shape` adapts models with one image input (batch, height, "
+            f"width, channels); this one takes {[t.shape for t in source.inputs]}. "
+            f"Received: input_shape={input_shape}"
+        )
+    x = new = keras.Input(input_shape, dtype=inputs[0].dtype, name=inputs[0].name)
+    adapters = input_adapters(tuple(source.inputs[0].shape[1:]), input_shape)
+    for adapter in adapters:
+        x = adapter(x)
+    return [new], [x], {id(adapter) for adapter in adapters}
+
+
+def _replay(base: keras.Model, inputs: list):
+    """``base``'s graph rebuilt on ``inputs`` with new layers holding its weights.
+
+    New layers leave the source model untouched and give every layer of the
+    result a single node, so that ``layer.output`` keeps working on it.
+    """
+    pairs, outputs, cut = [], {}, base.outputs[0]
+    for target in base.layers:
+        try:
+            produced = [id(t) for t in keras.tree.flatten(target.output)]
+        except (AttributeError, ValueError):  # a layer called more than once
+            continue
+        if id(cut) in produced:
+            break
+
+    def clone(layer):
+        pairs.append((layer, layer.__class__.from_config(layer.get_config())))
+        return pairs[-1][1]
+
+    def call(layer, *args, **kwargs):
+        outputs[id(layer)] = layer(*args, **kwargs)
+        return outputs[id(layer)]
+
+    keras.models.clone_model(
+        base,
+        input_tensors=keras.tree.pack_sequence_as(base.input, inputs),
+        clone_function=clone,
+        call_function=call,
+    )
+    for old, new in pairs:
+        new.set_weights(old.get_weights())
+    copy = next(new for old, new in pairs if old is target)
+    return keras.tree.flatten(outputs[id(copy)])[produced.index(id(cut))]
+
+
+# --- compiling -------------------------------------------------------------------
+
+
+def _learning_rate(model: keras.Model) -> float | None:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # loss scaling
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def _fresh_optimizer(optimizer, learning_rate: float):
+    """The same class and settings, a new state and a constant learning rate."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    config = {**optimizer.get_config(), "learning_rate": learning_rate}
+    return optimizer.__class__.from_config(config)
+
+
+def _one_hot(model: keras.Model) -> bool:
+    loss = getattr(model, "loss", None)
+    name = loss if isinstance(loss, str) else type(loss).__name__
+    return name in ("CategoricalCrossentropy", "categorical_crossentropy")
