@@ -151,15 +151,13 @@ def _tune(args) -> int:
     import shutil
 
     from annzoo.training.recipe import load_recipe
+    from annzoo.training.runner import apply_arguments
     from annzoo.tuning import distributed
 
-    recipe = load_recipe(find_recipe(args.recipe))
-    assignments = list(args.set)
-    if args.batch_size is not None:
-        assignments.append(f"data.batch_size={args.batch_size}")
-    if args.seed is not None:
-        assignments.append(f"fit.seed={args.seed}")
-    recipe = recipe.override(assignments).validate()
+    recipe = apply_arguments(load_recipe(find_recipe(args.recipe)), args)
+    if args.batch_size is not None:  # fixed, not searched
+        recipe = recipe.override([f"search_space.batch_size={args.batch_size}"])
+    recipe = recipe.validate()
     if args.workers:
         if args.role:
             raise AnnzooError(
@@ -192,7 +190,6 @@ def _tune(args) -> int:
         max_trials=args.max_trials,
         objective=args.objective,
         seed=args.seed or 0,
-        epochs=args.epochs,
         output_dir=args.output_dir,
         overwrite=args.overwrite,
         retrain=args.retrain,
@@ -255,7 +252,7 @@ def _export(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from annzoo.training.runner import add_train_arguments
+    from annzoo.training.runner import add_recipe_arguments, add_train_arguments
 
     parser = argparse.ArgumentParser(
         prog="annzoo",
@@ -313,16 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--max-trials", type=int, default=10)
     tune.add_argument("--objective", help="metric to optimize (default: the monitor)")
-    tune.add_argument("--seed", type=int, help="search and data seed (default 0)")
-    tune.add_argument("--epochs", type=int, help="maximum epochs per trial")
-    tune.add_argument("--batch-size", type=int, help="fixed batch size")
-    tune.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a recipe field, e.g. --set search_space.dropout=[0.1,0.3]",
-    )
+    add_recipe_arguments(tune)  # --epochs: per trial; --seed: search and data
     tune.add_argument("--output-dir", default="tuning", help="parent of searches")
     tune.add_argument(
         "--overwrite", action="store_true", help="start again, deleting the search"
@@ -340,12 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--oracle", help="HOST:PORT of the chief (with --role)")
     tune.add_argument("--worker-id", help="unique id of this worker (with --role)")
     tune.add_argument("--quiet", action="store_true", help="no progress output")
-    tune.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="full tracebacks on errors",
-    )
     tune.set_defaults(run=_tune)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a run again")

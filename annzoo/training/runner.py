@@ -667,7 +667,8 @@ def _existing(path: Path, argument: str) -> Path:
 # -- command line --------------------------------------------------------------
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that change a recipe (`apply_arguments`), and --debug."""
     parser.add_argument("--epochs", type=int, help="maximum number of epochs")
     parser.add_argument("--batch-size", type=int, help="samples per training step")
     parser.add_argument("--seed", type=int, help="seed for split, weights, shuffling")
@@ -678,13 +679,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.FIELD=VALUE",
         help="override any recipe field, e.g. --set model.dropout=0.3 (repeatable)",
     )
-    parser.add_argument(
-        "--output-dir", default="runs", help="parent of run directories"
-    )
-    parser.add_argument(
-        "--no-resume", action="store_true", help="always start a new run directory"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     # SUPPRESS: `annzoo --debug train ...` must not be reset by the subcommand.
     parser.add_argument(
         "--debug",
@@ -692,6 +686,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="full tracebacks on errors",
     )
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(parser)
+    parser.add_argument(
+        "--output-dir", default="runs", help="parent of run directories"
+    )
+    parser.add_argument(
+        "--no-resume", action="store_true", help="always start a new run directory"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
 
 def apply_arguments(recipe: Recipe, args: argparse.Namespace) -> Recipe:
