@@ -264,3 +264,12 @@ def test_xla_falls_back_for_recurrent_layers_once(tmp_path, monkeypatch, capsys)
     out = capsys.readouterr().out
     assert out.count("XLA is off for models with LSTM/GRU") == 1
     assert compiled and all(m.jit_compile is False for m in compiled)
+
+
+def test_more_trials_extend_a_finished_search(tmp_path):
+    first = tune(_recipe(), max_trials=2, seed=3, output_dir=tmp_path, verbose=0)
+    more = tune(_recipe(), max_trials=3, seed=3, output_dir=tmp_path, verbose=0)
+    assert first.completed == 2 and more.completed == 3
+    assert [t["hyperparameters"] for t in more.trials[:2]] == [
+        t["hyperparameters"] for t in first.trials
+    ]

@@ -4,7 +4,7 @@ The search directory ``OUTPUT_DIR/NAME/`` holds:
 
 ===========================  ===================================================
 ``search.json``              what the search is: model, dataset, space,
-                             objective, tuner, trials, seed; a rerun must match
+                             objective, tuner, seed, epochs; a rerun must match
 ``search/``                  keras-tuner's project (oracle, trials, best-epoch
                              weights), written atomically by annzoo
 ``stats/``                   per-trial timings and resident memory
@@ -421,7 +421,9 @@ def tune(
     Args:
         recipe_or_name: a `Recipe`, its dict, a recipe file or a recipe name.
         tuner: ``"random"``, ``"hyperband"``, ``"bayesian"`` or ``"grid"``.
-        max_trials: trials to complete (Hyperband: its budget in trials).
+        max_trials: trials to complete; rerun with more to extend a search
+            (Hyperband ignores it: its budget is ``epochs`` per bracket, one
+            iteration).
         objective: the metric to optimize; defaults to the recipe's
             ``callbacks.monitor`` (minimized for losses, maximized for
             accuracy-like names).
@@ -473,8 +475,9 @@ def tune(
         recipe,
         fixed,
         describe_space(hypermodel.space),
-        {"objective": objective, "tuner": tuner, "max_trials": max_trials,
-         "seed": seed, "epochs": epochs, "mixed_precision": mixed_precision},
+        # Not max_trials: raising it on a rerun extends the same search.
+        {"objective": objective, "tuner": tuner, "seed": seed, "epochs": epochs,
+         "mixed_precision": mixed_precision},
     )  # fmt: skip
     search_file = run_dir / "search.json"
     if overwrite and run_dir.exists():
