@@ -42,7 +42,7 @@ case "$command" in
             tests/test_data.py tests/test_recipe.py tests/test_attention.py \
             tests/test_crf.py tests/test_rnn.py tests/test_transformer.py \
             tests/test_seq2seq.py tests/test_captioner.py tests/test_decode.py \
-            tests/test_metrics.py tests/test_tuning_spaces.py "$@"
+            tests/test_metrics.py "$@"
         ;;
     *)
         echo "usage: scripts/dev.sh main|test [options]" >&2

@@ -41,7 +41,9 @@ import annzoo
 built = {}
 for name in annzoo.list_models():
     info = annzoo.model_info(name)
-    offline = {"weights": None} if info.family == "applications" else {}
+    # keras.applications backbones: untrained (no download) and small.
+    offline = ({"weights": None, "input_shape": (32, 32, 3)}
+               if info.family == "applications" else {})
     model = annzoo.create_model(name, compile=False, **offline)
     built[name] = list(model.output_shape[1:]) == list(info.output_shape)
 # One real training step on a small one, on the JAX backend.

@@ -165,7 +165,7 @@ def test_unknown_tfds_name_is_an_unknown_name_error():
 
 def test_options_pass_through_and_unknown_options_are_rejected(tmp_path):
     with pytest.raises(AnnzooError) as info:
-        datasets.load("digits", data_dir=tmp_path)
+        datasets.load("diabetes", data_dir=tmp_path)
     assert "`data_dir`" in str(info.value) and "accepts no options" in str(info.value)
     with pytest.raises(AnnzooError, match="does not accept the option `shuffle`"):
         datasets.load("tfds:mnist", shuffle=True)
@@ -174,7 +174,7 @@ def test_options_pass_through_and_unknown_options_are_rejected(tmp_path):
     with pytest.raises(AnnzooError, match="`data_dir`.*Received: data_dir=3"):
         datasets.load("tfds:mnist", data_dir=3)
     with pytest.raises(AnnzooError, match="`data_dir`"):
-        datasets.dataset_info("digits", data_dir=tmp_path)
+        datasets.dataset_info("diabetes", data_dir=tmp_path)
 
 
 def test_a_registered_tfds_prefix_replaces_the_builtin_bridge(monkeypatch):

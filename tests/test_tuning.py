@@ -71,9 +71,9 @@ def test_random_search_reports_every_trial(tmp_path):
 
 
 def test_same_seed_same_trials_and_rerun_resumes(tmp_path):
-    first = tune(_recipe(), max_trials=3, seed=7, output_dir=tmp_path / "a", verbose=0)
-    again = tune(_recipe(), max_trials=3, seed=7, output_dir=tmp_path / "b", verbose=0)
-    other = tune(_recipe(), max_trials=3, seed=8, output_dir=tmp_path / "c", verbose=0)
+    first = tune(_recipe(), max_trials=2, seed=7, output_dir=tmp_path / "a", verbose=0)
+    again = tune(_recipe(), max_trials=2, seed=7, output_dir=tmp_path / "b", verbose=0)
+    other = tune(_recipe(), max_trials=2, seed=8, output_dir=tmp_path / "c", verbose=0)
 
     def values(result):
         return [t["hyperparameters"] for t in result.trials]
@@ -81,8 +81,8 @@ def test_same_seed_same_trials_and_rerun_resumes(tmp_path):
     assert values(first) == values(again)
     assert values(first) != values(other)
     # Rerunning the finished search adds nothing and loses nothing.
-    rerun = tune(_recipe(), max_trials=3, seed=7, output_dir=tmp_path / "a", verbose=0)
-    assert rerun.completed == 3 and values(rerun) == values(first)
+    rerun = tune(_recipe(), max_trials=2, seed=7, output_dir=tmp_path / "a", verbose=0)
+    assert rerun.completed == 2 and values(rerun) == values(first)
 
 
 def test_a_changed_search_is_refused_unless_overwrite(tmp_path):
@@ -142,12 +142,25 @@ def test_retrain_trains_the_best_on_train_and_validation(tmp_path):
 
 
 def test_memory_does_not_grow_across_trials(tmp_path):
-    space = dict(SPACE, batch_size=[32], hidden_units=[[16]])
-    recipe = _recipe(search_space=space, fit={"epochs": 1})
-    tune(recipe, max_trials=20, output_dir=tmp_path, verbose=0)
-    rows = _rows(tmp_path / "tiny_mlp")
-    assert len(rows) == 20
-    rss = [float(r["rss_mb"]) for r in rows]
+    # In a fresh process: the search's own memory, not this test worker's.
+    script = f"""
+import csv, json
+from annzoo.training import Recipe
+from annzoo.tuning import tune
+space = {{"hidden_units": [[16]], "batch_size": [32], "dropout": [0.0, 0.2],
+          "learning_rate": {{"type": "float", "min": 1e-3, "max": 1e-2,
+                            "sampling": "log"}}, "optimizer": ["adam", "rmsprop"]}}
+recipe = Recipe.from_dict(dict(
+    name="tiny_mlp", model={{"name": "mlp"}},
+    data={{"dataset": "digits", "limit": 96, "pipeline": "numpy"}},
+    fit={{"epochs": 1}}, search_space=space))
+result = tune(recipe, max_trials=20, output_dir={str(tmp_path)!r}, verbose=0)
+print(json.dumps([t["rss_mb"] for t in result.trials]))
+"""
+    done = run_python("-c", script)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rss = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(rss) == 20
     print(f"resident memory after trials 2 and 20: {rss[1]:.1f} / {rss[19]:.1f} MiB")
     assert rss[19] <= rss[1] * 1.10
 
@@ -255,7 +268,7 @@ def test_xla_falls_back_for_recurrent_layers_once(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(hypermodel.AnnzooHyperModel, "build", spy)
     recipe = Recipe.from_dict(
         dict(name="tiny_rnn", model={"name": "rnn", "units": [8], "cell": "gru"},
-             data={"dataset": "surnames", "limit": 64, "pipeline": "numpy"},
+             data={"dataset": "surnames", "limit": 32, "pipeline": "numpy"},
              fit={"epochs": 1}, search_space={"batch_size": [32], "cell": None,
                                               "units": None, "bidirectional": [True]})
     )  # fmt: skip
