@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import keras
+
 from annzoo._checks import check_choice, check_non_negative_int, check_positive_int
 from annzoo.errors import AnnzooError
 from annzoo.training import io as aio
@@ -118,8 +120,6 @@ def _free_memory() -> None:
     a search over many architectures would otherwise grow by one executable
     per trial.
     """
-    import keras
-
     gc.collect()
     if keras.backend.backend() == "jax":
         import jax
@@ -133,28 +133,22 @@ def _free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-class _EpochTimer:
+class _EpochTimer(keras.callbacks.Callback):
     """Adds up the time spent in epochs; copies share one record."""
 
-    def __new__(cls, record: dict):
-        import keras
+    def __init__(self, record: dict):
+        super().__init__()
+        self.record = record
 
-        class EpochTimer(keras.callbacks.Callback):
-            def __init__(self, record):
-                super().__init__()
-                self.record = record
+    def __deepcopy__(self, memo):  # keras-tuner copies callbacks per trial
+        return _EpochTimer(self.record)
 
-            def __deepcopy__(self, memo):  # keras-tuner copies callbacks per trial
-                return EpochTimer(self.record)
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self._start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.record["train_s"] += time.perf_counter() - self._start
-                self.record["epochs"] += 1
-
-        return EpochTimer(record)
+    def on_epoch_end(self, epoch, logs=None):
+        self.record["train_s"] += time.perf_counter() - self._start
+        self.record["epochs"] += 1
 
 
 def _trial_number(trial) -> int:
@@ -173,8 +167,6 @@ def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
         """keras-tuner's tuner, measuring each trial and freeing memory after it."""
 
         def on_trial_begin(self, trial):
-            import keras
-
             record.update(train_s=0.0, epochs=0, start=time.perf_counter())
             # Weights, dropout and shuffling of trial k are seeded too, so the
             # same search seed repeats each trial, not only its hyperparameters.
@@ -202,8 +194,6 @@ def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
 
 
 def _uses_cudnn_rnn(model) -> bool:
-    import keras
-
     return any(
         isinstance(layer, keras.layers.LSTM | keras.layers.GRU)
         for layer in _all_layers(model)
@@ -222,8 +212,6 @@ def _all_layers(model):
 
 
 def _accelerated() -> bool:
-    import keras
-
     if keras.backend.backend() == "jax":
         import jax
 
@@ -249,8 +237,6 @@ class _Say:
 
 def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | None):
     """The hypermodel of a recipe: feeds its data, compiles with XLA where it can."""
-    import keras
-
     from annzoo.training import sequences
     from annzoo.tuning.hypermodel import AnnzooHyperModel, hypermodel
 
@@ -309,15 +295,6 @@ def search_definition(recipe: Recipe, fixed: dict, space_text: str, settings: di
     }
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: data}
-
-
 def _check_same_search(path: Path, definition: dict) -> None:
     if not path.is_file():
         return
@@ -328,14 +305,12 @@ def _check_same_search(path: Path, definition: dict) -> None:
             f"{str(path)!r} is not valid JSON, so the search in {str(path.parent)!r} "
             "cannot be resumed safely; rerun with overwrite=True (--overwrite)."
         ) from None
-    before, now = _flatten(old), _flatten(definition)
-    changed = sorted(
-        k for k in before.keys() | now.keys() if before.get(k) != now.get(k)
-    )
+    from annzoo.training.runner import _changed_keys, _short
+
+    changed = _changed_keys(old, definition)
     if changed:
         shown = "; ".join(
-            f"{k}: {before.get(k, '(absent)')!r} -> {now.get(k, '(absent)')!r}"
-            for k in changed[:4]
+            f"{k}: {_short(old, k)} -> {_short(definition, k)}" for k in changed[:4]
         )
         raise AnnzooError(
             f"The search in {str(path.parent)!r} was started with a different "
@@ -381,8 +356,6 @@ def _check_settings(tuner, max_trials, objective, seed, mixed_precision, epochs)
 
 @contextlib.contextmanager
 def _precision(mixed_precision: str | None):
-    import keras
-
     if mixed_precision is None:
         yield
         return
@@ -506,16 +479,12 @@ def tune(
     callbacks = [_EpochTimer(record)]
     patience = (recipe.callbacks["early_stopping"] or {}).get("patience")
     if patience is not None:
-        import keras
-
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor=objective, mode=_mode(objective), patience=patience
             )
         )
     if recipe.callbacks["terminate_on_nan"]:
-        import keras
-
         callbacks.append(keras.callbacks.TerminateOnNaN())
     if verbose:
         print(
