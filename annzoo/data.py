@@ -7,10 +7,11 @@ per-sample ``map_fn(x, y) -> (x, y)`` (augmentation) and per-batch
 ``drop_remainder``.
 
 - `make_dataset`: a ``tf.data.Dataset`` (needs TensorFlow; works with every
-  Keras backend): cached, shuffled, mapped in parallel, batched, prefetched.
+  Keras backend): shuffled, mapped in parallel, batched, prefetched.
 - `ArraySequence`: a ``keras.utils.PyDataset`` over NumPy arrays, without
-  TensorFlow (JAX and PyTorch backends). Epoch ``k``'s order is a pure function
-  of ``(seed, k)``, so a resumed run reproduces it (`ArraySequence.set_epoch`).
+  TensorFlow (JAX and PyTorch backends).
+- In both, epoch ``k``'s order is a pure function of ``(seed, k)``, so a
+  resumed run reproduces it (`set_epoch`).
 - `make_input`: the one that fits the current backend.
 
 Sources and preprocessing fit on the train split only: `image_folder`,
@@ -192,6 +193,31 @@ def _check_common(x, y, batch_size, shuffle, seed, map_fn, batch_map_fn, drop_re
     return x, y, n, batch_size, seed
 
 
+def _check_shard(shard: Any, batch_multiple: Any, batch_size: int):
+    check_positive_int("batch_multiple", batch_multiple)
+    if shard is None:
+        return None, batch_multiple
+    ok = (
+        isinstance(shard, tuple | list)
+        and len(shard) == 2
+        and all(is_int(v) for v in shard)
+        and 0 <= shard[0] < shard[1]
+    )
+    if not ok:
+        raise AnnzooError(
+            "`shard` must be (index, count) with 0 <= index < count. "
+            f"Received: shard={shard!r}"
+        )
+    count = int(shard[1])
+    if batch_multiple % count or batch_size % batch_multiple:
+        raise AnnzooError(
+            f"With `shard` count {count}, `batch_multiple` must be a multiple of "
+            f"{count} that divides `batch_size`. Received: batch_multiple="
+            f"{batch_multiple}, batch_size={batch_size}"
+        )
+    return (int(shard[0]), count), batch_multiple
+
+
 def _check_cache(cache: Any) -> str | None:
     """``None``, ``""`` (memory) or a file path prefix in an existing directory."""
     if cache is None:
@@ -232,23 +258,27 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data.Dataset`` over NumPy arrays.
 
-    The chain is: slices -> ``cache`` -> ``shuffle`` -> ``map_fn`` (parallel) ->
-    ``batch`` -> ``batch_map_fn`` (parallel) -> ``prefetch(AUTOTUNE)``. The cache
-    comes before shuffling and mapping so that every epoch draws a new order and
-    new augmentations; maps are ``deterministic=True``, so a fixed seed gives
-    the same batches however many threads run them.
+    The chain is: samples -> ``map_fn`` (parallel) -> ``batch`` ->
+    ``batch_map_fn`` (parallel) -> ``prefetch(AUTOTUNE)``. Unshuffled samples
+    are the arrays' slices (cached when ``cache`` says so). Shuffled samples
+    are gathered from the arrays in epoch ``k``'s order, a pure function of
+    ``(seed, k)`` (TensorFlow's stateless index shuffle): each new pass over
+    the dataset is the next epoch, and `set_epoch` (``annzoo.data.set_epoch``)
+    picks one, so a run resumed at epoch ``k``, or one whose first pass was a
+    peek, still sees epoch ``k``'s order. Maps are ``deterministic=True``, so a
+    fixed seed gives the same batches however many threads run them.
 
     Args:
         x: Features, an array ``(num_samples, ...)`` or a dict of such arrays
             (one per named model input). Dtypes are kept: pass float32.
         y: Targets ``(num_samples, ...)``, numeric; ``None`` yields ``x`` alone.
         batch_size: Samples per batch.
-        shuffle: Shuffle with a buffer holding the whole array, reshuffled each
-            epoch: epoch ``k``'s order depends only on ``seed``, TensorFlow's
-            global seed (``keras.utils.set_random_seed``) and ``k``.
+        shuffle: A new order every epoch, epoch ``k``'s depending only on
+            ``seed`` and ``k``.
         seed: Non-negative shuffle seed.
         cache: ``None``, ``"memory"``, or a file path prefix (its directory must
-            exist) for ``Dataset.cache``.
+            exist) for ``Dataset.cache`` of the unshuffled slices (a shuffled
+            pipeline gathers from the arrays, already in memory).
         map_fn: ``map_fn(x, y) -> (x, y)`` (``map_fn(x) -> x`` without ``y``) on
             one sample's tensors, traced by tf.data: write it with ``tf`` ops.
         batch_map_fn: The same on whole batches (e.g. mixup).
@@ -275,19 +305,66 @@ def make_dataset(
     tf = _import_tf()
     if isinstance(x, Mapping):
         x = dict(x)
-    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
-    if cache is not None:
-        ds = ds.cache(cache)
     if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds, epoch = _shuffled(tf, x if y is None else (x, y), n, seed)
+        gather = functools.partial(_gather, tf, x if y is None else (x, y))
+        if map_fn is None:  # gather whole batches: one op per batch
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+            ds = ds.map(gather, num_parallel_calls=num_parallel_calls)
+        else:
+            ds = ds.map(gather, num_parallel_calls=num_parallel_calls)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+        if cache is not None:
+            ds = ds.cache(cache)
     if map_fn is not None:
         ds = ds.map(map_fn, num_parallel_calls=num_parallel_calls, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if not shuffle or map_fn is not None:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if batch_map_fn is not None:
         ds = ds.map(
             batch_map_fn, num_parallel_calls=num_parallel_calls, deterministic=True
         )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    if shuffle:
+        ds._annzoo_epoch = epoch  # read by set_epoch
+    return ds
+
+
+def _shuffled(tf, arrays, n: int, seed: int):
+    """Row indices in epoch order; each new iterator takes the next epoch."""
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="annzoo_epoch")
+    seed = tf.constant(seed, tf.int64)
+    last = tf.constant(n - 1, tf.int64)
+
+    def one_epoch(k):
+        key = tf.stack([seed, k])
+        return tf.data.Dataset.range(n).map(
+            lambda i: tf.random.experimental.index_shuffle(i, key, last)
+        )
+
+    ds = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64))
+    ds = ds.map(lambda _: epoch.assign_add(1) - 1)  # this pass's epoch
+    return ds.flat_map(one_epoch), epoch
+
+
+def _gather(tf, arrays, rows):
+    return tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays)
+
+
+def set_epoch(inputs: Any, epoch: int) -> None:
+    """Makes the next pass over ``inputs`` serve epoch ``epoch``'s order.
+
+    For `make_dataset` and `ArraySequence` pipelines (others are left alone):
+    a resumed run, or a training loop that peeks at a batch first, keeps the
+    order of an uninterrupted run.
+    """
+    epoch = check_non_negative_int("epoch", epoch)
+    variable = getattr(inputs, "_annzoo_epoch", None)
+    if variable is not None:
+        variable.assign(epoch)
+    elif hasattr(inputs, "set_epoch"):
+        inputs.set_epoch(epoch)
 
 
 # --------------------------------------------------------------------------
@@ -356,6 +433,12 @@ def _array_sequence_class() -> type:
                 (``map_fn(x) -> x`` without ``y``); results are stacked.
             batch_map_fn: The same on a whole NumPy batch.
             drop_remainder: Drop the last, smaller batch.
+            shard: ``(index, count)``: serve only part ``index`` of ``count``
+                equal parts of every batch (one process of a data-parallel
+                job of ``count`` processes, which together see each batch).
+            batch_multiple: Cut every batch to a multiple of this many rows
+                (the devices a batch is split over); a last batch smaller
+                than that is dropped.
 
         Example:
 
@@ -376,10 +459,13 @@ def _array_sequence_class() -> type:
             map_fn: Callable | None = None,
             batch_map_fn: Callable | None = None,
             drop_remainder: bool = False,
+            shard: tuple[int, int] | None = None,
+            batch_multiple: int = 1,
         ) -> None:
             x, y, n, batch_size, seed = _check_common(
                 x, y, batch_size, shuffle, seed, map_fn, batch_map_fn, drop_remainder
             )
+            shard, batch_multiple = _check_shard(shard, batch_multiple, batch_size)
             super().__init__(workers=1, use_multiprocessing=False)
             self.x = x
             self.y = y
@@ -390,6 +476,8 @@ def _array_sequence_class() -> type:
             self.map_fn = map_fn
             self.batch_map_fn = batch_map_fn
             self.drop_remainder = drop_remainder
+            self.shard = shard
+            self.batch_multiple = batch_multiple
             self._epoch = 0
             self._began = False
             self._served: set[int] = set()
@@ -422,9 +510,10 @@ def _array_sequence_class() -> type:
             return order
 
         def __len__(self) -> int:
-            if self.drop_remainder:
-                return self.num_samples // self.batch_size
-            return math.ceil(self.num_samples / self.batch_size)
+            full, rest = divmod(self.num_samples, self.batch_size)
+            if self.drop_remainder or rest < self.batch_multiple:
+                return full
+            return full + 1
 
         def __getitem__(self, index: int):
             size = len(self)
@@ -437,6 +526,10 @@ def _array_sequence_class() -> type:
             order = self.epoch_order()
             self._served.add(index)
             rows = order[index * self.batch_size : (index + 1) * self.batch_size]
+            rows = rows[: len(rows) - len(rows) % self.batch_multiple]
+            if self.shard is not None:
+                part, parts = self.shard
+                rows = np.split(rows, parts)[part]
             xb = _take(self.x, rows)
             yb = None if self.y is None else self.y[rows]
             if self.map_fn is not None:
@@ -498,6 +591,8 @@ def make_input(
     batch_map_fn: Callable | None = None,
     drop_remainder: bool = False,
     prefer: str = "auto",
+    shard: tuple[int, int] | None = None,
+    batch_multiple: int = 1,
 ):
     """`make_dataset` or `ArraySequence`, whichever suits the Keras backend.
 
@@ -511,6 +606,8 @@ def make_input(
         prefer: ``"auto"`` (tf.data when TensorFlow is importable and the
             backend is ``"tensorflow"``, else `ArraySequence`), ``"tf.data"``
             or ``"numpy"``.
+        shard, batch_multiple: As for `ArraySequence` (data-parallel jobs);
+            they need ``prefer="numpy"``.
 
     Returns:
         A ``tf.data.Dataset`` or an `ArraySequence`, both accepted by
@@ -531,9 +628,16 @@ def make_input(
         drop_remainder=drop_remainder,
     )
     if prefer == "tf.data":
+        if shard is not None or batch_multiple != 1:
+            raise AnnzooError(
+                "`shard` and `batch_multiple` need the NumPy pipeline "
+                f"(prefer='numpy'). Received: prefer={prefer!r}"
+            )
         return make_dataset(x, y, cache=cache, **common)
     _check_cache(cache)
-    return _array_sequence_class()(x, y, **common)
+    return _array_sequence_class()(
+        x, y, shard=shard, batch_multiple=batch_multiple, **common
+    )
 
 
 # --------------------------------------------------------------------------

@@ -158,24 +158,28 @@ def _chain(ds):
 
 
 @tf_only
-def test_make_dataset_chain_has_cache_shuffle_map_batch_prefetch(tmp_path):
+def test_make_dataset_chain_maps_batches_and_prefetches(tmp_path):
     x, y = _xy(8)
     ds = data.make_dataset(
         x,
         y,
         batch_size=4,
         shuffle=True,
-        cache="memory",
         map_fn=lambda a, b: (a, b),
         batch_map_fn=lambda a, b: (a, b),
     )
     names = _chain(ds)
     assert "Prefetch" in names[0]  # prefetch is the last stage
-    order = ["Cache", "Shuffle", "Map", "Batch", "Map", "Prefetch"]
-    found = [next(i for i, n in enumerate(names[::-1]) if k in n) for k in order[:4]]
-    assert found == sorted(found), names  # cache before shuffle before map...
+    # epochs -> row indices -> gathered rows -> map_fn -> batch -> batch map
+    stages = [n.strip("_").replace("Dataset", "") for n in names[::-1]]
+    start = stages.index("FlatMap")
+    assert stages[start:] == [
+        "FlatMap", "ParallelMap", "ParallelMap", "Batch", "ParallelMap", "Prefetch"
+    ], names
     assert not any("Cache" in n for n in _chain(data.make_dataset(x, batch_size=2)))
     assert "Prefetch" in _chain(data.make_dataset(x, batch_size=2))[0]
+    memory = data.make_dataset(x, y, batch_size=4, cache="memory")
+    assert any("Cache" in n for n in _chain(memory))
     # A file cache writes its files on the first full epoch.
     prefix = tmp_path / "cache" / "train"
     prefix.parent.mkdir()
@@ -183,6 +187,34 @@ def test_make_dataset_chain_has_cache_shuffle_map_batch_prefetch(tmp_path):
     assert any("Cache" in n for n in _chain(file_cached))
     _tf_epoch(file_cached)
     assert any(p.name.startswith("train") for p in prefix.parent.iterdir())
+
+
+@tf_only
+def test_make_dataset_epoch_order_is_a_function_of_seed_and_epoch():
+    """set_epoch(k) gives epoch k's order, however many passes came before."""
+    x, y = _xy(30)
+    ds = data.make_dataset(x, y, batch_size=7, shuffle=True, seed=3)
+    passes = [np.concatenate([yb for _, yb in _tf_epoch(ds)]) for _ in range(3)]
+    for order in passes:
+        np.testing.assert_array_equal(np.sort(order), np.arange(30))  # a permutation
+    assert len({tuple(p) for p in passes}) == 3  # a new order every pass
+    again = data.make_dataset(x, y, batch_size=7, shuffle=True, seed=3)
+    data.set_epoch(again, 2)  # a run resumed at epoch 2
+    np.testing.assert_array_equal(
+        np.concatenate([yb for _, yb in _tf_epoch(again)]), passes[2]
+    )
+    _tf_epoch(again)  # a peek...
+    data.set_epoch(again, 1)  # ...then epoch 1 as planned
+    np.testing.assert_array_equal(
+        np.concatenate([yb for _, yb in _tf_epoch(again)]), passes[1]
+    )
+    # With a per-sample map the rows are gathered one by one: same orders.
+    mapped = data.make_dataset(
+        x, y, batch_size=7, shuffle=True, seed=3, map_fn=lambda a, b: (a, b)
+    )
+    np.testing.assert_array_equal(
+        np.concatenate([yb for _, yb in _tf_epoch(mapped)]), passes[0]
+    )
 
 
 @tf_only

@@ -159,6 +159,24 @@ class ResumableReduceLROnPlateau(_Restorable, keras.callbacks.ReduceLROnPlateau)
     _fields = ("wait", "best", "cooldown_counter")
 
 
+class EpochOrder(keras.callbacks.Callback):
+    """Serves epoch ``k``'s sample order in epoch ``k``, whatever came before.
+
+    Keras may pass over the training data before the first epoch (a peek to
+    build the model, a distribution strategy's setup), and a resumed run starts
+    at a later epoch; this pins the pipeline's epoch (`annzoo.data.set_epoch`).
+    """
+
+    def __init__(self, inputs):
+        super().__init__()
+        self.inputs = inputs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from annzoo.data import set_epoch
+
+        set_epoch(self.inputs, epoch)
+
+
 class NaNGuard(keras.callbacks.Callback):
     """Stops at the first NaN or infinite loss and says where it happened."""
 

@@ -94,6 +94,16 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "head_epochs": None,
         "learning_rate_scale": 0.1,
     },
+    "distribute": {
+        # "auto", "none", "mirrored" (TensorFlow), "data-parallel" or
+        # "model-parallel" (JAX); see annzoo.training.distribute.
+        "strategy": "auto",
+        "devices": None,  # how many of the visible devices (None: all)
+        "model_axis": None,  # model-parallel: devices each kernel is split over
+        # Multiply the learning rate by the number of replicas (the global
+        # batch grows with them); off: the rate is the recipe's.
+        "scale_learning_rate": False,
+    },
     "callbacks": {
         "monitor": "val_loss",
         "early_stopping": {"patience": 10},  # None removes it
@@ -130,6 +140,8 @@ class Recipe:
             remove it.
         finetune: start from trained weights (``source``), with a new head,
             frozen layers, a reduced learning rate and optionally two stages.
+        distribute: data-parallel or model-parallel training over several
+            devices or processes (``annzoo.training.distribute``).
         search_space: an optional keras-tuner search space for ``annzoo tune``.
         description: one line for humans.
     """
@@ -142,6 +154,7 @@ class Recipe:
     fit: dict[str, Any] = field(default_factory=dict)
     callbacks: dict[str, Any] = field(default_factory=dict)
     finetune: dict[str, Any] = field(default_factory=dict)
+    distribute: dict[str, Any] = field(default_factory=dict)
     search_space: dict[str, Any] | None = None
     description: str = ""
 
@@ -154,6 +167,7 @@ class Recipe:
             "fit",
             "callbacks",
             "finetune",
+            "distribute",
         ):
             value = getattr(self, section)
             if not isinstance(value, Mapping):
@@ -407,6 +421,18 @@ class Recipe:
                         f"finetune.head_epochs={ft['head_epochs']}, "
                         f"fit.epochs={self.fit['epochs']}"
                     )
+        dist = self.distribute
+        from annzoo.training.distribute import STRATEGIES
+
+        check_choice("distribute.strategy", dist["strategy"], STRATEGIES)
+        for key in ("devices", "model_axis"):
+            if dist[key] is not None:
+                check_positive_int(f"distribute.{key}", dist[key])
+        if not isinstance(dist["scale_learning_rate"], bool):
+            raise AnnzooError(
+                "`distribute.scale_learning_rate` must be true or false. "
+                f"Received: distribute.scale_learning_rate={dist['scale_learning_rate']!r}"
+            )
         space = self.search_space
         if space is not None and not isinstance(space, Mapping):
             raise AnnzooError(

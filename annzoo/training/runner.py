@@ -24,6 +24,7 @@ import json
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 
 from annzoo import datasets, registry
 from annzoo.errors import AnnzooError, CheckpointError
+from annzoo.training import distribute
 from annzoo.training import io as aio
 from annzoo.training import sequences
 from annzoo.training.recipe import Recipe, load_recipe
@@ -44,7 +46,9 @@ STATE_DIR = "state"
 
 @dataclass
 class RunResult:
-    run_dir: Path
+    """What `train` returns (``run_dir`` is None in processes other than 0)."""
+
+    run_dir: Path | None
     test_metrics: dict[str, float]
     best_epoch: int | None
     epochs_run: int
@@ -250,7 +254,17 @@ def _check_splits(splits: dict, task: str, num_outputs: int, dataset: str) -> No
         check_labels(split.y, task=task, num_outputs=num_outputs, where=f"{name} split")
 
 
-def _inputs(recipe: Recipe, split, model, *, training: bool, num_classes: int | None):
+def _inputs(
+    recipe: Recipe,
+    split,
+    model,
+    *,
+    training: bool,
+    num_classes: int | None,
+    plan: distribute.Plan | None = None,
+):
+    """The model's input pipeline for a split: the global batch, and under a
+    JAX distribution this process's shard of each batch (NumPy pipeline)."""
     from annzoo import augment, data
 
     data_cfg, aug = recipe.data, recipe.augment
@@ -276,31 +290,44 @@ def _inputs(recipe: Recipe, split, model, *, training: bool, num_classes: int | 
     mixed_here = training and mixing  # batch_mix_fn one-hots these itself
     if one_hot and not mixed_here and y.ndim == 1 and num_classes:
         y = np.eye(num_classes, dtype="float32")[y]
+    plan = plan or distribute.Plan("none")
+    spread = plan.distribution is not None
     return data.make_input(
         x,
         y,
-        batch_size=data_cfg["batch_size"],
+        batch_size=plan.global_batch(data_cfg["batch_size"]),
         shuffle=training and data_cfg["shuffle"],
         seed=recipe.fit["seed"],
         cache=data_cfg["cache"] if training else None,
         batch_map_fn=batch_map_fn,
-        prefer=data_cfg["pipeline"],
+        prefer="numpy" if spread else data_cfg["pipeline"],
+        shard=plan.shard,
+        batch_multiple=plan.batch_multiple,
     )
 
 
 # -- model ---------------------------------------------------------------------
 
 
-def _learning_rates(recipe: Recipe) -> tuple[float | None, float | None]:
-    """The learning rate of the first stage and, for fine-tuning, the reduced one."""
+def _learning_rates(
+    recipe: Recipe, replicas: int = 1
+) -> tuple[float | None, float | None]:
+    """The learning rate of the first stage and, for fine-tuning, the reduced one.
+
+    ``distribute.scale_learning_rate`` multiplies both by ``replicas``.
+    """
     from annzoo import tasks
 
     rate = recipe.compile["learning_rate"]
     ft = recipe.finetune
+    scale = replicas if recipe.distribute["scale_learning_rate"] else 1
+    if (scale != 1 or ft["source"] is not None) and rate is None:
+        # The optimizer's own default, to be scaled.
+        rate = float(tasks.get_optimizer(recipe.compile["optimizer"]).learning_rate)
+    if rate is not None:
+        rate *= scale
     if ft["source"] is None:
         return rate, None
-    if rate is None:  # the optimizer's own default, scaled
-        rate = float(tasks.get_optimizer(recipe.compile["optimizer"]).learning_rate)
     reduced = rate * ft["learning_rate_scale"]
     return (rate, reduced) if ft["head_epochs"] else (reduced, reduced)
 
@@ -328,14 +355,14 @@ def _start_model(recipe: Recipe, model_args: dict):
     )
 
 
-def _build(recipe: Recipe, model_args: dict):
+def _build(recipe: Recipe, model_args: dict, replicas: int = 1):
     from annzoo import augment
 
     model = _start_model(recipe, model_args)
     aug = recipe.augment
     if aug["ops"] and aug["placement"] == "model":
         model = augment.in_model(model, aug["ops"], seed=recipe.fit["seed"])
-    _compile(recipe, model, model_args, _learning_rates(recipe)[0])
+    _compile(recipe, model, model_args, _learning_rates(recipe, replicas)[0])
     return model
 
 
@@ -383,6 +410,16 @@ def _mixes_labels(recipe: Recipe) -> bool:
     return bool(augment.mixing_ops(recipe.augment["ops"]))
 
 
+def weights_digest(model) -> str:
+    """SHA-256 over a model's weights in order (equal models, equal digests)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(weight.value)).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _summary_text(model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
@@ -408,6 +445,62 @@ def _versions() -> dict[str, str]:
 
 
 # -- training ------------------------------------------------------------------
+
+
+def _fit_stages(
+    recipe: Recipe,
+    model,
+    model_args: dict,
+    plan: distribute.Plan,
+    bundle,
+    inputs: tuple,
+    *,
+    history: dict,
+    stopped: bool,
+    initial_epoch: int,
+    verbose: int,
+) -> tuple[dict, bool, int]:
+    """Runs the training stages left; returns (history, stopped, last epoch)."""
+    from annzoo.training.callbacks import EpochOrder
+
+    train_input, val_input = inputs
+    for end, unfreeze in _stages(recipe, initial_epoch):
+        if stopped:
+            break
+        if unfreeze:
+            # Second fine-tuning stage: the whole network, at the reduced rate
+            # (a fresh optimizer: the head's moments do not fit the base).
+            from annzoo.finetune import unfreeze as unfreeze_layers
+
+            unfreeze_layers(model, batchnorm=recipe.finetune["batchnorm"])
+            _compile(
+                recipe, model, model_args, _learning_rates(recipe, plan.replicas)[1]
+            )
+            if verbose:
+                print(f"annzoo: epoch {initial_epoch + 1}: base unfrozen", flush=True)
+        head_only = (
+            recipe.finetune["head_epochs"] and end <= recipe.finetune["head_epochs"]
+        )
+        callbacks = [EpochOrder(train_input)] + [
+            c
+            for c in bundle.callbacks
+            if not (head_only and c is bundle.parts.get("early_stopping"))
+        ]
+        fit_history = model.fit(
+            train_input,
+            epochs=end,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=recipe.fit["steps_per_epoch"],
+            validation_data=val_input,
+            shuffle=False,  # the input pipeline shuffles, seeded per epoch
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        for key, values in fit_history.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        initial_epoch = end
+        stopped = bool(model.stop_training)
+    return history, stopped, initial_epoch
 
 
 def train(
@@ -441,6 +534,7 @@ def train(
         recipe = Recipe.from_dict(recipe)
     recipe.validate()
     started = time.perf_counter()
+    plan = distribute.plan(recipe.distribute)
     seed = recipe.fit["seed"]
     splits = sequences.prepare_text(_load_splits(recipe), recipe.data["text"])
     train_split = splits["train"]
@@ -451,23 +545,45 @@ def train(
         train_split.num_outputs,
         recipe.data["dataset"],
     )
+    used = {
+        **recipe.distribute,
+        "strategy": plan.strategy,
+        "devices": len(plan.devices) if plan.devices else None,
+    }
     resolved = Recipe.from_dict(
-        {**recipe.to_dict(), "model": {"name": recipe.model["name"], **model_args}}
+        {
+            **recipe.to_dict(),
+            "model": {"name": recipe.model["name"], **model_args},
+            "distribute": used,
+        }
     )
     resolved_dict = resolved.to_dict()
     run_dir, resuming = resolve_run_dir(
         output_dir, recipe.name, resolved_dict if resume else None
     )
+    # Every process has chosen the same directory before process 0 creates it.
+    plan.barrier("annzoo-run-dir")
 
     keras.utils.set_random_seed(seed)
     state_dir = run_dir / STATE_DIR
     progress = _load_progress(state_dir) if resuming else None
-    if progress:
-        model = _load_state_model(state_dir / progress["model_file"])
-        initial_epoch = int(progress["epoch"])
-    else:
-        model = _build(recipe, model_args)
-        initial_epoch = 0
+    if plan.strategy == "model-parallel":
+        distribute.model_parallel(
+            plan, lambda: _start_model(recipe, model_args)
+        )
+        keras.utils.set_random_seed(seed)
+    with plan.scope():
+        if progress:
+            model = _load_state_model(state_dir / progress["model_file"])
+            initial_epoch = int(progress["epoch"])
+        else:
+            model = _build(recipe, model_args, plan.replicas)
+            initial_epoch = 0
+    if not plan.chief:
+        # Only process 0 writes the run directory; the others train into a
+        # scratch directory that goes when they finish.
+        run_dir = Path(tempfile.mkdtemp(prefix=f"annzoo-process{plan.process_id}-"))
+        state_dir = run_dir / STATE_DIR
 
     run_dir.mkdir(parents=True, exist_ok=True)
     aio.clean_temporaries(run_dir)
@@ -479,13 +595,18 @@ def train(
             aio.write_json(run_dir / "vocabulary.json", vocabularies)
     num_classes = train_split.num_classes if train_split.task == "multiclass" else None
     train_input = _inputs(
-        recipe, train_split, model, training=True, num_classes=num_classes
+        recipe, train_split, model, training=True, num_classes=num_classes, plan=plan
     )
     val_input = (
         None
         if recipe.data["merge_validation"]
         else _inputs(
-            recipe, splits["validation"], model, training=False, num_classes=num_classes
+            recipe,
+            splits["validation"],
+            model,
+            training=False,
+            num_classes=num_classes,
+            plan=plan,
         )
     )
     if verbose:
@@ -493,53 +614,29 @@ def train(
         what = f"resuming after epoch {initial_epoch}" if progress else "run directory"
         print(
             f"annzoo: {recipe.name}: {recipe.model['name']!r} on "
-            f"{recipe.data['dataset']!r} ({sizes}), batch {recipe.data['batch_size']}, "
+            f"{recipe.data['dataset']!r} ({sizes}), "
+            f"{plan.describe(recipe.data['batch_size'])}, "
             f"{recipe.fit['epochs']} epochs; {what} {run_dir}",
             flush=True,
         )
 
-    if initial_epoch and hasattr(train_input, "set_epoch"):
-        # The numpy pipeline's order is a function of (seed, epoch): pick up
-        # the order of the epoch being resumed, not epoch 0's.
-        train_input.set_epoch(initial_epoch)
     bundle = build_callbacks(recipe, run_dir, progress=progress)
     history = {k: list(v) for k, v in (progress or {}).get("history", {}).items()}
     stopped = bool(progress and progress.get("stopped"))
     resumed_from = initial_epoch
-    for end, unfreeze in _stages(recipe, initial_epoch):
-        if stopped:
-            break
-        if unfreeze:
-            # Second fine-tuning stage: the whole network, at the reduced rate
-            # (a fresh optimizer: the head's moments do not fit the base).
-            from annzoo.finetune import unfreeze as unfreeze_layers
-
-            unfreeze_layers(model, batchnorm=recipe.finetune["batchnorm"])
-            _compile(recipe, model, model_args, _learning_rates(recipe)[1])
-            if verbose:
-                print(f"annzoo: epoch {initial_epoch + 1}: base unfrozen", flush=True)
-        head_only = (
-            recipe.finetune["head_epochs"] and end <= recipe.finetune["head_epochs"]
-        )
-        callbacks = [
-            c
-            for c in bundle.callbacks
-            if not (head_only and c is bundle.parts.get("early_stopping"))
-        ]
-        fit_history = model.fit(
-            train_input,
-            epochs=end,
+    with plan.scope():
+        history, stopped, initial_epoch = _fit_stages(
+            recipe,
+            model,
+            model_args,
+            plan,
+            bundle,
+            (train_input, val_input),
+            history=history,
+            stopped=stopped,
             initial_epoch=initial_epoch,
-            steps_per_epoch=recipe.fit["steps_per_epoch"],
-            validation_data=val_input,
-            shuffle=False,  # the input pipeline shuffles, seeded per epoch
-            callbacks=callbacks,
             verbose=verbose,
         )
-        for key, values in fit_history.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
-        initial_epoch = end
-        stopped = bool(model.stop_training)
     if bundle.nan_guard is not None and bundle.nan_guard.nan_at is not None:
         epoch, step = bundle.nan_guard.nan_at
         where = f"epoch {epoch}, step {step}" if step else f"epoch {epoch}"
@@ -555,8 +652,32 @@ def train(
             f"weights were saved; {kept}. Lower `compile.learning_rate` or check "
             "the data for extreme values."
         )
-    aio.save_model(model, run_dir / "final.keras")
     checkpoint = bundle.checkpoint
+    if plan.num_processes > 1:
+        # Every process prints the same digest when the replicas stayed in step.
+        print(
+            f"annzoo: process {plan.process_id}: weights sha256 "
+            f"{weights_digest(model)}",
+            flush=True,
+        )
+    if not plan.chief:
+        # Training is over for the other processes: process 0 alone saves,
+        # tests and reports, on its own devices.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return RunResult(
+            run_dir=None,
+            test_metrics={},
+            best_epoch=checkpoint.best_epoch if checkpoint else None,
+            epochs_run=len(history.get("loss", [])),
+            wall_time_s=time.perf_counter() - started,
+            history=history,
+            resumed_from=resumed_from,
+        )
+    aio.save_model(model, run_dir / "final.keras")
+    if plan.distribution is not None:
+        # Variables laid out over the job's devices: test a copy on this
+        # process's devices alone (outside the distribution).
+        model = keras.saving.load_model(run_dir / "final.keras")
     best_path = run_dir / "best.keras"
     if checkpoint is not None and checkpoint.best_epoch is None:
         raise AnnzooError(
@@ -697,6 +818,26 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-resume", action="store_true", help="always start a new run directory"
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    group = parser.add_argument_group("several devices or processes")
+    group.add_argument(
+        "--distribute",
+        choices=distribute.STRATEGIES,
+        help="auto (default): data-parallel when several accelerators are visible",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="start N local processes that train as one job (JAX backend)",
+    )
+    group.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="join a job by hand: process 0's address (with --num-processes, "
+        "--process-id)",
+    )
+    group.add_argument("--num-processes", type=int, metavar="N")
+    group.add_argument("--process-id", type=int, metavar="I")
 
 
 def apply_arguments(recipe: Recipe, args: argparse.Namespace) -> Recipe:
@@ -707,7 +848,48 @@ def apply_arguments(recipe: Recipe, args: argparse.Namespace) -> Recipe:
         assignments.append(f"data.batch_size={args.batch_size}")
     if args.seed is not None:
         assignments.append(f"fit.seed={args.seed}")
+    if getattr(args, "distribute", None) is not None:
+        assignments.append(f"distribute.strategy={args.distribute}")
     return recipe.override(assignments)
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            kept.append(arg)
+    return kept
+
+
+def _job(args: argparse.Namespace) -> int | None:
+    """Starts or joins a job of several processes; an exit status when launched.
+
+    ``--workers N`` runs this same command as N processes (and returns their
+    status); ``--coordinator --num-processes --process-id`` joins this one.
+    """
+    workers = getattr(args, "workers", None)
+    coordinator = getattr(args, "coordinator", None)
+    if workers is not None and coordinator is None:
+        if workers < 1:
+            raise AnnzooError(
+                f"`--workers` must be an integer >= 1. Received: --workers={workers}"
+            )
+        command = _without_workers([sys.executable, *sys.orig_argv[1:]])
+        return distribute.launch(command, workers)
+    if coordinator is not None or getattr(args, "num_processes", None) is not None:
+        if coordinator is None or args.num_processes is None or args.process_id is None:
+            raise AnnzooError(
+                "Joining a job needs all of --coordinator HOST:PORT, "
+                "--num-processes N and --process-id I. Received: "
+                f"--coordinator={coordinator!r}, --num-processes="
+                f"{args.num_processes!r}, --process-id={args.process_id!r}"
+            )
+        distribute.join(coordinator, args.num_processes, args.process_id)
+    return None
 
 
 def run_and_report(
@@ -716,6 +898,9 @@ def run_and_report(
     """Trains from parsed arguments and prints the outcome; returns the exit code."""
     try:
         recipe = apply_arguments(recipe, args).validate()
+        launched = _job(args)
+        if launched is not None:
+            return launched
         result = train(
             recipe,
             output_dir=args.output_dir,
@@ -727,6 +912,8 @@ def run_and_report(
             raise
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    if result.run_dir is None:  # a process other than 0 of a job
+        return 0
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.test_metrics.items())
     print(f"test: {metrics}")
     print(

@@ -1,0 +1,60 @@
+"""The course notebooks: each runs top to bottom, and none carries outputs.
+
+Notebooks assert their key numbers in their own cells (a convolution's feature
+map, a hand-computed network output...), so executing them is the test. They
+run with ``ANNZOO_NOTEBOOK_SMOKE=1``, which their first code cell reads to use
+fewer epochs and samples; the default settings are the ones a reader runs.
+"""
+
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+COURSE = [
+    "01_neuron_and_mlp",
+    "02_training",
+    "03_cnn",
+    "04_rnn",
+    "05_seq2seq_attention",
+    "06_transformers",
+    "07_techniques",
+    "08_tuning",
+]
+
+
+def test_every_course_notebook_is_there():
+    assert [p.stem for p in NOTEBOOKS] == COURSE
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, f"{path.name} has no code cells"
+    for i, cell in enumerate(code):
+        assert cell.outputs == [], f"{path.name}: code cell {i} has stored outputs"
+        assert cell.execution_count is None, (
+            f"{path.name}: code cell {i} has an execution count"
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANNZOO_NOTEBOOK_SMOKE", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=240,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    # A failing cell raises CellExecutionError with the cell's source and traceback.
+    client.execute()
