@@ -61,6 +61,12 @@ def _backend() -> str:
     return keras.backend.backend()
 
 
+def check_multi_process_backend() -> None:
+    """Refuses a job of several processes on a backend that cannot run one."""
+    if _backend() != "jax":
+        raise AnnzooError(MULTI_WORKER_TF)
+
+
 def joined() -> tuple[int, int]:
     """``(num_processes, process_id)`` of the job this process joined, or (1, 0)."""
     return _JOB or (1, 0)
@@ -105,8 +111,7 @@ def join(coordinator: str, num_processes: int, process_id: int) -> None:
     if num_processes == 1:
         _JOB = (1, 0)
         return
-    if _backend() != "jax":
-        raise AnnzooError(MULTI_WORKER_TF)
+    check_multi_process_backend()
     import jax
     import keras
 
@@ -212,8 +217,8 @@ def plan(section: dict) -> Plan:
     wanted = section.get("devices")
     num_processes, process_id = joined()
     backend = _backend()
-    if num_processes > 1 and backend != "jax":
-        raise AnnzooError(MULTI_WORKER_TF)
+    if num_processes > 1:
+        check_multi_process_backend()
     if strategy == "auto":
         if num_processes > 1:
             strategy = "data-parallel"
@@ -429,4 +434,4 @@ def _wait_all(processes, threads, timeout: float | None) -> int:
             p.wait()
         for t in threads:
             t.join(timeout=5)
-    return failed
+    return failed if failed > 0 else (1 if failed else 0)

@@ -878,6 +878,8 @@ def _job(args: argparse.Namespace) -> int | None:
             raise AnnzooError(
                 f"`--workers` must be an integer >= 1. Received: --workers={workers}"
             )
+        if workers > 1:
+            distribute.check_multi_process_backend()
         command = _without_workers([sys.executable, *sys.orig_argv[1:]])
         return distribute.launch(command, workers)
     if coordinator is not None or getattr(args, "num_processes", None) is not None:

@@ -1,0 +1,284 @@
+"""Data-parallel training: real processes and real devices, against one device.
+
+Each configuration trains the same small recipe with the same seed and the
+same global batch as a single-device run, and ends within float tolerance of
+its weights (the gradient of a batch is the same sum, reduced in another
+order). The devices are virtual (XLA host devices, TensorFlow logical CPUs)
+and the processes are real, talking through gloo on localhost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from annzoo.errors import AnnzooError
+from annzoo.training import Recipe
+from annzoo.training import distribute
+
+from .conftest import ROOT, run_python, subprocess_env
+
+TOLERANCE = 1e-5
+
+pytest.importorskip("jax")
+
+
+def _recipe(tmp_path, epochs=2):
+    recipe = {
+        "name": "dist",
+        "model": {"name": "mlp", "hidden_units": [16], "dropout": 0.0},
+        # 256 training samples: 8 global batches of 32, none partial.
+        "data": {"dataset": "digits", "batch_size": 16, "limit": 256},
+        "fit": {"epochs": epochs, "seed": 3},
+        "callbacks": {"tensorboard": False, "early_stopping": None},
+    }
+    path = tmp_path / "dist.json"
+    path.write_text(json.dumps(recipe))
+    return path
+
+
+def test_array_sequence_shards_split_every_batch_between_processes():
+    from annzoo.data import ArraySequence
+
+    x = np.arange(22, dtype="float32")[:, None]
+    y = np.arange(22)
+    whole = ArraySequence(x, y, batch_size=8, shuffle=True, seed=1, batch_multiple=4)
+    parts = [
+        ArraySequence(
+            x, y, batch_size=8, shuffle=True, seed=1, shard=(i, 2), batch_multiple=4
+        )
+        for i in range(2)
+    ]
+    # 22 = 8 + 8 + 6: the last batch is cut to 4 rows (a multiple of the
+    # devices), so every process gets 2 of them.
+    assert len(whole) == len(parts[0]) == 3
+    for index in range(3):
+        full = whole[index][1]
+        halves = [p[index][1] for p in parts]
+        assert len(full) == (8 if index < 2 else 4)
+        np.testing.assert_array_equal(np.concatenate(halves), full)
+    # A last batch smaller than the multiple is dropped.
+    assert len(ArraySequence(x, y, batch_size=8, batch_multiple=8)) == 2
+    with pytest.raises(AnnzooError, match="`shard` must be"):
+        ArraySequence(x, y, batch_size=8, shard=(2, 2))
+    with pytest.raises(AnnzooError, match="`batch_multiple` must be a multiple of 2"):
+        ArraySequence(x, y, batch_size=8, shard=(0, 2), batch_multiple=3)
+
+
+@pytest.mark.parametrize(
+    "section, match",
+    [
+        ({"strategy": "mirror"}, "`distribute.strategy`"),
+        ({"devices": 0}, "`distribute.devices`"),
+        ({"model_axis": -2}, "`distribute.model_axis`"),
+        ({"scale_learning_rate": "yes"}, "`distribute.scale_learning_rate`"),
+        ({"replicas": 2}, "`distribute.replicas` is not a recipe field"),
+    ],
+)
+def test_bad_distribute_sections_are_named(section, match):
+    with pytest.raises(AnnzooError, match=match):
+        Recipe(
+            name="r",
+            model={"name": "mlp"},
+            data={"dataset": "digits"},
+            distribute=section,
+        ).validate()
+
+
+def test_strategies_of_the_other_backend_are_refused_with_the_alternative():
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        with pytest.raises(AnnzooError, match="runs on the JAX backend.*'mirrored'"):
+            distribute.plan({"strategy": "data-parallel"})
+        with pytest.raises(AnnzooError, match="this machine has 1"):
+            distribute.plan({"strategy": "mirrored", "devices": 5})
+        # Several processes on TensorFlow: the documented refusal.
+        with pytest.raises(AnnzooError, match="keras-team/keras issue 20585"):
+            distribute.join("127.0.0.1:1234", 2, 0)
+    else:
+        with pytest.raises(AnnzooError, match="'mirrored' is TensorFlow's"):
+            distribute.plan({"strategy": "mirrored"})
+    with pytest.raises(AnnzooError, match="`--process-id` must be an integer in"):
+        distribute.join("127.0.0.1:1234", 2, 2)
+    with pytest.raises(AnnzooError, match="`--coordinator` must be HOST:PORT"):
+        distribute.join("nowhere", 2, 0)
+    assert distribute.plan({"strategy": "none"}).describe(8) == "one device, batch 8"
+
+
+def test_learning_rate_scaling_is_explicit():
+    from annzoo.training.runner import _learning_rates
+
+    recipe = Recipe(
+        name="r",
+        model={"name": "mlp"},
+        data={"dataset": "digits"},
+        compile={"learning_rate": 0.01},
+    ).validate()
+    assert _learning_rates(recipe, replicas=4) == (0.01, None)  # never silent
+    scaled = Recipe.from_dict(
+        {**recipe.to_dict(), "distribute": {"scale_learning_rate": True}}
+    )
+    assert _learning_rates(scaled, replicas=4) == (pytest.approx(0.04), None)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
+    pytest.importorskip("tensorflow")
+    recipe = _recipe(tmp_path)
+    done = run_python(
+        "tests/_distribute_worker.py",
+        "mirrored",
+        str(recipe),
+        str(tmp_path / "runs"),
+        KERAS_BACKEND="tensorflow",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["mirrored"]["gap"] < TOLERANCE, report
+    assert report["mirrored"]["saved"]["devices"] == 2
+
+
+@pytest.mark.slow
+def test_jax_data_and_model_parallel_on_two_host_devices_match_one_device(tmp_path):
+    recipe = _recipe(tmp_path)
+    done = run_python(
+        "tests/_distribute_worker.py",
+        "jax",
+        str(recipe),
+        str(tmp_path / "runs"),
+        KERAS_BACKEND="jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for strategy in ("data-parallel", "model-parallel"):
+        assert report[strategy]["gap"] < TOLERANCE, report
+        assert report[strategy]["saved"]["strategy"] == strategy
+        assert report[strategy]["saved"]["devices"] == 2
+
+
+def _final_weights(run_dir):
+    done = run_python(
+        "-c",
+        "import sys, keras, numpy as np; m = keras.saving.load_model(sys.argv[1]); "
+        "np.savez(sys.argv[2], *[np.asarray(w) for w in m.weights])",
+        str(run_dir / "final.keras"),
+        str(run_dir.parent / f"{run_dir.name}.npz"),
+        KERAS_BACKEND="jax",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with np.load(run_dir.parent / f"{run_dir.name}.npz") as saved:
+        return [saved[k] for k in sorted(saved.files, key=lambda k: int(k[4:]))]
+
+
+@pytest.mark.slow
+def test_two_processes_through_workers_2_train_resume_and_match_one_process(
+    tmp_path,
+):
+    """annzoo train --workers 2, killed mid-run and rerun, equals one process."""
+    recipe = _recipe(tmp_path, epochs=4)
+    jobs = tmp_path / "jobs"
+    command = [
+        sys.executable,
+        "-m",
+        "annzoo.cli",
+        "train",
+        str(recipe),
+        "--workers",
+        "2",
+        "--output-dir",
+        str(jobs),
+        "--quiet",
+    ]
+    env = subprocess_env(KERAS_BACKEND="jax")
+    # First attempt: SIGKILL the whole job once epoch 2 is committed.
+    job = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    progress = jobs / "dist" / "state" / "progress.json"
+    deadline = time.monotonic() + 240
+    killed_after = None
+    while time.monotonic() < deadline and job.poll() is None:
+        try:
+            killed_after = json.loads(progress.read_text())["epoch"]
+        except (OSError, ValueError, KeyError):
+            killed_after = None
+        if killed_after and killed_after >= 2:
+            os.killpg(job.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    job.wait(timeout=60)
+    first_log = job.stdout.read().decode()
+    assert killed_after is not None and 2 <= killed_after < 4, first_log[-3000:]
+    assert not (jobs / "dist" / "results.json").exists()  # really interrupted
+
+    done = subprocess.run(  # the same command, with process 0's log this time
+        command[:-1], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    assert f"resuming after epoch {killed_after}" in log
+    assert "global batch 32 = 16 per replica x 2" in log
+    digests = dict(re.findall(r"process (\d): weights sha256 (\w+)", log))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], log[-3000:]
+    assert [p.name for p in jobs.iterdir()] == ["dist"]  # one run directory
+    results = json.loads((jobs / "dist" / "results.json").read_text())
+    assert results["epochs_run"] == 4
+    saved = json.loads((jobs / "dist" / "recipe.json").read_text())["distribute"]
+    assert saved["strategy"] == "data-parallel" and saved["devices"] == 2
+
+    # One process, one device, the same global batch of 32.
+    alone = run_python(
+        "-m",
+        "annzoo.cli",
+        "train",
+        str(recipe),
+        "--batch-size",
+        "32",
+        "--distribute",
+        "none",
+        "--output-dir",
+        str(tmp_path / "alone"),
+        "--quiet",
+        KERAS_BACKEND="jax",
+    )
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    job_weights = _final_weights(jobs / "dist")
+    alone_weights = _final_weights(tmp_path / "alone" / "dist")
+    gap = max(float(np.abs(a - b).max()) for a, b in zip(job_weights, alone_weights))
+    assert gap < TOLERANCE
+
+
+def test_workers_on_tensorflow_are_refused_before_anything_starts(tmp_path):
+    pytest.importorskip("tensorflow")
+    done = run_python(
+        "-m",
+        "annzoo.cli",
+        "train",
+        str(_recipe(tmp_path)),
+        "--workers",
+        "2",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        KERAS_BACKEND="tensorflow",
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "keras-team/keras issue 20585" in done.stderr
+    assert "KERAS_BACKEND=jax" in done.stderr
+    assert not (tmp_path / "runs").exists()
