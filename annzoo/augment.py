@@ -491,6 +491,11 @@ def pipeline_fn(
             x = step(x, training=True)
         return (ops.convert_to_numpy(x) if as_numpy else x), labels
 
+    # The seed generators' state variables, which a training loop may reset
+    # per epoch (annzoo.training.callbacks.EpochOrder) for exact resumes.
+    augment.random_states = [
+        v for step in steps for v in step.variables if v.name == "seed_generator_state"
+    ]
     return augment
 
 
@@ -609,20 +614,11 @@ def batch_mix_fn(
             return ops.convert_to_numpy(x), ops.convert_to_numpy(y)
         return x, y
 
+    mix.random_states = [generator.state]
     return mix
 
 
 # --- preview -------------------------------------------------------------------
-
-
-def _pyplot():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _as_float_images(images) -> np.ndarray:
@@ -697,6 +693,8 @@ def preview(
             note = [f"w={w:.2f}" for w in soft[ids, ids]]
         columns.append(np.asarray(out))
         notes.append(note)
+
+    from annzoo.plots import _pyplot
 
     plt = _pyplot()
     fig, axes = plt.subplots(

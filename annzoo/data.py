@@ -307,6 +307,7 @@ def make_dataset(
         x = dict(x)
     if shuffle:
         ds, epoch = _shuffled(tf, x if y is None else (x, y), n, seed)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
         gather = functools.partial(_gather, tf, x if y is None else (x, y))
         if map_fn is None:  # gather whole batches: one op per batch
             ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -593,6 +594,7 @@ def make_input(
     prefer: str = "auto",
     shard: tuple[int, int] | None = None,
     batch_multiple: int = 1,
+    num_parallel_calls: int | None = None,
 ):
     """`make_dataset` or `ArraySequence`, whichever suits the Keras backend.
 
@@ -608,6 +610,8 @@ def make_input(
             or ``"numpy"``.
         shard, batch_multiple: As for `ArraySequence` (data-parallel jobs);
             they need ``prefer="numpy"``.
+        num_parallel_calls: As for `make_dataset` (``None``: ``AUTOTUNE``);
+            `ArraySequence` maps in the training thread.
 
     Returns:
         A ``tf.data.Dataset`` or an `ArraySequence`, both accepted by
@@ -633,7 +637,8 @@ def make_input(
                 "`shard` and `batch_multiple` need the NumPy pipeline "
                 f"(prefer='numpy'). Received: prefer={prefer!r}"
             )
-        return make_dataset(x, y, cache=cache, **common)
+        threads = AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+        return make_dataset(x, y, cache=cache, num_parallel_calls=threads, **common)
     _check_cache(cache)
     return _array_sequence_class()(
         x, y, shard=shard, batch_multiple=batch_multiple, **common

@@ -28,14 +28,34 @@ __all__ = [
 ]
 
 
-def _pyplot():
-    import matplotlib
+class _Figures:
+    """``subplots``, ``close`` and ``get_cmap`` on bare ``Figure`` objects.
 
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    annzoo draws files, not windows: a ``matplotlib.figure.Figure`` renders to
+    PNG without pyplot, so the user's backend (a notebook's inline display, a
+    GUI) is never switched or fed figures it did not ask for.
+    """
 
-    return plt
+    @staticmethod
+    def subplots(*args, figsize=None, **kwargs):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(*args, **kwargs)
+
+    @staticmethod
+    def close(fig) -> None:
+        fig.clear()
+
+    @staticmethod
+    def get_cmap(name: str):
+        import matplotlib
+
+        return matplotlib.colormaps[name]
+
+
+def _pyplot() -> _Figures:
+    return _Figures()
 
 
 def _save(fig, path) -> Path:

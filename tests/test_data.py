@@ -174,8 +174,15 @@ def test_make_dataset_chain_maps_batches_and_prefetches(tmp_path):
     stages = [n.strip("_").replace("Dataset", "") for n in names[::-1]]
     start = stages.index("FlatMap")
     assert stages[start:] == [
-        "FlatMap", "ParallelMap", "ParallelMap", "Batch", "ParallelMap", "Prefetch"
+        "FlatMap",
+        "AssertCardinality",  # Keras knows the epoch's length
+        "ParallelMap",
+        "ParallelMap",
+        "Batch",
+        "ParallelMap",
+        "Prefetch",
     ], names
+    assert int(ds.cardinality()) == 2
     assert not any("Cache" in n for n in _chain(data.make_dataset(x, batch_size=2)))
     assert "Prefetch" in _chain(data.make_dataset(x, batch_size=2))[0]
     memory = data.make_dataset(x, y, batch_size=4, cache="memory")

@@ -155,3 +155,17 @@ def test_upsample_nearest_uneven_sizes_keep_every_cell_in_order():
     np.testing.assert_array_equal(out[:, 0], [0, 0, 0, 3, 3])
     # Columns: 7 pixels over 3 cells -> spans [0, 7/3), [7/3, 14/3), [14/3, 7).
     np.testing.assert_array_equal(out[0], [0, 0, 0, 1, 1, 2, 2])
+
+
+def test_drawing_a_png_leaves_the_users_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    from annzoo.plots import plot_curves
+
+    matplotlib.use("svg")  # stands for a notebook's inline or a GUI backend
+    try:
+        path = plot_curves({"loss": [1.0, 0.5]}, tmp_path / "curves.png")
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use("Agg")

@@ -100,7 +100,12 @@ class MetricsLog(keras.callbacks.Callback):
         if self.model is not None and "learning_rate" not in row:
             row["learning_rate"] = _learning_rate(self.model)
         self.rows.append(row)
-        columns = list(dict.fromkeys(k for r in self.rows for k in r))
+        # A fixed column order (not the order keys happened to arrive in), so
+        # that a resumed run writes the same file as an uninterrupted one.
+        found = {k for r in self.rows for k in r} - {"epoch", "learning_rate"}
+        columns = ["epoch", *sorted(found)]
+        if any("learning_rate" in r for r in self.rows):
+            columns.append("learning_rate")
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
@@ -159,22 +164,62 @@ class ResumableReduceLROnPlateau(_Restorable, keras.callbacks.ReduceLROnPlateau)
     _fields = ("wait", "best", "cooldown_counter")
 
 
-class EpochOrder(keras.callbacks.Callback):
-    """Serves epoch ``k``'s sample order in epoch ``k``, whatever came before.
+def random_states(*objects) -> list:
+    """The state variables of every Keras seed generator in ``objects``.
 
-    Keras may pass over the training data before the first epoch (a peek to
-    build the model, a distribution strategy's setup), and a resumed run starts
-    at a later epoch; this pins the pipeline's epoch (`annzoo.data.set_epoch`).
+    Dropout, noise and random augmentation layers draw from a
+    ``keras.random.SeedGenerator`` whose state is a variable that
+    ``model.save`` does not store; ``objects`` are models, layers, or
+    functions carrying a ``random_states`` list (`annzoo.augment`'s).
+    """
+    found, seen = [], set()
+    for obj in objects:
+        if obj is None:
+            continue
+        candidates = getattr(obj, "random_states", None)
+        if candidates is None:
+            candidates = [
+                v for v in getattr(obj, "variables", []) if v.name == "seed_generator_state"
+            ]
+        for variable in candidates:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                found.append(variable)
+    return found
+
+
+def epoch_seed(seed: int, epoch: int, index: int) -> int:
+    """A seed for generator ``index`` in ``epoch``: distinct for each triple."""
+    mixed = (seed * 0x9E3779B1 + (epoch + 1) * 0x85EBCA77 + index * 0xC2B2AE3D) % (
+        1 << 61
+    )
+    return int(mixed % 2_147_483_647)
+
+
+class EpochOrder(keras.callbacks.Callback):
+    """Makes epoch ``k``'s randomness a pure function of ``(seed, k)``.
+
+    At the start of every epoch it pins the input pipeline's sample order to
+    epoch ``k``'s (`annzoo.data.set_epoch`) and resets every seed generator of
+    the model (dropout, in-model augmentation) and of the pipeline's
+    augmentation to a state derived from ``(seed, k, generator index)``. A run
+    resumed at epoch ``k``, or one that Keras peeked at before the first
+    epoch, draws exactly the masks, crops and orders of an uninterrupted run.
     """
 
-    def __init__(self, inputs):
+    def __init__(self, inputs, seed: int = 0, extra=()):
         super().__init__()
         self.inputs = inputs
+        self.seed = int(seed)
+        self.extra = tuple(extra)
 
     def on_epoch_begin(self, epoch, logs=None):
         from annzoo.data import set_epoch
 
         set_epoch(self.inputs, epoch)
+        for index, state in enumerate(random_states(self.model, *self.extra)):
+            value = np.array([epoch_seed(self.seed, epoch, index), 0])
+            state.assign(value.astype(keras.backend.standardize_dtype(state.dtype)))
 
 
 class NaNGuard(keras.callbacks.Callback):

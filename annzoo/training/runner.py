@@ -269,12 +269,14 @@ def _inputs(
 
     data_cfg, aug = recipe.data, recipe.augment
     batch_map_fn = None
+    states: list = []
     if training and aug["placement"] == "pipeline" and aug["ops"]:
         seed = recipe.fit["seed"]
         # Whole batches, after batching: one seeded call per batch rather than
         # per-sample calls racing on the generator state in a parallel map.
         augment_batch = augment.pipeline_fn(aug["ops"], seed=seed)
         mix_batch = augment.batch_mix_fn(aug["ops"], num_classes or 0, seed=seed)
+        states = [*augment_batch.random_states, *getattr(mix_batch, "random_states", [])]
         if mix_batch is None:
             batch_map_fn = augment_batch
         else:
@@ -292,7 +294,7 @@ def _inputs(
         y = np.eye(num_classes, dtype="float32")[y]
     plan = plan or distribute.Plan("none")
     spread = plan.distribution is not None
-    return data.make_input(
+    pipeline = data.make_input(
         x,
         y,
         batch_size=plan.global_batch(data_cfg["batch_size"]),
@@ -303,7 +305,12 @@ def _inputs(
         prefer="numpy" if spread else data_cfg["pipeline"],
         shard=plan.shard,
         batch_multiple=plan.batch_multiple,
+        # Augmentation draws from shared generator states: one batch at a time,
+        # so that batch i always gets the i-th draw (EpochOrder resets them).
+        num_parallel_calls=1 if states else None,
     )
+    pipeline.random_states = states
+    return pipeline
 
 
 # -- model ---------------------------------------------------------------------
@@ -481,7 +488,8 @@ def _fit_stages(
         head_only = (
             recipe.finetune["head_epochs"] and end <= recipe.finetune["head_epochs"]
         )
-        callbacks = [EpochOrder(train_input)] + [
+        epoch_order = EpochOrder(train_input, recipe.fit["seed"], extra=[train_input])
+        callbacks = [epoch_order] + [
             c
             for c in bundle.callbacks
             if not (head_only and c is bundle.parts.get("early_stopping"))
