@@ -143,7 +143,7 @@ def predict_files(
     import keras
 
     run_dir = Path(run_dir)
-    model = keras.saving.load_model(_model_path(run_dir, which))
+    model = aio.load_model(_model_path(run_dir, which))
     input_shape = tuple(model.input_shape[1:])
     sources: list[str] = []
     batches = []
@@ -231,7 +231,7 @@ def predict_texts(
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise AnnzooError(f"`texts` must be non-empty strings. Received: {texts!r:.80}")
     saved = json.loads(path.read_text())
-    model = keras.saving.load_model(_model_path(run_dir, which))
+    model = aio.load_model(_model_path(run_dir, which))
     inputs = Vocabulary(saved["inputs"])
     tokenized = [_tokens(t, saved.get("tokenizer", "words")) for t in texts]
     source = next(t for t in model.inputs if t.name != "decoder_tokens")

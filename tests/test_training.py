@@ -200,7 +200,13 @@ def test_resume_with_a_changed_recipe_is_refused(interrupted_run):
 
 @pytest.mark.parametrize(
     "damage",
-    ["progress_truncated", "progress_garbage", "model_truncated", "model_deleted"],
+    [
+        "progress_truncated",
+        "progress_garbage",
+        "model_truncated",
+        "model_deleted",
+        "model_byte_flipped",
+    ],
 )
 def test_corrupt_state_is_named_not_silently_restarted(interrupted_run, damage):
     from annzoo.training import train
@@ -217,6 +223,13 @@ def test_corrupt_state_is_named_not_silently_restarted(interrupted_run, damage):
     elif damage == "model_truncated":
         model_file.write_bytes(model_file.read_bytes()[:100])
         named = model_file.name
+    elif damage == "model_byte_flipped":
+        # One byte of stored weights: the zip may still open; the checksum
+        # recorded in progress.json catches it.
+        data = bytearray(model_file.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        model_file.write_bytes(bytes(data))
+        named = f"{model_file.name}.*damaged"
     else:
         model_file.unlink()
         named = model_file.name
@@ -224,3 +237,32 @@ def test_corrupt_state_is_named_not_silently_restarted(interrupted_run, damage):
     with pytest.raises(CheckpointError, match=named):
         train(recipe, output_dir=run.parent, verbose=0)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == kept
+
+
+def test_finished_run_has_a_manifest_and_damaged_files_are_named(tmp_path):
+    import hashlib
+
+    from annzoo.training import load_recipe, train
+    from annzoo.training.runner import evaluate_run
+
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
+        ["fit.epochs=1", "data.limit=64", "callbacks.tensorboard=false"]
+    )
+    run = train(recipe, output_dir=tmp_path, verbose=0).run_dir
+    listed = json.loads((run / "manifest.json").read_text())["files"]
+    on_disk = sorted(p.name for p in run.iterdir() if p.is_file())
+    assert sorted(listed) == [n for n in on_disk if n != "manifest.json"]
+    for name, entry in listed.items():
+        data = (run / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    assert set(evaluate_run(run)) >= {"loss", "accuracy"}  # intact: loads
+    best = run / "best.keras"
+    data = bytearray(best.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    best.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"best\.keras.* is damaged"):
+        evaluate_run(run)
+    from annzoo.finetune import finetune
+
+    with pytest.raises(CheckpointError, match=r"best\.keras.* is damaged"):
+        finetune(run, num_classes=3)

@@ -286,6 +286,8 @@ class RunBackup(keras.callbacks.Callback):
         progress = {
             "epoch": epoch + 1,
             "model_file": name,
+            # Checked before resuming: a damaged file is named, never loaded.
+            "model_sha256": aio.file_digest(self.state_dir / name),
             "stopped": bool(self.model.stop_training),
             "history": self.history,
             "wall_time_s": self.wall_time_s + time.perf_counter() - self._started,

@@ -10,6 +10,7 @@ never a half-written one. Temporaries carry the ``.annzoo-tmp-`` prefix so
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -135,6 +136,81 @@ def save_model(model, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         model.save(tmp)
     return Path(path)
+
+
+MANIFEST = "manifest.json"
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: str | os.PathLike) -> Path:
+    """Records the SHA-256 and size of every file in ``directory`` (not below).
+
+    Written last, after everything it lists: the files a finished run
+    directory held when it was finished, checked by `load_model` and
+    `check_file` whenever a file listed there is read back.
+    """
+    directory = Path(directory)
+    files = {
+        p.name: {"sha256": file_digest(p), "bytes": p.stat().st_size}
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith(TMP_PREFIX)
+    }
+    return write_json(directory / MANIFEST, {"files": files})
+
+
+def check_file(path: str | os.PathLike, sha256: str | None = None) -> Path:
+    """Checks ``path`` against ``sha256`` or its directory's manifest.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong with it (missing,
+            truncated, or changed since it was written).
+    """
+    path = Path(path)
+    if sha256 is None:
+        try:
+            listed = json.loads((path.parent / MANIFEST).read_text("utf-8"))["files"]
+        except FileNotFoundError:
+            listed = {}
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CheckpointError(
+                f"{str(path.parent / MANIFEST)!r} is unreadable (truncated or "
+                f"corrupt), so {path.name} cannot be checked."
+            ) from None
+        entry = listed.get(path.name)
+        sha256 = entry.get("sha256") if isinstance(entry, dict) else None
+    if not path.is_file():
+        raise CheckpointError(f"{str(path)!r} does not exist.")
+    if sha256 is not None:
+        found = file_digest(path)
+        if found != sha256:
+            raise CheckpointError(
+                f"{str(path)!r} is damaged: its SHA-256 is {found[:12]}... but "
+                f"{sha256[:12]}... was recorded when annzoo wrote it (the file was "
+                "truncated or changed afterwards)."
+            )
+    return path
+
+
+def load_model(path: str | os.PathLike, *, sha256: str | None = None, **kwargs):
+    """``keras.saving.load_model`` after `check_file`, with errors that name the file."""
+    import keras
+
+    path = check_file(path, sha256)
+    try:
+        return keras.saving.load_model(path, **kwargs)
+    except Exception as error:  # zipfile.BadZipFile, OSError, ValueError...
+        raise CheckpointError(
+            f"{str(path)!r} is not a loadable Keras model "
+            f"({type(error).__name__}: {str(error)[:200]})."
+        ) from None
 
 
 def clean_temporaries(directory: str | os.PathLike) -> list[Path]:
