@@ -146,16 +146,13 @@ def _load_progress(state_dir: Path) -> dict:
     return progress
 
 
-def _load_state_model(path: Path):
-    import keras
-
+def _load_state_model(path: Path, sha256: str | None = None):
     try:
-        return keras.saving.load_model(path)
-    except Exception as error:  # zipfile.BadZipFile, OSError, ValueError...
+        return aio.load_model(path, sha256=sha256)
+    except CheckpointError as error:
         raise CheckpointError(
-            f"{str(path)!r} is missing or corrupt ({type(error).__name__}), so this "
-            "run cannot be resumed safely; nothing was changed. Pass --no-resume to "
-            "start a new run directory beside it."
+            f"{error} So this run cannot be resumed safely; nothing was changed. "
+            "Pass --no-resume to start a new run directory beside it."
         ) from None
 
 
@@ -582,7 +579,9 @@ def train(
         keras.utils.set_random_seed(seed)
     with plan.scope():
         if progress:
-            model = _load_state_model(state_dir / progress["model_file"])
+            model = _load_state_model(
+                state_dir / progress["model_file"], progress.get("model_sha256")
+            )
             initial_epoch = int(progress["epoch"])
         else:
             model = _build(recipe, model_args, plan.replicas)
@@ -743,8 +742,10 @@ def train(
             title=f"{recipe.name}: test split",
         )
     aio.write_json(run_dir / "results.json", results)
-    # Finished: the resume state is no longer needed (best/final stay).
+    # Finished: the resume state is no longer needed (best/final stay), and
+    # the manifest records what the finished run holds.
     shutil.rmtree(state_dir, ignore_errors=True)
+    aio.write_manifest(run_dir)
     return RunResult(
         run_dir=run_dir,
         test_metrics=test_metrics,
@@ -771,7 +772,7 @@ def evaluate_run(
         from annzoo._checks import check_choice
 
         check_choice("split", split, splits)
-    model = keras.saving.load_model(model_path)
+    model = aio.load_model(model_path)
     num_classes = (
         splits["train"].num_classes if splits["train"].task == "multiclass" else None
     )
