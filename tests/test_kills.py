@@ -78,18 +78,26 @@ def _progress(run: Path) -> int:
         return 0
 
 
-def _saving(run: Path) -> bool:
+def _temporaries(run: Path) -> set[str]:
+    found = set()
     for folder in (run, run / "state"):
         try:
-            if any(n.startswith(TMP_PREFIX) for n in os.listdir(folder)):
-                return True
+            found |= {n for n in os.listdir(folder) if n.startswith(TMP_PREFIX)}
         except OSError:
             pass
-    return False
+    return found
 
 
 def _kill_once(command, run: Path, kind: str, epoch: int, delay: float) -> str:
-    """Starts the command and SIGKILLs it at the point; returns what it hit."""
+    """Starts the command and SIGKILLs it at the point; returns what it hit.
+
+    The point is reached by this process's own work: a save of its own in
+    progress (a temporary file the previous process did not leave), or its
+    own epochs finished and then ``delay`` seconds into the next one's steps.
+    """
+    started_at = _progress(run)
+    target = max(epoch, started_at + 1)  # at least one epoch of its own
+    strays = _temporaries(run)  # a killed save's leftovers, cleaned at start
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -103,17 +111,16 @@ def _kill_once(command, run: Path, kind: str, epoch: int, delay: float) -> str:
     try:
         while time.monotonic() < deadline and process.poll() is None:
             done = _progress(run)
-            if kind == "save" and done >= epoch and _saving(run):
+            if kind == "save" and done >= target - 1 and _temporaries(run) - strays:
                 hit = f"save after epoch {done}"
                 break
-            if kind == "save" and done > epoch + 1:
-                # Saves take milliseconds; on a loaded machine the poll can miss
-                # them. Still a kill mid-run, counted as one during steps.
-                hit = f"steps after epoch {done} (no save caught)"
-                break
-            if kind == "step" and done >= epoch:
+            late = done > target or target >= 5  # the run ends after epoch 7
+            if done >= target and (kind == "step" or late):
+                # Saves take milliseconds and the poll can miss them on a
+                # loaded machine: then a kill during the steps, labelled so.
                 time.sleep(delay)  # somewhere inside the next epoch's steps
-                hit = f"steps after epoch {_progress(run)}"
+                missed = " (no save caught)" if kind == "save" else ""
+                hit = f"steps after epoch {done}{missed}"
                 break
             time.sleep(0.0002)
         process.send_signal(signal.SIGKILL)
@@ -191,7 +198,8 @@ def _chains(seed: int = 2026) -> list[list[tuple[str, int, float]]]:
         points, epoch = [], 0
         for _ in range(size):
             kind = "save" if rng.random() < 0.4 else "step"
-            epoch = int(min(5, epoch + rng.integers(0, 2)))  # the run stops at 7
+            # Each kill needs an epoch of its own work; the run stops after 7.
+            epoch = int(min(4, epoch + rng.integers(0, 2)))
             points.append((kind, epoch, float(rng.uniform(0.0, 0.15))))
         chains.append(points)
     return chains

@@ -87,6 +87,16 @@ def test_same_seed_same_trials_and_rerun_resumes(tmp_path):
 
 def test_a_changed_search_is_refused_unless_overwrite(tmp_path):
     tune(_recipe(), max_trials=1, output_dir=tmp_path, verbose=0)
+    # A truncated keras-tuner state file is named, and left as it was.
+    from annzoo import CheckpointError
+
+    oracle = next(tmp_path.rglob("oracle.json"))
+    kept = oracle.read_bytes()
+    oracle.write_bytes(kept[: len(kept) // 2])
+    with pytest.raises(CheckpointError, match=r"oracle\.json.* is unreadable"):
+        tune(_recipe(), max_trials=1, output_dir=tmp_path, verbose=0)
+    assert oracle.read_bytes() == kept[: len(kept) // 2]
+    oracle.write_bytes(kept)
     changed = dict(SPACE, dropout=[0.0, 0.5])
     with pytest.raises(AnnzooError, match="space.dropout"):
         tune(_recipe(search_space=changed), max_trials=1, output_dir=tmp_path,

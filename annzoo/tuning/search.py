@@ -37,7 +37,7 @@ from typing import Any
 import keras
 
 from annzoo._checks import check_choice, check_non_negative_int, check_positive_int
-from annzoo.errors import AnnzooError
+from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.training import io as aio
 from annzoo.training.recipe import Recipe
 
@@ -295,6 +295,26 @@ def search_definition(recipe: Recipe, fixed: dict, space_text: str, settings: di
     }
 
 
+def _check_tuner_files(project: Path) -> None:
+    """Refuses to resume over keras-tuner state that does not parse.
+
+    keras-tuner would stop with a bare ``JSONDecodeError``, or worse, start
+    trials over; the error names the file instead, and nothing is changed.
+    """
+    if not project.is_dir():
+        return
+    for path in sorted(project.rglob("*.json")):
+        try:
+            json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as error:
+            raise CheckpointError(
+                f"{str(path)!r} is unreadable ({type(error).__name__}: truncated or "
+                "corrupt), so this search cannot be resumed safely; nothing was "
+                "changed. Rerun with overwrite=True (--overwrite) to start it again, "
+                "or choose another --output-dir."
+            ) from None
+
+
 def _check_same_search(path: Path, definition: dict) -> None:
     if not path.is_file():
         return
@@ -456,6 +476,7 @@ def tune(
     if overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
     _check_same_search(search_file, definition)
+    _check_tuner_files(run_dir / PROJECT)
     run_dir.mkdir(parents=True, exist_ok=True)
     aio.clean_temporaries(run_dir)
     if not search_file.exists():
