@@ -134,3 +134,143 @@ def check_input_shape(name: str, value: Any, *, rank: int | None = None) -> tupl
             f"`{name}` must have {rank} dimensions. {_received(name, tuple(value))}"
         )
     return tuple(None if v is None else int(v) for v in value)
+
+
+# --------------------------------------------------------------------------
+# Arrays of data: vectorized, one pass, no full-size temporaries.
+
+# Elements per chunk when an exact NaN/inf scan is needed (bounds the memory of
+# the boolean temporary on large arrays).
+_CHUNK = 1 << 22
+
+
+def all_finite(array: Any) -> bool:
+    """Whether a numeric array holds no NaN or infinity.
+
+    Integer and boolean arrays are always finite. For floats the sum is taken
+    in float64 (buffered, no copy): NaN and infinities propagate into it, and
+    float32 or float16 values cannot overflow a float64 sum, so a finite sum
+    proves every value finite. Only a non-finite sum (or a float64 array whose
+    sum overflowed) is scanned exactly, in chunks.
+    """
+    import numpy as np
+
+    array = np.asarray(array)
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return True
+    wide = np.complex128 if array.dtype.kind == "c" else np.float64
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(array, dtype=wide)):
+            return True
+    flat = array.reshape(-1)
+    return all(
+        np.isfinite(flat[i : i + _CHUNK]).all() for i in range(0, flat.size, _CHUNK)
+    )
+
+
+def non_finite_summary(array: Any) -> str:
+    """``"3 NaN or infinite values, the first (nan) in sample 5"`` (error paths)."""
+    import numpy as np
+
+    array = np.asarray(array)
+    rows = array.reshape(len(array), -1) if array.ndim > 1 else array[:, None]
+    bad = ~np.isfinite(rows)
+    first = int(np.flatnonzero(bad.any(axis=1))[0])
+    value = rows[first][bad[first]][0]
+    return (
+        f"{int(bad.sum())} NaN or infinite values in {int(bad.any(axis=1).sum())} "
+        f"of {len(rows)} samples, the first ({value}) in sample {first}"
+    )
+
+
+def looks_channels_first(sample_shape: tuple) -> bool:
+    """``(channels, height, width)`` with 1, 3 or 4 channels and a wide last axis.
+
+    annzoo's image models take channels-last ``(height, width, channels)``
+    samples; a PyTorch-style ``(3, 32, 32)`` sample would be read as a 3x32
+    image with 32 channels.
+    """
+    return (
+        len(sample_shape) == 3
+        and sample_shape[0] in (1, 3, 4)
+        and sample_shape[1] > 4
+        and sample_shape[2] > 4
+    )
+
+
+def channels_first_hint(sample_shape: tuple) -> str:
+    c, h, w = sample_shape
+    return (
+        f"The samples look channels-first, (channels, height, width) = {sample_shape}, "
+        "but annzoo's models take channels-last images (height, width, channels): "
+        f"transpose them with x = np.transpose(x, (0, 2, 3, 1)) to get {(h, w, c)}."
+    )
+
+
+def check_steps_per_epoch(
+    name: str,
+    steps: Any,
+    *,
+    num_samples: int,
+    batch_size: int,
+    batch_multiple: int = 1,
+) -> int | None:
+    """``None``, or at most the number of batches one pass over the data yields.
+
+    A finite input pipeline (tf.data, a PyDataset) runs out of data when an
+    epoch asks for more steps than it has batches: Keras then warns and ends
+    training early instead of finishing the epochs asked for.
+    """
+    if steps is None:
+        return None
+    steps = check_positive_int(name, steps)
+    full, rest = divmod(int(num_samples), int(batch_size))
+    batches = full + (1 if rest and rest >= batch_multiple else 0)
+    if steps > batches:
+        raise AnnzooError(
+            f"`{name}` must be at most {batches}, the number of batches in one "
+            f"epoch of the train split ({num_samples} samples in batches of "
+            f"{batch_size}); more steps would run out of data and end training "
+            f"early. Lower it, or leave it null for whole epochs. "
+            f"{_received(name, steps)}"
+        )
+    return steps
+
+
+def check_loaded_splits(name: str, dataset: Any, splits: Any) -> None:
+    """Each split a loader returned must be an `annzoo.datasets.ArrayDataset`.
+
+    A registered loader that returns bare features (no labels), an ``(x, y)``
+    tuple or a ``tf.data.Dataset`` is named here rather than failing later on
+    a missing attribute.
+    """
+    import numpy as np
+
+    from annzoo.datasets import ArrayDataset
+
+    for split, value in splits.items():
+        if not isinstance(value, ArrayDataset):
+            raise AnnzooError(
+                f"`{name}` {dataset!r} must load every split as an "
+                "annzoo.datasets.ArrayDataset holding features `x` and labels `y`. "
+                f"Received: {type(value).__name__} for the {split} split."
+            )
+        for field in ("x", "y"):
+            array = getattr(value, field)
+            if not isinstance(array, np.ndarray):
+                raise AnnzooError(
+                    f"`{name}` {dataset!r} must load NumPy arrays as `{field}`. "
+                    f"Received: {field} of type {type(array).__name__} in the "
+                    f"{split} split."
+                )
+        x = value.x
+        text = x.dtype.kind in "US" or (
+            x.dtype == object and x.ndim == 1 and any(isinstance(v, str) for v in x)
+        )
+        if text and (x.ndim != 1 or not all(isinstance(v, str) for v in x.flat)):
+            raise AnnzooError(
+                f"`{name}` {dataset!r} must load text as a 1-D array of strings, one "
+                "text per sample (numeric features must be numbers, not strings). "
+                f"Received: features of dtype {x.dtype} and shape {x.shape} in the "
+                f"{split} split."
+            )

@@ -35,17 +35,19 @@ import importlib.util
 import math
 import numbers
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from annzoo._checks import (
+    all_finite,
     check_choice,
     check_non_negative_int,
     check_positive_int,
     is_int,
+    non_finite_summary,
 )
 from annzoo.errors import AnnzooError
 
@@ -94,7 +96,23 @@ def _is_text(array: np.ndarray) -> bool:
     return array.dtype == object and all(isinstance(v, str | bytes) for v in array.flat)
 
 
+def _is_pipeline(value: Any) -> bool:
+    """A dataset, loader or generator: already a pipeline, not arrays."""
+    if isinstance(value, Iterator) or hasattr(value, "element_spec"):
+        return True  # generators, tf.data.Dataset
+    names = {c.__name__ for c in type(value).__mro__}
+    return bool(names & {"PyDataset", "DataLoader"})
+
+
 def _check_array(name: str, value: Any) -> np.ndarray:
+    if _is_pipeline(value):
+        raise AnnzooError(
+            f"`{name}` must be NumPy arrays with one row per sample (this function "
+            f"shuffles and batches them). Received: {name} of type "
+            f"{type(value).__name__}, an input pipeline already: pass it to "
+            "model.fit directly, batched (dataset.batch(32)) and yielding "
+            "(features, labels) pairs, or pass its arrays here."
+        )
     array = np.asarray(value)
     if array.ndim == 0:
         raise AnnzooError(
@@ -136,6 +154,8 @@ def _check_xy(
         raise AnnzooError(
             f"`x` must contain at least one sample. Received: x with shape {shape_of_x}"
         )
+    for key, array in x.items() if isinstance(x, Mapping) else [(None, x)]:
+        _check_finite("x" if key is None else f"x[{key!r}]", array)
     if y is None:
         return x, None, n
     y = _check_array("y", y)
@@ -151,7 +171,17 @@ def _check_xy(
             "return_inverse=True)`, or pass a map_fn that does. Received: y with "
             f"dtype {y.dtype}, first value {y[0]!r}"
         )
+    _check_finite("y", y)
     return x, y, n
+
+
+def _check_finite(name: str, array: np.ndarray) -> None:
+    """NaN or infinite features or labels poison every weight they touch."""
+    if not all_finite(array):
+        raise AnnzooError(
+            f"`{name}` must hold finite numbers. Received: {name} with "
+            f"{non_finite_summary(array)}"
+        )
 
 
 def _check_batching(batch_size: Any, drop_remainder: Any, n: int) -> int:

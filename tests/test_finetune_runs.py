@@ -66,10 +66,11 @@ def test_one_stage_trains_at_the_reduced_rate(pretrained, tmp_path):
     "finetune, match",
     [
         ({"source": ""}, "finetune.source"),
-        ({"source": "x.keras", "head_epochs": 5}, "head_epochs"),
-        ({"source": "x.keras", "batchnorm": "free"}, "finetune.batchnorm"),
-        ({"source": "x.keras", "learning_rate_scale": 0}, "learning_rate_scale"),
-        ({"source": "x.keras", "truncate": 0}, "truncate"),
+        ({"source": "x.keras"}, "'x.keras' is not a preset and does not exist"),
+        ({"source": "lenet5", "head_epochs": 5}, "head_epochs"),
+        ({"source": "lenet5", "batchnorm": "free"}, "finetune.batchnorm"),
+        ({"source": "lenet5", "learning_rate_scale": 0}, "learning_rate_scale"),
+        ({"source": "lenet5", "truncate": 0}, "truncate"),
     ],
 )
 def test_bad_finetune_settings(finetune, match):

@@ -304,3 +304,53 @@ def test_one_hundred_kills_during_saves_leave_no_unreadable_file(tmp_path):
     assert kills == 100
     # The kills really landed inside saves, not only between them.
     assert mid_save >= 50, mid_save
+
+
+def _no_bigger_files_than(limit: int):
+    """preexec_fn: writes past ``limit`` bytes fail with EFBIG, as on a full disk."""
+
+    def apply():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_save_that_cannot_be_written_stops_the_run_and_keeps_the_last_state(
+    reference, tmp_path
+):
+    """A model save fails for real (file size limit, like a full disk)."""
+    recipe = tmp_path / "kill.json"
+    recipe.write_text(json.dumps(RECIPE))
+    command = _command(recipe, tmp_path / "runs")
+    run = tmp_path / "runs" / "kill"
+    _kill_once(command, run, "step", 2, 0.0)
+    kept = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    model_files = [p for p in kept if p.suffix == ".keras"]
+    smallest_model = min(len(kept[p]) for p in model_files)
+    largest_other = max(len(v) for p, v in kept.items() if p.suffix != ".keras")
+    assert largest_other < smallest_model // 2  # the limit only stops model saves
+    limit = smallest_model // 2
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_no_bigger_files_than(limit),
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith("annzoo: error: Cannot write ")
+    assert str(run) in message and "File too large" in message
+    for path in model_files + [run / "state" / "progress.json"]:
+        assert path.read_bytes() == kept[path], path  # the last good state
+    assert not (run / "results.json").exists()
+    # With room again, the same command resumes and ends as if nothing happened.
+    _finish(command)
+    outcome = _outcome(run)
+    assert outcome["weights"] == reference["weights"]
+    assert outcome["metrics.csv"] == reference["metrics.csv"]

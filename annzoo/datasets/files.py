@@ -292,8 +292,9 @@ def _labels(
     classes = sorted(set(values))
     if len(classes) < 2:
         raise AnnzooError(
-            f"{where} has a single label value {texts[0]!r}; classification needs "
-            f"at least two classes. Received: label_column={column!r}"
+            f"`label_column` must name a column of at least two classes for "
+            f"classification; {where} has a single label value {texts[0]!r}. "
+            f"Received: label_column={column!r}"
         )
     if task == "binary" and len(classes) != 2:
         raise AnnzooError(
@@ -318,6 +319,12 @@ def _parse_csv(
 
     rows = _read_rows(path)
     header = [h.strip() for h in rows[0]]
+    if len(rows) == 1:
+        raise AnnzooError(
+            f"`name` {CSV_PREFIX + str(path)!r} must be a CSV file with data rows "
+            f"below its header, one per sample; {str(path)!r} has only the header "
+            f"{header}, an empty dataset. Received: name={CSV_PREFIX + str(path)!r}"
+        )
     if label_column is None:
         raise AnnzooError(
             f"`label_column` is required for 'csv:PATH' datasets: the column of "

@@ -311,7 +311,8 @@ class Recipe:
                 )
 
         data = self.data
-        datasets._base._resolve(data["dataset"], argument="data.dataset")
+        entry = datasets._base._resolve(data["dataset"], argument="data.dataset")
+        _check_dataset_path(data["dataset"], entry)
         check_positive_int("data.batch_size", data["batch_size"])
         if data["limit"] is not None:
             check_positive_int("data.limit", data["limit"])
@@ -407,6 +408,14 @@ class Recipe:
                     "`finetune.source` must be a .keras file, a run directory or a "
                     f"preset name. Received: finetune.source={ft['source']!r}"
                 )
+            source = ft["source"]
+            if source not in registry.list_models() and not Path(source).exists():
+                raise AnnzooError(
+                    "`finetune.source` must be a .keras file, an annzoo run "
+                    f"directory or a preset name; {source!r} is not a preset and "
+                    f"does not exist. Received: finetune.source={source!r}"
+                    f"{_suggest(source, registry.list_models())}"
+                )
             check_positive_int("finetune.truncate", ft["truncate"])
             check_choice("finetune.batchnorm", ft["batchnorm"], ("frozen", "train"))
             check_positive_float(
@@ -439,6 +448,30 @@ class Recipe:
                 f"`search_space` must be a mapping or null. Received: {space!r}"
             )
         return self
+
+
+def _check_dataset_path(dataset: str, entry: Any) -> None:
+    """A user's ``csv:PATH`` file or ``images:DIR`` folder must exist."""
+    from annzoo.datasets import files
+
+    kinds = {
+        files._load_csv: (files.CSV_PREFIX, Path.is_file, "an existing CSV file"),
+        files._load_images: (
+            files.IMAGES_PREFIX,
+            Path.is_dir,
+            "an existing folder of class subfolders",
+        ),
+    }
+    if entry.loader not in kinds:
+        return
+    prefix, exists, what = kinds[entry.loader]
+    path = Path(os.path.expanduser(dataset[len(prefix) :]))
+    if not exists(path):
+        found = "does not exist" if not path.exists() else "is not one"
+        raise AnnzooError(
+            f"`data.dataset` must be '{prefix}PATH' with PATH {what}; "
+            f"{str(path)!r} {found}. Received: data.dataset={dataset!r}"
+        )
 
 
 def _check_options(name: str, value: Any, allowed: set[str]) -> None:

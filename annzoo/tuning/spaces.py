@@ -262,8 +262,25 @@ def _check_range(key: str, entry: dict) -> None:
         )
 
 
+def _check_rates(key: str, entry: dict) -> None:
+    """Dropout rates must lie in [0, 1): refused here, not trial by trial."""
+    if key != "dropout" and not key.endswith("_dropout"):
+        return
+    values = {
+        "int": [entry.get("min"), entry.get("max")],
+        "float": [entry.get("min"), entry.get("max")],
+        "choice": entry.get("values"),
+        "fixed": [entry.get("value")],
+    }.get(entry["type"])
+    if values is None:  # boolean, layers: refused by their own checks
+        return
+    if not all(_is_number(v) and 0 <= v < 1 for v in values):
+        raise _fail(key, "must give dropout rates in [0, 1)", entry)
+
+
 def _check_special(key: str, entry: dict) -> None:
     """The settings' values are known here (builder arguments: by the builder)."""
+    _check_rates(key, entry)
     checks = {
         "optimizer": (lambda v: isinstance(v, str) and v in OPTIMIZERS, "names"),
         "batch_size": (lambda v: _is_int(v) and v > 0, "positive integers"),
