@@ -43,12 +43,31 @@ from annzoo.tasks import compile_model
 __version__ = "0.1.0"
 
 
+# Submodules reachable as attributes of `annzoo` without importing them first
+# (`annzoo.plots.plot_curves(...)`), loaded on first use.
+_LAZY_MODULES = (
+    "augment",
+    "data",
+    "export",
+    "metrics",
+    "plots",
+    "predict",
+    "text",
+    "training",
+    "tuning",
+)
+
+
 def __getattr__(name: str):
     # `annzoo.tune` loads keras-tuner only when a search is asked for.
     if name == "tune":
         from annzoo.tuning import tune
 
         return tune
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"annzoo.{name}")
     raise AttributeError(f"module 'annzoo' has no attribute {name!r}")
 
 
