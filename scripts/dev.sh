@@ -40,7 +40,7 @@ case "$command" in
         KERAS_BACKEND=tensorflow "$py" -m pytest -p no:cacheprovider -n auto \
             --durations=15 "$@"
         KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -n auto -q \
-            -k "not parameter_count and not _imagenet]" \
+            -k "not parameter_count and not imagenet" \
             tests/test_all_models.py tests/test_augment.py tests/test_data.py \
             tests/test_recipe.py tests/test_attention.py tests/test_crf.py \
             tests/test_decode.py tests/test_seq2seq.py "$@"
