@@ -358,3 +358,28 @@ def test_compile_options():
         "encoder", **_TEXT, compile=dict(optimizer="sgd", learning_rate=0.5)
     )
     assert isinstance(model.optimizer, keras.optimizers.SGD)
+
+
+@pytest.mark.parametrize("hidden_units", [(), (8,)])
+def test_classifier_head_drops_features_once_per_layer(hidden_units):
+    """dropout=p means rate p: one Dropout before the head, one per hidden layer."""
+    model = build_transformer(
+        "encoder",
+        vocabulary_size=20,
+        sequence_length=6,
+        num_classes=3,
+        d_model=8,
+        num_heads=2,
+        ff_dim=8,
+        num_layers=1,
+        hidden_units=hidden_units,
+        dropout=0.3,
+    )
+    head = [
+        layer.name
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Dropout) and layer.name.startswith("head")
+    ]
+    assert head == ["head_dropout"] + [f"head_dense{i}_dropout" for i in (1,)][
+        : len(hidden_units)
+    ]

@@ -338,11 +338,13 @@ def _require_outputs(num_classes: Any, task: str, variant: str) -> int:
 
 def _classifier_head(x, num_classes, hidden_units, dropout, task):
     # Dropout, then ReLU hidden layers each followed by dropout (keras.io).
+    # (Without hidden layers, dense_stack would drop the features a second time.)
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    x = dense_stack(
-        x, hidden_units, activation="relu", dropout=dropout, prefix="head_dense"
-    )
+    if hidden_units:
+        x = dense_stack(
+            x, hidden_units, activation="relu", dropout=dropout, prefix="head_dense"
+        )
     return output_head(x, num_classes, task)
 
 
