@@ -10,6 +10,7 @@ is written atomically.
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -404,7 +405,12 @@ def plot_trials(
     values against the objective (categorical values on an ordinal axis).
     """
     done = [t for t in trials if t.get("score") is not None]
-    names = sorted({k for t in done for k in t["hyperparameters"]})
+    # One panel per hyperparameter that varied (a fixed one says nothing here).
+    seen: dict[str, set] = {}
+    for t in done:
+        for key, value in t["hyperparameters"].items():
+            seen.setdefault(key, set()).add(json.dumps(value, default=str))
+    names = sorted(k for k, values in seen.items() if len(values) > 1)
     panels = 1 + len(names)
     columns = min(panels, 4)
     rows = -(-panels // columns)

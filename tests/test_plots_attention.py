@@ -169,3 +169,23 @@ def test_drawing_a_png_leaves_the_users_matplotlib_backend_alone(tmp_path):
         assert matplotlib.get_backend() == "svg"
     finally:
         matplotlib.use("Agg")
+
+
+def test_trials_plot_has_a_panel_per_varied_hyperparameter(tmp_path, monkeypatch):
+    from annzoo import plots
+
+    shapes = []
+    real = plots._Figures.subplots
+
+    def spy(*args, **kwargs):
+        shapes.append(args[:2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plots._Figures, "subplots", staticmethod(spy))
+    trials = [
+        {"score": s, "hyperparameters": {"batch_size": 32, "dropout": d, "opt": o}}
+        for s, d, o in [(0.9, 0.0, "adam"), (0.8, 0.2, "adam"), (0.7, 0.4, "adam")]
+    ]
+    plots.plot_trials(trials, tmp_path / "trials.png", objective="val_accuracy")
+    # The objective panel and dropout's; batch_size and opt never changed.
+    assert shapes == [(1, 2)]
