@@ -10,6 +10,7 @@ Prints one JSON line: {"<strategy>": max abs weight difference, ...}.
 
 import json
 import sys
+import time
 from pathlib import Path
 
 mode, recipe_path, output_dir = sys.argv[1:4]
@@ -29,7 +30,11 @@ from annzoo.training import train
 base = json.loads(Path(recipe_path).read_text())
 
 
+WALL = {}
+
+
 def weights(strategy, batch_size, **extra):
+    started = time.perf_counter()
     recipe = json.loads(json.dumps(base))
     recipe["name"] = f"{base['name']}_{strategy}"
     recipe["data"]["batch_size"] = batch_size
@@ -37,6 +42,7 @@ def weights(strategy, batch_size, **extra):
     result = train(recipe, output_dir=output_dir, verbose=0)
     saved = json.loads((result.run_dir / "recipe.json").read_text())["distribute"]
     model = keras.saving.load_model(result.run_dir / "final.keras")
+    WALL[strategy] = round(time.perf_counter() - started, 2)
     return saved, [np.asarray(w) for w in model.weights]
 
 
@@ -57,4 +63,5 @@ for strategy, extra in strategies:
     batch = 2 * per_replica if strategy == "model-parallel" else per_replica
     saved, spread = weights(strategy, batch, **extra)
     report[strategy] = {"gap": gap(single, spread), "saved": saved}
+report["wall_s"] = WALL
 print(json.dumps(report))
