@@ -211,6 +211,43 @@ def test_search_killed_mid_trial_finishes_with_exact_trials(tmp_path):
     assert len({r["trial"] for r in rows}) == 3
 
 
+def test_a_trial_that_keeps_killing_the_process_is_marked_failed(tmp_path):
+    """Three real SIGKILLs inside the same trial: the fourth run gives up on it."""
+    from annzoo.tuning.search import MAX_ATTEMPTS
+
+    data = {"dataset": "digits", "limit": 600, "pipeline": "numpy"}
+    recipe = _recipe(fit={"epochs": 40}, callbacks={"early_stopping": None}, data=data)
+    recipe_file = recipe.save(tmp_path / "recipe.json")
+    out = tmp_path / "out"
+    command = _tune_command(recipe_file, out, "--max-trials", "2", "--epochs", "40")
+    attempts_file = out / "tiny_mlp" / "stats" / "attempts.json"
+    for kill in range(1, MAX_ATTEMPTS + 1):
+        process = subprocess.Popen(
+            command, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                started = json.loads(attempts_file.read_text()).get("0", 0)
+            except (OSError, ValueError):
+                started = 0
+            if started == kill:  # trial 0 is running, for the kill-th time
+                time.sleep(0.5)
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the search ended before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    done = subprocess.run(command, env=subprocess_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = f"trial 0 failed: the process died during this trial {MAX_ATTEMPTS} times"
+    assert said in done.stdout
+    rows = _rows(out / "tiny_mlp")
+    assert sorted(r["status"] for r in rows) == ["COMPLETED", "FAILED"]
+    assert json.loads(attempts_file.read_text()) == {"0": MAX_ATTEMPTS, "1": 1}
+
+
 def test_cli_role_errors(tmp_path):
     recipe_file = _recipe().save(tmp_path / "recipe.json")
     result = run_python(

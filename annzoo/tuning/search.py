@@ -51,6 +51,10 @@ TUNERS = {
 }
 PRECISIONS = (None, "bfloat16", "float16")
 PROJECT = "search"
+# A trial that has started this many times without ending (each start was cut
+# short by the process dying: out of memory, a segfault, a kill) is marked
+# failed instead of being run again forever.
+MAX_ATTEMPTS = 3
 
 
 @dataclasses.dataclass
@@ -158,6 +162,23 @@ def _trial_number(trial) -> int:
         return sum(map(ord, trial.trial_id))
 
 
+ATTEMPTS = "attempts.json"
+
+
+def _read_attempts(stats_dir: Path) -> dict[str, int]:
+    try:
+        found = json.loads((stats_dir / ATTEMPTS).read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        raise CheckpointError(
+            f"{str(stats_dir / ATTEMPTS)!r} is unreadable (truncated or corrupt), so "
+            "this search cannot be resumed safely; nothing was changed. Rerun with "
+            "overwrite=True (--overwrite) to start it again."
+        ) from None
+    return {str(k): int(v) for k, v in found.items()}
+
+
 def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
     import keras_tuner
 
@@ -172,6 +193,23 @@ def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
             # same search seed repeats each trial, not only its hyperparameters.
             keras.utils.set_random_seed(seed * 100_003 + _trial_number(trial))
             super().on_trial_begin(trial)
+
+        def run_trial(self, trial, *args, **kwargs):
+            # Counted before training, so a process that dies in this trial
+            # leaves the count behind; keras-tuner would otherwise rerun a
+            # trial that kills the process (out of memory...) forever.
+            attempts = _read_attempts(stats_dir)
+            started = attempts.get(trial.trial_id, 0)
+            if started >= MAX_ATTEMPTS:
+                message = (
+                    f"the process died during this trial {started} times (out of "
+                    "memory, a crash or a kill); not run again"
+                )
+                print(f"annzoo: trial {trial.trial_id} failed: {message}", flush=True)
+                raise keras_tuner.errors.FailedTrialError(message)
+            attempts[trial.trial_id] = started + 1
+            aio.write_json(stats_dir / ATTEMPTS, attempts)
+            return super().run_trial(trial, *args, **kwargs)
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
