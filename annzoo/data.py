@@ -336,14 +336,21 @@ def make_dataset(
     if isinstance(x, Mapping):
         x = dict(x)
     if shuffle:
-        ds, epoch = _shuffled(tf, x if y is None else (x, y), n, seed)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
-        gather = functools.partial(_gather, tf, x if y is None else (x, y))
-        if map_fn is None:  # gather whole batches: one op per batch
-            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-            ds = ds.map(gather, num_parallel_calls=num_parallel_calls)
-        else:
-            ds = ds.map(gather, num_parallel_calls=num_parallel_calls)
+        # The arrays become tensors once (not graph constants copied by every
+        # epoch's iterator); rows are gathered a whole batch at a time.
+        arrays = tf.nest.map_structure(tf.constant, x if y is None else (x, y))
+        ds, epoch = _shuffled(tf, n, seed, batch_size)
+        if map_fn is None:
+            if drop_remainder:
+                ds = ds.filter(lambda rows: tf.size(rows) == batch_size)
+            batches = n // batch_size if drop_remainder else -(-n // batch_size)
+            ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+        else:  # per-sample maps: one row at a time
+            ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(n))
+        ds = ds.map(
+            functools.partial(_gather, tf, arrays),
+            num_parallel_calls=num_parallel_calls,
+        )
     else:
         ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
         if cache is not None:
@@ -362,16 +369,19 @@ def make_dataset(
     return ds
 
 
-def _shuffled(tf, arrays, n: int, seed: int):
-    """Row indices in epoch order; each new iterator takes the next epoch."""
+def _shuffled(tf, n: int, seed: int, batch_size: int):
+    """Batches of row indices in epoch order; each new iterator takes the next
+    epoch. Row ``i`` of epoch ``k`` is ``index_shuffle(i, [seed, k], n - 1)``."""
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="annzoo_epoch")
     seed = tf.constant(seed, tf.int64)
     last = tf.constant(n - 1, tf.int64)
 
     def one_epoch(k):
         key = tf.stack([seed, k])
-        return tf.data.Dataset.range(n).map(
-            lambda i: tf.random.experimental.index_shuffle(i, key, last)
+        return (
+            tf.data.Dataset.range(n)
+            .batch(batch_size)
+            .map(lambda i: tf.random.experimental.index_shuffle(i, key, last))
         )
 
     ds = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64))
