@@ -228,7 +228,6 @@ def _resolve_target(path: Any, base: Path | None, format: str) -> Path:
 
 def _load(model_file: Path) -> keras.Model:
     import annzoo.layers  # noqa: F401  (registers the custom layers)
-
     from annzoo.training.io import check_file
 
     check_file(model_file)  # against the run's manifest, when there is one

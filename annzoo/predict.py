@@ -140,7 +140,6 @@ def predict_files(
     """
     import json
 
-    import keras
 
     run_dir = Path(run_dir)
     model = aio.load_model(_model_path(run_dir, which))
@@ -215,8 +214,6 @@ def predict_texts(
         ``RUN_DIR/predictions/texts.csv``) and the predictions.
     """
     import json
-
-    import keras
 
     from annzoo.text import Vocabulary
 

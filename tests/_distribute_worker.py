@@ -22,10 +22,12 @@ if mode == "mirrored":
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2
     )
 
-import keras
-import numpy as np
+# Keras and annzoo after the logical devices exist (TensorFlow fixes them on
+# first use).
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
-from annzoo.training import train
+from annzoo.training import train  # noqa: E402
 
 base = json.loads(Path(recipe_path).read_text())
 
@@ -47,7 +49,7 @@ def weights(strategy, batch_size, **extra):
 
 
 def gap(a, b):
-    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
 
 
 per_replica = base["data"]["batch_size"]

@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 
 from annzoo.errors import AnnzooError
-from annzoo.training import Recipe
-from annzoo.training import distribute
+from annzoo.training import Recipe, distribute
 
 from .conftest import ROOT, run_python, subprocess_env
 
@@ -260,7 +259,8 @@ def test_two_processes_through_workers_2_train_resume_and_match_one_process(
     assert alone.returncode == 0, alone.stderr[-3000:]
     job_weights = _final_weights(jobs / "dist")
     alone_weights = _final_weights(tmp_path / "alone" / "dist")
-    gap = max(float(np.abs(a - b).max()) for a, b in zip(job_weights, alone_weights))
+    pairs = zip(job_weights, alone_weights, strict=True)
+    gap = max(float(np.abs(a - b).max()) for a, b in pairs)
     assert gap < TOLERANCE
 
 

@@ -251,7 +251,8 @@ for line in sys.stdin:  # children are forked from this warm process
             i += 1
             model.layers[-1].kernel.assign(model.layers[-1].kernel + 1.0)
             io.save_model(model, os.path.join(folder, "model.keras"))
-            io.write_json(os.path.join(folder, "state.json"), {"i": i, "pad": "x" * 65536})
+            state = {"i": i, "pad": "x" * 65536}
+            io.write_json(os.path.join(folder, "state.json"), state)
     print(child, flush=True)
 """
 

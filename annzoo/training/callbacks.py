@@ -179,7 +179,9 @@ def random_states(*objects) -> list:
         candidates = getattr(obj, "random_states", None)
         if candidates is None:
             candidates = [
-                v for v in getattr(obj, "variables", []) if v.name == "seed_generator_state"
+                v
+                for v in getattr(obj, "variables", [])
+                if v.name == "seed_generator_state"
             ]
         for variable in candidates:
             if id(variable) not in seen:

@@ -350,7 +350,9 @@ def _stream(pipe, prefix: str) -> None:
     pipe.close()
 
 
-def launch(command: Sequence[str], workers: int, *, timeout: float | None = None) -> int:
+def launch(
+    command: Sequence[str], workers: int, *, timeout: float | None = None
+) -> int:
     """Runs ``command`` as ``workers`` processes of one job on this machine.
 
     Each gets ``--coordinator 127.0.0.1:PORT --num-processes N --process-id I``

@@ -200,7 +200,7 @@ def check_file(path: str | os.PathLike, sha256: str | None = None) -> Path:
 
 
 def load_model(path: str | os.PathLike, *, sha256: str | None = None, **kwargs):
-    """``keras.saving.load_model`` after `check_file`, with errors that name the file."""
+    """``keras.saving.load_model`` after `check_file`; errors name the file."""
     import keras
 
     path = check_file(path, sha256)

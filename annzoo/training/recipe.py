@@ -440,10 +440,11 @@ class Recipe:
         for key in ("devices", "model_axis"):
             if dist[key] is not None:
                 check_positive_int(f"distribute.{key}", dist[key])
-        if not isinstance(dist["scale_learning_rate"], bool):
+        scale = dist["scale_learning_rate"]
+        if not isinstance(scale, bool):
             raise AnnzooError(
                 "`distribute.scale_learning_rate` must be true or false. "
-                f"Received: distribute.scale_learning_rate={dist['scale_learning_rate']!r}"
+                f"Received: distribute.scale_learning_rate={scale!r}"
             )
         space = self.search_space
         if space is not None and not isinstance(space, Mapping):

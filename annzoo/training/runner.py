@@ -35,9 +35,8 @@ import numpy as np
 from annzoo import datasets, registry
 from annzoo._checks import check_loaded_splits, check_steps_per_epoch
 from annzoo.errors import AnnzooError, CheckpointError
-from annzoo.training import distribute
+from annzoo.training import distribute, sequences
 from annzoo.training import io as aio
-from annzoo.training import sequences
 from annzoo.training.recipe import Recipe, load_recipe
 
 __all__ = ["RunResult", "train", "main", "resolve_run_dir", "evaluate_run"]
@@ -475,7 +474,8 @@ def _inputs(
         # per-sample calls racing on the generator state in a parallel map.
         augment_batch = augment.pipeline_fn(aug["ops"], seed=seed)
         mix_batch = augment.batch_mix_fn(aug["ops"], num_classes or 0, seed=seed)
-        states = [*augment_batch.random_states, *getattr(mix_batch, "random_states", [])]
+        states = list(augment_batch.random_states)
+        states += getattr(mix_batch, "random_states", [])
         if mix_batch is None:
             batch_map_fn = augment_batch
         else:
@@ -975,7 +975,6 @@ def evaluate_run(
     run_dir: str | Path, *, split: str = "test", which: str = "best"
 ) -> dict:
     """Evaluates ``RUN_DIR/best.keras`` (or ``final.keras``) on a split again."""
-    import keras
 
     run_dir = Path(run_dir)
     recipe = load_recipe(_existing(run_dir / "recipe.json", "RUN_DIR"))
