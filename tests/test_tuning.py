@@ -220,7 +220,7 @@ def test_a_trial_that_keeps_killing_the_process_is_marked_failed(tmp_path):
     recipe_file = recipe.save(tmp_path / "recipe.json")
     out = tmp_path / "out"
     command = _tune_command(recipe_file, out, "--max-trials", "2", "--epochs", "40")
-    attempts_file = out / "tiny_mlp" / "stats" / "attempts.json"
+    attempts_file = out / "tiny_mlp" / "attempts" / "trial_0.json"
     for kill in range(1, MAX_ATTEMPTS + 1):
         process = subprocess.Popen(
             command, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL
@@ -228,8 +228,8 @@ def test_a_trial_that_keeps_killing_the_process_is_marked_failed(tmp_path):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                started = json.loads(attempts_file.read_text()).get("0", 0)
-            except (OSError, ValueError):
+                started = json.loads(attempts_file.read_text())["starts"]
+            except (OSError, ValueError, KeyError):
                 started = 0
             if started == kill:  # trial 0 is running, for the kill-th time
                 time.sleep(0.5)
@@ -245,7 +245,11 @@ def test_a_trial_that_keeps_killing_the_process_is_marked_failed(tmp_path):
     assert said in done.stdout
     rows = _rows(out / "tiny_mlp")
     assert sorted(r["status"] for r in rows) == ["COMPLETED", "FAILED"]
-    assert json.loads(attempts_file.read_text()) == {"0": MAX_ATTEMPTS, "1": 1}
+    starts = {
+        p.name: json.loads(p.read_text())["starts"]
+        for p in attempts_file.parent.iterdir()
+    }
+    assert starts == {"trial_0.json": MAX_ATTEMPTS, "trial_1.json": 1}
 
 
 def test_cli_role_errors(tmp_path):

@@ -742,6 +742,11 @@ def train(
     recipe.validate()
     started = time.perf_counter()
     plan = distribute.plan(recipe.distribute)
+    if plan.tf_strategy is not None and recipe.compile["steps_per_execution"] != 1:
+        # Keras 3's multi-step train function fails under MirroredStrategy
+        # ("You must feed a value for placeholder tensor"): one step per call.
+        # The run's recipe.json records the 1 that ran.
+        recipe = recipe.override(["compile.steps_per_execution=1"])
     seed = recipe.fit["seed"]
     loaded = _load_splits(recipe)
     check_loaded_splits("data.dataset", recipe.data["dataset"], loaded)

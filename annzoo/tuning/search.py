@@ -162,21 +162,23 @@ def _trial_number(trial) -> int:
         return sum(map(ord, trial.trial_id))
 
 
-ATTEMPTS = "attempts.json"
+def _attempts_file(stats_dir: Path, trial_id: str) -> Path:
+    # One file per trial (beside stats/, whose files are the trials' records):
+    # only the process running a trial writes its count, so workers never race.
+    return stats_dir.parent / "attempts" / f"trial_{trial_id}.json"
 
 
-def _read_attempts(stats_dir: Path) -> dict[str, int]:
+def _read_attempts(path: Path) -> int:
     try:
-        found = json.loads((stats_dir / ATTEMPTS).read_text("utf-8"))
+        return int(json.loads(path.read_text("utf-8"))["starts"])
     except FileNotFoundError:
-        return {}
-    except (OSError, ValueError):
+        return 0
+    except (OSError, ValueError, KeyError, TypeError):
         raise CheckpointError(
-            f"{str(stats_dir / ATTEMPTS)!r} is unreadable (truncated or corrupt), so "
-            "this search cannot be resumed safely; nothing was changed. Rerun with "
+            f"{str(path)!r} is unreadable (truncated or corrupt), so this search "
+            "cannot be resumed safely; nothing was changed. Rerun with "
             "overwrite=True (--overwrite) to start it again."
         ) from None
-    return {str(k): int(v) for k, v in found.items()}
 
 
 def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
@@ -198,8 +200,8 @@ def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
             # Counted before training, so a process that dies in this trial
             # leaves the count behind; keras-tuner would otherwise rerun a
             # trial that kills the process (out of memory...) forever.
-            attempts = _read_attempts(stats_dir)
-            started = attempts.get(trial.trial_id, 0)
+            attempts = _attempts_file(stats_dir, trial.trial_id)
+            started = _read_attempts(attempts)
             if started >= MAX_ATTEMPTS:
                 message = (
                     f"the process died during this trial {started} times (out of "
@@ -207,8 +209,7 @@ def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
                 )
                 print(f"annzoo: trial {trial.trial_id} failed: {message}", flush=True)
                 raise keras_tuner.errors.FailedTrialError(message)
-            attempts[trial.trial_id] = started + 1
-            aio.write_json(stats_dir / ATTEMPTS, attempts)
+            aio.write_json(attempts, {"starts": started + 1})
             return super().run_trial(trial, *args, **kwargs)
 
         def on_trial_end(self, trial):

@@ -139,9 +139,9 @@ def run(settings: core.Settings) -> core.Section:
             f"Outside training steps: **{outside:.1%}** (first steps counted as "
             f"outside: {outside_steady:.1%}); {len(rows)} trials completed, "
             f"{totals['steps']:,} steps. Per trial, everything but the later "
-            f"training steps costs as much as {per_trial_overhead / step_s:,.0f} "
+            f"training steps costs as much as {_steps(per_trial_overhead, step_s)} "
             "steps (median of annzoo's own fixed cost outside epochs: "
-            f"{fixed_median / step_s:,.0f} steps), so a trial needs about "
+            f"{_steps(fixed_median, step_s)} steps), so a trial needs about "
             f"{breakeven_steps:,.0f} steps for the 10% target.",
         ]
     )
@@ -154,12 +154,21 @@ def run(settings: core.Settings) -> core.Section:
         "shares": {k: round(v, 4) for k, v in shares.items()},
         "steps": totals["steps"],
         "fits": totals["fits"],
-        "per_trial_overhead_in_steps": round(per_trial_overhead / step_s, 1),
-        "fixed_cost_outside_epochs_in_steps_median": round(fixed_median / step_s, 1),
-        "steps_per_trial_for_target": round(breakeven_steps),
+        "per_trial_overhead_in_steps": (
+            round(per_trial_overhead / step_s, 1) if step_s else None
+        ),
+        "fixed_cost_outside_epochs_in_steps_median": (
+            round(fixed_median / step_s, 1) if step_s else None
+        ),
+        "steps_per_trial_for_target": round(breakeven_steps) if step_s else None,
         "best_score": result.best_score,
     }
     return core.Section(
         "tuning", "Tuning overhead: a search's time outside training steps",
         body, data, checks,
     )  # fmt: skip
+
+
+def _steps(seconds: float, step_s: float) -> str:
+    """``seconds`` as a number of training steps (none measured: "n/a")."""
+    return f"{seconds / step_s:,.0f}" if step_s else "n/a"
