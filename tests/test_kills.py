@@ -348,3 +348,18 @@ def test_a_save_that_cannot_be_written_stops_the_run_and_keeps_the_last_state(
     outcome = _outcome(run)
     assert outcome["weights"] == reference["weights"]
     assert outcome["metrics.csv"] == reference["metrics.csv"]
+
+
+def test_the_same_seed_in_fresh_processes_is_bit_identical_another_is_not(
+    reference, tmp_path
+):
+    """Every chain above reruns the reference's seed in new processes and must
+    match it bit for bit; here a second fresh run of the same seed does, and a
+    run with another seed does not."""
+    recipe = tmp_path / "kill.json"
+    recipe.write_text(json.dumps(RECIPE))
+    _finish(_command(recipe, tmp_path / "same"))
+    assert _outcome(tmp_path / "same" / "kill")["weights"] == reference["weights"]
+    _finish([*_command(recipe, tmp_path / "other"), "--seed", "6"])
+    other = _outcome(tmp_path / "other" / "kill")["weights"]
+    assert other["final"] != reference["weights"]["final"]
