@@ -34,13 +34,15 @@ case "$command" in
         # parts again on JAX (the backend the GPU machines use). On JAX every
         # registered model builds, trains a step and reloads, except the three
         # keras.applications backbones (Keras' own code, tested by Keras on
-        # every backend); parameter counts are backend-independent (TF pass).
+        # every backend) and the deeper CIFAR ResNets (resnet44/56/110: the
+        # builder and blocks of resnet20/32, with more of them); parameter
+        # counts are backend-independent (TF pass).
         # -n auto: one pytest worker per core (most of the time is tracing and
         # compiling, single-threaded work that two workers overlap).
         KERAS_BACKEND=tensorflow "$py" -m pytest -p no:cacheprovider -n auto \
             --durations=15 "$@"
         KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -n auto -q \
-            -k "not parameter_count and not imagenet" \
+            -k "not parameter_count and not imagenet and not resnet44 and not resnet56 and not resnet110" \
             tests/test_all_models.py tests/test_augment.py tests/test_data.py \
             tests/test_recipe.py tests/test_attention.py tests/test_crf.py \
             tests/test_decode.py tests/test_seq2seq.py "$@"
