@@ -202,6 +202,12 @@ def _concatenate(first, second):
     )
 
 
+def _first_value(array: np.ndarray) -> Any:
+    """The array's first element as a plain Python value (for error messages)."""
+    first = array.flat[0] if array.size else None
+    return first.item() if isinstance(first, np.generic) else first
+
+
 def check_labels(
     y: np.ndarray,
     *,
@@ -241,8 +247,7 @@ def check_labels(
             f"{subject} must have one label per sample. Received: a scalar {y!r}."
         )
     if y.dtype.kind not in "biuf":
-        first = y.flat[0] if y.size else None
-        first = first.item() if isinstance(first, np.generic) else first
+        first = _first_value(y)
         raise AnnzooError(
             f"{subject} must be numbers (class ids or targets). Encode text labels "
             "first, e.g. `classes, y = np.unique(y, return_inverse=True)`. "
@@ -381,8 +386,7 @@ def _check_splits(
                 f"{x.shape}."
             )
         if x.dtype.kind not in "biuf":
-            first = x.flat[0] if x.size else None
-            first = first.item() if isinstance(first, np.generic) else first
+            first = _first_value(x)
             raise AnnzooError(
                 f"{features} must be a numeric array (float32 for images and "
                 "tabular data, integer ids for tokens). Received: dtype "
