@@ -487,6 +487,8 @@ def _inputs(
             def batch_map_fn(images, labels):
                 return mix_batch(*augment_batch(images, labels))
 
+            batch_map_fn.random_states = states
+
     x, y = sequences.model_inputs(split, model)
     # Mixing ops one-hot the training labels themselves (and the model is then
     # compiled for one-hot labels), so evaluation labels must be one-hot too.
@@ -509,11 +511,14 @@ def _inputs(
         shard=plan.shard,
         batch_multiple=plan.batch_multiple,
         # Augmentation draws from shared generator states: one batch at a time,
-        # so that batch i always gets the i-th draw (EpochOrder resets them).
+        # so that batch i always gets the i-th draw.
         num_parallel_calls=1 if states else None,
     )
-    pipeline.random_states = states
+    # tf.data sets the states before each batch itself (from seed, epoch and
+    # batch); EpochOrder resets the NumPy pipeline's at each epoch's start.
+    pipeline.random_states = [] if hasattr(pipeline, "_annzoo_epoch") else states
     return pipeline
+
 
 
 # -- model ---------------------------------------------------------------------
