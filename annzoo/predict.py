@@ -140,7 +140,6 @@ def predict_files(
     """
     import json
 
-
     run_dir = Path(run_dir)
     model = aio.load_model(_model_path(run_dir, which))
     input_shape = tuple(model.input_shape[1:])

@@ -174,8 +174,7 @@ def reference(tmp_path_factory):
     outcome = _outcome(folder / "runs" / "kill")
     # The callbacks did something worth preserving: the rate was reduced.
     rates = [
-        float(line.split(",")[-1])
-        for line in outcome["metrics.csv"].splitlines()[1:]
+        float(line.split(",")[-1]) for line in outcome["metrics.csv"].splitlines()[1:]
     ]
     assert min(rates) < max(rates), outcome["metrics.csv"]
     assert outcome["epochs_run"] < EPOCHS  # and early stopping fired

@@ -380,6 +380,8 @@ def test_classifier_head_drops_features_once_per_layer(hidden_units):
         for layer in model.layers
         if isinstance(layer, keras.layers.Dropout) and layer.name.startswith("head")
     ]
-    assert head == ["head_dropout"] + [f"head_dense{i}_dropout" for i in (1,)][
-        : len(hidden_units)
-    ]
+    assert (
+        head
+        == ["head_dropout"]
+        + [f"head_dense{i}_dropout" for i in (1,)][: len(hidden_units)]
+    )

@@ -520,7 +520,6 @@ def _inputs(
     return pipeline
 
 
-
 # -- model ---------------------------------------------------------------------
 
 
@@ -801,9 +800,7 @@ def train(
     state_dir = run_dir / STATE_DIR
     progress = _load_progress(state_dir) if resuming else None
     if plan.strategy == "model-parallel":
-        distribute.model_parallel(
-            plan, lambda: _start_model(recipe, model_args)
-        )
+        distribute.model_parallel(plan, lambda: _start_model(recipe, model_args))
         keras.utils.set_random_seed(seed)
     with plan.scope():
         if progress:
