@@ -337,3 +337,30 @@ def test_more_trials_extend_a_finished_search(tmp_path):
     assert [t["hyperparameters"] for t in more.trials[:2]] == [
         t["hyperparameters"] for t in first.trials
     ]
+
+
+def test_search_freezes_the_older_heap_and_unfreezes_it_after():
+    """Collections during a search skip the objects older than it, and only those."""
+    import gc
+    import weakref
+
+    from annzoo.tuning import search
+
+    class Node:
+        pass
+
+    older = Node()
+    older.self = older  # a cycle made before the search
+    older_ref = weakref.ref(older)
+    del older
+    # _frozen_heap collects first: garbage from before the search is freed.
+    with search._frozen_heap():
+        assert older_ref() is None
+        assert gc.get_freeze_count() > 0
+        newer = Node()
+        newer.self = newer  # a trial's cycle: still collected inside
+        newer_ref = weakref.ref(newer)
+        del newer
+        gc.collect()
+        assert newer_ref() is None
+    assert gc.get_freeze_count() == 0

@@ -118,7 +118,7 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
         """Builds and compiles the model for ``hp`` in a fresh Keras session."""
         # A trial's layers and graphs would otherwise pile up in the global
         # Keras state for the whole search.
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)
         gc.collect()
         arguments = self.arguments(hp)
         model = registry.create_model(

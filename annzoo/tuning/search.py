@@ -414,6 +414,24 @@ def _check_settings(tuner, max_trials, objective, seed, mixed_precision, epochs)
 
 
 @contextlib.contextmanager
+def _frozen_heap():
+    """Keeps the objects alive before the search out of the garbage collector.
+
+    A collection walks every object: 0.25 s with TensorFlow and Keras
+    imported, paid several times per trial (``clear_session`` and the
+    per-trial cleanup collect), which was most of a small trial's wall time.
+    Objects older than the search (modules, the data) are frozen for its
+    duration (``gc.freeze``), so collections walk the trials' objects only.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
 def _precision(mixed_precision: str | None):
     if mixed_precision is None:
         yield
@@ -553,7 +571,7 @@ def tune(
             f"search directory {run_dir}",
             flush=True,
         )
-    with atomic_keras_tuner(), _precision(mixed_precision):
+    with atomic_keras_tuner(), _precision(mixed_precision), _frozen_heap():
         engine = tuner_class(**options)
         engine.search(epochs=epochs, callbacks=callbacks, verbose=verbose)
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
