@@ -235,6 +235,57 @@ def test_make_dataset_epoch_order_is_a_function_of_seed_and_epoch():
 
 
 @tf_only
+def test_repeating_dataset_serves_the_epochs_in_turn_from_the_one_set():
+    """repeat=True: epoch after epoch, each in its own order, from set_epoch's."""
+    x, y = _xy(30)
+    once = data.make_dataset(x, y, batch_size=7, shuffle=True, seed=3)
+    epochs = [np.concatenate([yb for _, yb in _tf_epoch(once)]) for _ in range(4)]
+    endless = data.make_dataset(x, y, batch_size=7, shuffle=True, seed=3, repeat=True)
+    assert endless.steps_per_epoch == 5  # ceil(30 / 7)
+    assert int(endless.cardinality()) < 0  # never ends
+    stream = iter(endless)
+    taken = [np.asarray(next(stream)[1]) for _ in range(20)]
+    assert [len(b) for b in taken] == [7, 7, 7, 7, 2] * 4  # each epoch's last batch
+    np.testing.assert_array_equal(np.concatenate(taken), np.concatenate(epochs))
+    # Resumed at epoch 2: the stream starts with epoch 2's order.
+    data.set_epoch(endless, 2)
+    stream = iter(endless)
+    resumed = np.concatenate([np.asarray(next(stream)[1]) for _ in range(10)])
+    np.testing.assert_array_equal(resumed, np.concatenate(epochs[2:4]))
+    # Three steps per fit epoch: fit epoch 3 starts 9 batches in, which is
+    # batch 4 (0-based) of data epoch 1: its last two rows.
+    short = data.make_dataset(
+        x, y, batch_size=7, shuffle=True, seed=3, repeat=True, steps_per_epoch=3
+    )
+    assert short.steps_per_epoch == 3
+    data.set_epoch(short, 3)
+    np.testing.assert_array_equal(np.asarray(next(iter(short))[1]), epochs[1][28:])
+    # Unshuffled, whole batches: rows in order, epoch after epoch.
+    plain = data.make_dataset(x, y, batch_size=7, repeat=True, drop_remainder=True)
+    stream = iter(plain)
+    rows = np.concatenate([np.asarray(next(stream)[1]) for _ in range(8)])
+    np.testing.assert_array_equal(rows, np.tile(np.arange(28), 2))
+    for bad, message in (
+        (dict(repeat="yes"), "`repeat` must be True or False"),
+        (dict(steps_per_epoch=3), "`steps_per_epoch` is for a repeating dataset"),
+        (dict(repeat=True, steps_per_epoch=0), "steps_per_epoch"),
+        (dict(repeat=True, map_fn=lambda a, b: (a, b)), "whole-batch maps only"),
+    ):
+        with pytest.raises(AnnzooError, match=message):
+            data.make_dataset(x, y, **{"batch_size": 7, **bad})
+
+
+def test_execution_block_is_the_largest_divisor_within_the_limit():
+    for steps in range(1, 200):
+        for limit in (1, 7, 32):
+            brute = [d for d in range(1, min(steps, limit) + 1) if steps % d == 0][-1]
+            assert data.execution_block(steps, limit) == brute
+    assert data.execution_block(40, 32) == 20 and data.execution_block(37, 32) == 1
+    with pytest.raises(AnnzooError, match="steps_per_execution"):
+        data.execution_block(10, 0)
+
+
+@tf_only
 def test_batch_map_states_are_set_from_seed_epoch_and_batch():
     """A batch map's random draws depend on (seed, epoch, batch) only."""
     x, y = _xy(12, features=2)

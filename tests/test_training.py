@@ -266,3 +266,31 @@ def test_finished_run_has_a_manifest_and_damaged_files_are_named(tmp_path):
 
     with pytest.raises(CheckpointError, match=r"best\.keras.* is damaged"):
         finetune(run, num_classes=3)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.batch_size=32"],  # 40 steps: calls of 20 on a never-ending stream
+        ["data.batch_size=34"],  # 37 steps (prime): one pass per epoch
+        ["data.batch_size=32", "fit.steps_per_epoch=7"],  # 7 steps per epoch
+    ],
+)
+def test_each_epoch_trains_exactly_its_steps(tmp_path, overrides):
+    """Keras runs steps_per_execution steps per call even past an epoch's end
+    on a never-ending dataset: the runner must still train each epoch's steps."""
+    from annzoo.training import load_recipe, train
+
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
+        [
+            "fit.epochs=2",
+            "callbacks.early_stopping=null",
+            "callbacks.tensorboard=false",
+            *overrides,
+        ]  # fmt: skip
+    )
+    run = train(recipe, output_dir=tmp_path, verbose=0).run_dir
+    model = keras.saving.load_model(run / "final.keras")
+    batch = recipe.data["batch_size"]
+    per_epoch = recipe.fit["steps_per_epoch"] or math.ceil(1257 / batch)  # 1257 train
+    assert int(model.optimizer.iterations.numpy()) == 2 * per_epoch

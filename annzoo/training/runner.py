@@ -499,25 +499,50 @@ def _inputs(
         y = np.eye(num_classes, dtype="float32")[y]
     plan = plan or distribute.Plan("none")
     spread = plan.distribution is not None
+    prefer = "numpy" if spread else data_cfg["pipeline"]
+    # A never-ending tf.data stream keeps one iterator (and its prefetching)
+    # for the whole fit when the epoch splits into calls of equal length.
+    global_batch = plan.global_batch(data_cfg["batch_size"])
+    steps = recipe.fit["steps_per_epoch"] or -(-len(split) // global_batch)
+    wanted = int(getattr(model, "steps_per_execution", 1) or 1)
+    block = data.execution_block(steps, wanted)
+    stream = (
+        training
+        and data.resolve_pipeline(prefer) == "tf.data"
+        and steps // block <= -(-steps // wanted) + 1
+    )
     pipeline = data.make_input(
         x,
         y,
-        batch_size=plan.global_batch(data_cfg["batch_size"]),
+        batch_size=global_batch,
         shuffle=training and data_cfg["shuffle"],
         seed=recipe.fit["seed"],
         cache=data_cfg["cache"] if training else None,
         batch_map_fn=batch_map_fn,
-        prefer="numpy" if spread else data_cfg["pipeline"],
+        prefer=prefer,
         shard=plan.shard,
         batch_multiple=plan.batch_multiple,
         # Augmentation draws from shared generator states: one batch at a time,
         # so that batch i always gets the i-th draw.
         num_parallel_calls=1 if states else None,
+        repeat=stream,
+        steps_per_epoch=steps if stream else None,
     )
+    if stream:
+        pipeline.execution_block = block
     # tf.data sets the states before each batch itself (from seed, epoch and
     # batch); EpochOrder resets the NumPy pipeline's at each epoch's start.
     pipeline.random_states = [] if hasattr(pipeline, "_annzoo_epoch") else states
     return pipeline
+
+
+def _fit_steps(recipe: Recipe, model, train_input) -> int | None:
+    """``fit``'s steps_per_epoch; for a never-ending stream, also sets the
+    model's steps per call to a divisor of it (see `annzoo.data.make_dataset`)."""
+    if hasattr(train_input, "execution_block"):
+        model.steps_per_execution = train_input.execution_block
+        return train_input.steps_per_epoch
+    return recipe.fit["steps_per_epoch"]
 
 
 # -- model ---------------------------------------------------------------------
@@ -701,11 +726,12 @@ def _fit_stages(
             for c in bundle.callbacks
             if not (head_only and c is bundle.parts.get("early_stopping"))
         ]
+        fit_steps = _fit_steps(recipe, model, train_input)
         fit_history = model.fit(
             train_input,
             epochs=end,
             initial_epoch=initial_epoch,
-            steps_per_epoch=recipe.fit["steps_per_epoch"],
+            steps_per_epoch=fit_steps,
             validation_data=val_input,
             shuffle=False,  # the input pipeline shuffles, seeded per epoch
             callbacks=callbacks,

@@ -118,6 +118,7 @@ def _fit(path: zoo.RunnerPath):
             epochs=epochs,
             callbacks=[*path.runner_callbacks(), *path.callbacks],
             shuffle=False,
+            steps_per_epoch=path.fit_steps(),
             steps=path.steps_per_epoch,
         )
 

@@ -31,6 +31,8 @@ CIFAR_SMALL = (
 # (label, recipe, overrides, synthetic CIFAR-size images instead of its data)
 CASES = (
     ("digits_cnn, no augmentation", "digits_cnn", (), False),
+    ("digits_cnn, `digits` augmentation in the model (the default placement)",
+     "digits_cnn", ("augment.ops=digits",), False),
     ("digits_cnn, `digits` augmentation in the pipeline", "digits_cnn",
      ("augment.ops=digits", "augment.placement=pipeline"), False),
     ("cifar10 recipe, small CNN, `cifar` augmentation in the model (its default)",

@@ -118,6 +118,11 @@ class RunnerPath:
             return int(given)
         return math.ceil(len(self.splits["train"]) / self.recipe.data["batch_size"])
 
+    def fit_steps(self) -> int | None:
+        """The ``steps_per_epoch`` the runner passes to ``fit`` (setting the
+        model's steps per call as it does)."""
+        return runner._fit_steps(self.recipe, self.model, self.train_input)
+
     def runner_callbacks(self) -> list:
         """The runner's own callbacks before the bundle's (``_fit_stages``)."""
         from annzoo.training import callbacks
@@ -137,7 +142,7 @@ class RunnerPath:
             callbacks=[*self.runner_callbacks(), *self.callbacks],
             validation_data=self.val_input,
             shuffle=False,  # the runner's pipeline shuffles, seeded per epoch
-            steps_per_epoch=self.recipe.fit["steps_per_epoch"],
+            steps_per_epoch=self.fit_steps(),
             steps=self.steps_per_epoch,
         )
 

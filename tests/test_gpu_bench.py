@@ -1,0 +1,118 @@
+"""The GPU benchmark (benchmarks/gpu_bench.py) runs at toy sizes on a CPU.
+
+One ``--quick`` run in a subprocess, JAX backend. Timings are never asserted:
+only that every part ran and wrote its record, that every ratio is finite and
+positive (or, for the PyTorch contender, that the reason it was skipped is
+recorded), and that the Transformer's training FLOPs equal a count done here
+by hand.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import pytest
+
+from tests.conftest import ROOT, run_python
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("jax") is None, reason="the benchmark runs on JAX"
+    ),
+]
+
+PARTS = ("resnet50", "transformer", "runner")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu_bench")
+    done = run_python(
+        str(ROOT / "benchmarks" / "gpu_bench.py"), "--quick", "--out", str(out),
+        timeout=600, KERAS_BACKEND="jax",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return out, json.loads((out / "gpu_bench.json").read_text()), done
+
+
+def _check_ratio(ratio, where):
+    assert set(ratio) >= {"median", "low", "high", "n"}, where
+    for key in ("median", "low", "high"):
+        assert math.isfinite(ratio[key]) and ratio[key] > 0, (where, ratio)
+    assert ratio["low"] <= ratio["median"] <= ratio["high"], (where, ratio)
+    assert ratio["n"] >= 1, where
+
+
+def test_every_part_has_a_ratio(quick_run):
+    _, data, _ = quick_run
+    assert data["quick"] is True
+    assert data["machine"]["backend"] == "jax"
+    for name in PARTS:
+        part = data[name]
+        assert "error" not in part, (name, part.get("traceback"))
+        assert "skipped" not in part, (name, part)
+        assert part["seconds"] > 0
+    _check_ratio(data["transformer"]["ratio"], "transformer")
+    _check_ratio(data["runner"]["ratio"], "runner")
+    _check_ratio(data["runner"]["model_over_plain"], "runner model")
+    # The runner part compares the same network: the twin is checked by count.
+    assert data["runner"]["params"] > 0
+    assert set(data["runner"]["images_per_s"]) == {
+        "annzoo runner",
+        "annzoo model, plain fit",
+        "plain Keras",
+    }
+
+
+def test_resnet50_ratio_or_the_reason_pytorch_was_skipped(quick_run):
+    _, data, _ = quick_run
+    part = data["resnet50"]
+    keras_rates = part["images_per_s"]["annzoo resnet50 (Keras, JAX)"]
+    assert keras_rates and all(math.isfinite(r) and r > 0 for r in keras_rates)
+    torch_here = all(importlib.util.find_spec(m) for m in ("torch", "timm"))
+    if torch_here:
+        assert "skipped" not in part["torch"], part["torch"]
+        _check_ratio(part["ratio"], "resnet50")
+    else:
+        reason = part["torch"]["skipped"]
+        assert isinstance(reason, str) and ("torch" in reason or "timm" in reason)
+        assert part["ratio"] is None
+
+
+def test_transformer_flops_match_a_hand_count(quick_run):
+    _, data, _ = quick_run
+    part = data["transformer"]
+    config = part["config"]
+    batch, length = config["batch"], config["sequence_length"]
+    d, ff = config["d_model"], config["ff_dim"]
+    layers, classes = config["num_layers"], config["num_classes"]
+    assert d % config["num_heads"] == 0  # key_dim = d / heads: width d
+    # Per block: query, key, value, output projections (d x d each) and the
+    # feed-forward layers (d x ff, ff x d); applied to every token.
+    per_token = layers * (4 * d * d + 2 * d * ff)
+    head = d * classes  # the output layer, once per sample
+    # Per block and sample: Q K^T and weights x V, 2*s*s*d multiply-adds each
+    # forward; training is forward + backward = 3 times the forward.
+    attention = layers * batch * 3 * (2 * 2 * length * length * d)
+    expected = 6 * per_token * batch * length + 6 * head * batch + attention
+    flops = part["flops"]
+    assert flops["matmul_params_per_token"] == per_token
+    assert flops["head_matmul_params"] == head
+    assert flops["attention_flops_per_step"] == attention
+    assert flops["flops_per_step"] == expected
+    assert "flops_per_step = " in flops["formula"]
+    assert part["matmul"]["flops"] == 2 * part["matmul"]["n"] ** 3
+
+
+def test_table_progress_and_atomic_output(quick_run):
+    out, _, done = quick_run
+    assert "| figure |" in done.stdout
+    for label in ("(a) ", "(b) ", "(c) "):
+        assert label in done.stdout
+    for name in PARTS:
+        assert f"gpu_bench: {name}: done" in done.stderr
+    # Written through a temporary file and a rename: nothing else is left.
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_bench.json"]
