@@ -416,16 +416,32 @@ def make_dataset(
                     deterministic=True)  # fmt: skip
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(lambda k, b, batch: (k[0], b[0] // batch_size, batch))
-    ds = ds.map(
-        _batch_mapper(tf, batch_map_fn, states, seed),
-        num_parallel_calls=1 if states else num_parallel_calls,
-        deterministic=True,
-    )
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    ds._annzoo_epoch = epoch  # read by set_epoch
+    threads = num_parallel_calls
+    if repeat and threads == AUTOTUNE:
+        threads = os.cpu_count() or 1
+    if batch_map_fn is None:
+        ds = ds.map(lambda k, b, batch: batch)
+    else:
+        ds = ds.map(
+            _batch_mapper(tf, batch_map_fn, states, seed),
+            num_parallel_calls=1 if states else threads,
+            deterministic=True,
+        )
     if repeat:
+        # A stream outlives its fit until the garbage collector frees Keras'
+        # iterator: with a fixed buffer and no autotuning it then sits idle
+        # (autotuned, abandoned streams slowed later training by half).
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        ds = ds.prefetch(STREAM_PREFETCH).with_options(options)
         ds.steps_per_epoch = steps_per_epoch or count
+    else:
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds._annzoo_epoch = epoch  # read by set_epoch
     return ds
+
+
+STREAM_PREFETCH = 4  # batches a repeating dataset prepares ahead
 
 
 def execution_block(steps_per_epoch: int, steps_per_execution: int) -> int:

@@ -294,3 +294,24 @@ def test_each_epoch_trains_exactly_its_steps(tmp_path, overrides):
     batch = recipe.data["batch_size"]
     per_epoch = recipe.fit["steps_per_epoch"] or math.ceil(1257 / batch)  # 1257 train
     assert int(model.optimizer.iterations.numpy()) == 2 * per_epoch
+
+
+def test_a_model_fit_before_runs_the_streams_steps_per_call():
+    """A model fit before with 32 steps per call trains exactly the stream's steps."""
+    from annzoo import build_mlp, data
+    from annzoo.training import load_recipe
+    from annzoo.training.runner import _fit_steps
+
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py")
+    rng = np.random.default_rng(0)
+    x = rng.random((400, 8), dtype=np.float32)
+    y = rng.integers(0, 3, 400)
+    model = build_mlp((8,), 3, hidden_units=[4], compile={"steps_per_execution": 32})
+    model.fit(x, y, batch_size=10, epochs=1, verbose=0)  # 40 steps, 32 per call
+    assert int(model.optimizer.iterations.numpy()) == 40
+    stream = data.make_dataset(x, y, batch_size=10, shuffle=True, repeat=True)
+    stream.execution_block = data.execution_block(40, 32)  # as the runner sets it
+    steps = _fit_steps(recipe, model, stream)
+    assert steps == 40 and model.steps_per_execution == 20
+    model.fit(stream, epochs=2, steps_per_epoch=steps, shuffle=False, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 40 + 2 * 40

@@ -540,7 +540,10 @@ def _fit_steps(recipe: Recipe, model, train_input) -> int | None:
     """``fit``'s steps_per_epoch; for a never-ending stream, also sets the
     model's steps per call to a divisor of it (see `annzoo.data.make_dataset`)."""
     if hasattr(train_input, "execution_block"):
-        model.steps_per_execution = train_input.execution_block
+        block = train_input.execution_block
+        if model.steps_per_execution != block:
+            model.steps_per_execution = block
+            model.train_function = None  # traced for the old value, if at all
         return train_input.steps_per_epoch
     return recipe.fit["steps_per_epoch"]
 
