@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+import keras
+import numpy as np
 import pytest
 
 from annzoo.errors import AnnzooError
@@ -364,3 +366,40 @@ def test_search_freezes_the_older_heap_and_unfreezes_it_after():
         gc.collect()
         assert newer_ref() is None
     assert gc.get_freeze_count() == 0
+
+
+def test_best_epoch_checkpoint_holds_the_best_epochs_weights(tmp_path):
+    """keras-tuner's best-epoch weights, kept in memory, written once at the end."""
+    import keras_tuner
+    from keras_tuner.src.engine import tuner_utils
+
+    from annzoo import build_mlp
+    from annzoo.tuning.search import atomic_keras_tuner
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 4), dtype=np.float32), rng.integers(0, 2, 64)
+    vx, vy = rng.random((32, 4), dtype=np.float32), rng.integers(0, 2, 32)
+    model = build_mlp((4,), 2, hidden_units=[8], compile={"learning_rate": 0.05})
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((logs["val_loss"], [w.copy() for w in model.get_weights()]))
+
+    path = tmp_path / "checkpoint.weights.h5"
+    objective = keras_tuner.Objective("val_loss", "min")
+    with atomic_keras_tuner():
+        saver = tuner_utils.SaveBestEpoch(objective, str(path))
+        model.fit(x, y, validation_data=(vx, vy), epochs=6, verbose=0,
+                  callbacks=[Record(), saver])  # fmt: skip
+    losses = [loss for loss, _ in seen]
+    best = seen[int(np.argmin(losses))][1]
+    assert int(np.argmin(losses)) < len(seen) - 1  # not simply the last epoch
+    assert path.is_file()
+    final = model.get_weights()  # the model keeps its last epoch's weights
+    for got, want in zip(final, seen[-1][1], strict=True):
+        np.testing.assert_array_equal(got, want)
+    model.load_weights(str(path))
+    for got, want in zip(model.get_weights(), best, strict=True):
+        np.testing.assert_array_equal(got, want)
