@@ -125,7 +125,9 @@ def run(settings: core.Settings) -> core.Section:
         [
             f"A {trials}-trial random search (`annzoo.tune`, seed 0) over the "
             f"`digits_mlp` recipe's default MLP space, at most {epochs} epochs per "
-            "trial (early stopping as the recipe says), numpy input. Time inside "
+            "trial (early stopping as the recipe says), NumPy training input "
+            "(validation: annzoo's array-slice tf.data pipeline on TensorFlow). "
+            "Time inside "
             "training steps is measured by a batch callback (`on_train_batch_begin` "
             "to `on_train_batch_end` of every step); the other parts come from "
             "annzoo's per-trial records (`stats/`), the method of the search-overhead "
