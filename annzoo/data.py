@@ -406,22 +406,25 @@ def make_dataset(
                 epoch.read_value() * per_epoch, np.iinfo(np.int64).max
             )
         )
-        where = _stream_position(tf, count)
+        where = _stream_position(count)
     else:
         ds = tf.data.Dataset.range(count)
         where = _pass_position(tf, epoch)
-    ds = ds.map(_rows(tf, arrays, where, n, size, seed, shuffle))
+    # Later stages need each element's (epoch, batch); without them the rows
+    # map yields the batch alone (one graph function less per pass).
+    positioned = batch_map_fn is not None
+    ds = ds.map(_rows(tf, arrays, where, n, size, seed, shuffle, positioned))
     if map_fn is not None:
-        ds = ds.map(_per_sample(map_fn), num_parallel_calls=num_parallel_calls,
+        per_sample = _per_sample(map_fn) if positioned else map_fn
+        ds = ds.map(per_sample, num_parallel_calls=num_parallel_calls,
                     deterministic=True)  # fmt: skip
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        ds = ds.map(lambda k, b, batch: (k[0], b[0] // batch_size, batch))
+        if positioned:
+            ds = ds.map(lambda k, b, batch: (k[0], b[0] // batch_size, batch))
     threads = num_parallel_calls
     if repeat and threads == AUTOTUNE:
         threads = os.cpu_count() or 1
-    if batch_map_fn is None:
-        ds = ds.map(lambda k, b, batch: batch)
-    else:
+    if batch_map_fn is not None:
         ds = ds.map(
             _batch_mapper(tf, batch_map_fn, states, seed),
             num_parallel_calls=1 if states else threads,
@@ -466,7 +469,7 @@ def _pass_position(tf, epoch):
     return where
 
 
-def _stream_position(tf, count):
+def _stream_position(count):
     """``p -> (k, b)``: global batch ``p`` of a repeating stream."""
 
     def where(p):
@@ -475,9 +478,10 @@ def _stream_position(tf, count):
     return where
 
 
-def _rows(tf, arrays, where, n, size, seed, shuffle):
-    """``b -> (k, b, rows b*size...)`` of epoch ``k``: row ``i`` of epoch ``k``
-    is ``index_shuffle(i, [seed, k], n - 1)`` when shuffled."""
+def _rows(tf, arrays, where, n, size, seed, shuffle, positioned=True):
+    """``b -> (k, b, rows b*size...)`` of epoch ``k`` (the rows alone unless
+    ``positioned``): row ``i`` of epoch ``k`` is ``index_shuffle(i, [seed, k],
+    n - 1)`` when shuffled."""
     seed = tf.constant(seed, tf.int64)
     last = tf.constant(n - 1, tf.int64)
 
@@ -490,7 +494,8 @@ def _rows(tf, arrays, where, n, size, seed, shuffle):
             )
         if size == 1:
             index = index[0]
-        return k, b, tf.nest.map_structure(lambda a: tf.gather(a, index), arrays)
+        gathered = tf.nest.map_structure(lambda a: tf.gather(a, index), arrays)
+        return (k, b, gathered) if positioned else gathered
 
     return rows
 
@@ -516,8 +521,6 @@ def _batch_mapper(tf, batch_map_fn, states, seed):
     set to a value derived from ``(seed, k, b)``."""
 
     def mapped(k, b, batch):
-        if batch_map_fn is None:
-            return batch
         if not states:
             return _call(batch_map_fn)(batch)
         draws = tf.random.stateless_uniform(

@@ -9,7 +9,6 @@ builder makes for those arguments.
 from __future__ import annotations
 
 import collections.abc
-import gc
 import inspect
 import sys
 from collections.abc import Mapping
@@ -118,8 +117,7 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
         """Builds and compiles the model for ``hp`` in a fresh Keras session."""
         # A trial's layers and graphs would otherwise pile up in the global
         # Keras state for the whole search.
-        keras.backend.clear_session(free_memory=False)
-        gc.collect()
+        keras.backend.clear_session()  # collects garbage too
         arguments = self.arguments(hp)
         model = registry.create_model(
             self.model_name, **arguments["model"], compile=False
