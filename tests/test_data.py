@@ -134,6 +134,36 @@ def test_make_dataset_without_shuffle_keeps_order_and_drop_remainder():
 
 
 @tf_only
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"shuffle": True},
+        {"shuffle": True, "repeat": True},
+        {"map_fn": lambda x, y: (x + 1, y)},
+        {"shuffle": True, "batch_map_fn": lambda x, y: (x * 2, y)},
+    ],
+    ids=["plain", "shuffled", "stream", "sample-map", "batch-map"],
+)
+def test_whole_batches_have_a_static_batch_dimension(kwargs):
+    # 12 samples in batches of 4 (or 3 kept of 10 with drop_remainder): the
+    # graph sees (4, 3); 10 samples with a last batch of 2 leave it unknown.
+    x, y = _xy(12)
+    whole = data.make_dataset(x, y, batch_size=4, **kwargs)
+    assert whole.element_spec[0].shape.as_list() == [4, 3]
+    assert whole.element_spec[1].shape.as_list() == [4]
+    first = [yb.numpy().tolist() for _, yb in whole.take(3)]
+    assert sorted(sum(first, [])) == list(range(12))  # every sample, once
+    x, y = _xy(10)
+    dropped = data.make_dataset(x, y, batch_size=4, drop_remainder=True, **kwargs)
+    assert dropped.element_spec[0].shape.as_list() == [4, 3]
+    ragged = data.make_dataset(x, y, batch_size=4, **kwargs)
+    assert ragged.element_spec[0].shape.as_list() == [None, 3]
+    sizes = [len(yb) for _, yb in ragged.take(3)]
+    assert sizes == [4, 4, 2]
+
+
+@tf_only
 def test_make_dataset_applies_sample_then_batch_maps():
     import tensorflow as tf
 
