@@ -331,7 +331,9 @@ def make_dataset(
         map_fn: ``map_fn(x, y) -> (x, y)`` (``map_fn(x) -> x`` without ``y``) on
             one sample's tensors, traced by tf.data: write it with ``tf`` ops.
         batch_map_fn: The same on whole batches (e.g. mixup).
-        drop_remainder: Drop the last, smaller batch.
+        drop_remainder: Drop the last, smaller batch. When every batch is
+            whole (this, or ``batch_size`` divides the sample count), the
+            batches have a static leading dimension.
         num_parallel_calls: Threads for the maps; ``AUTOTUNE`` (-1) or > 0.
         repeat: Serve epoch after epoch, without end (no per-sample ``map_fn``).
         steps_per_epoch: With ``repeat``, the batches ``fit`` takes per epoch
