@@ -354,3 +354,59 @@ def test_momentum_accumulates_velocity():
     assert _weight(model) == pytest.approx(w2, abs=1e-6)
     # Plain SGD would land elsewhere.
     assert w2 != pytest.approx(w1 - lr * grad(w1), abs=1e-4)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the double trace is the TensorFlow trainer's",
+)
+@pytest.mark.parametrize("source", ["arrays", "dataset"])
+def test_build_fit_state_traces_the_step_once_and_trains_the_same(
+    monkeypatch, source
+):
+    import tensorflow as tf
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traces = []
+    step = TensorFlowTrainer.train_step
+
+    def counted(self, data):
+        traces.append(1)  # Python runs a step only while tracing it
+        return step(self, data)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counted)
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 3), dtype=np.float32)
+    y = rng.integers(0, 4, 40).astype(np.int32)
+
+    def trained(prebuild):
+        keras.utils.set_random_seed(0)
+        model = annzoo.build_mlp(3, 4, hidden_units=(8,), dropout=0.2, compile=False)
+        annzoo.compile_model(model, task="multiclass", optimizer="adam")
+        model.steps_per_execution = 4
+        data = (x, y) if source == "arrays" else (
+            tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
+        )
+        if prebuild:
+            assert annzoo.tasks.build_fit_state(model, *data)
+            # Adam's moments and the accuracy's totals exist before any step.
+            assert len(model.optimizer.variables) == 2 + 2 * 4
+            assert not annzoo.tasks.build_fit_state(model, *data)  # built
+        traces.clear()
+        kwargs = {"batch_size": 8} if source == "arrays" else {}
+        model.fit(*data, epochs=2, verbose=0, shuffle=False, **kwargs)
+        return len(traces), [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+    plain_traces, plain_weights = trained(False)
+    traces_once, weights = trained(True)
+    assert traces_once == 1 <= plain_traces  # Keras 3.15 alone: 2
+    for a, b in zip(plain_weights, weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_build_fit_state_leaves_other_inputs_to_keras():
+    model = annzoo.build_mlp(3, 4, hidden_units=(8,))
+    assert not annzoo.tasks.build_fit_state(model, [[0.0, 1.0, 2.0]], [1])
+    assert not annzoo.tasks.build_fit_state(
+        annzoo.build_mlp(3, 4, hidden_units=(8,), compile=False), X, np.zeros(N)
+    )

@@ -87,6 +87,19 @@ def test_same_seed_same_trials_and_rerun_resumes(tmp_path):
     assert rerun.completed == 2 and values(rerun) == values(first)
 
 
+def test_seed_zero_repeats_the_search_whatever_the_global_random_state(tmp_path):
+    # A fresh process starts Python's `random` from the OS; seed 0 (the
+    # default) must still give the same trials, as every other seed does.
+    import random
+
+    random.seed(11)
+    first = tune(_recipe(), max_trials=2, seed=0, output_dir=tmp_path / "a", verbose=0)
+    random.seed(12)
+    again = tune(_recipe(), max_trials=2, seed=0, output_dir=tmp_path / "b", verbose=0)
+    values = [[t["hyperparameters"] for t in r.trials] for r in (first, again)]
+    assert values[0] == values[1]
+
+
 def test_a_changed_search_is_refused_unless_overwrite(tmp_path):
     tune(_recipe(), max_trials=1, output_dir=tmp_path, verbose=0)
     # A truncated keras-tuner state file is named, and left as it was.

@@ -703,6 +703,7 @@ def _fit_stages(
     verbose: int,
 ) -> tuple[dict, bool, int]:
     """Runs the training stages left; returns (history, stopped, last epoch)."""
+    from annzoo.tasks import build_fit_state
     from annzoo.training.callbacks import EpochOrder
 
     train_input, val_input = inputs
@@ -730,6 +731,7 @@ def _fit_stages(
             if not (head_only and c is bundle.parts.get("early_stopping"))
         ]
         fit_steps = _fit_steps(recipe, model, train_input)
+        build_fit_state(model, train_input)  # the step traced once, not twice
         fit_history = model.fit(
             train_input,
             epochs=end,

@@ -157,6 +157,9 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
             kwargs["batch_size"] = batch_size
         elif "batch_size" in self.settings:
             kwargs.setdefault("batch_size", self.settings["batch_size"])
+        x = args[0] if args else kwargs.get("x")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        tasks.build_fit_state(model, x, y)  # the step traced once, not twice
         return model.fit(*args, **kwargs)
 
 

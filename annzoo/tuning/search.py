@@ -574,7 +574,8 @@ def tune(
         objective=keras_tuner.Objective(objective, _mode(objective)),
         directory=str(run_dir),
         project_name=PROJECT,
-        seed=seed,
+        # keras-tuner takes a seed of 0 for "none" and draws a random one.
+        seed=seed + 1,
         overwrite=False,
     )
     if tuner == "hyperband":
