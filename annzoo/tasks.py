@@ -260,9 +260,7 @@ def build_fit_state(model: keras.Model, x: Any, y: Any = None) -> bool:
         before tracing anyway, under a distribution strategy, for other
         kinds of input, or when everything is built already).
     """
-    if keras.backend.backend() != "tensorflow" or not getattr(
-        model, "compiled", False
-    ):
+    if keras.backend.backend() != "tensorflow" or not getattr(model, "compiled", False):
         return False
     build = getattr(model, "_symbolic_build", None)
     if build is None or getattr(model, "_distribute_strategy", None) is not None:
@@ -305,11 +303,8 @@ def _batch_spec(x: Any, y: Any) -> tuple | None:
                 return None
             return tuple(keras.tree.map_structure(symbolic, spec))
         arrays = (x, y)
-        if not all(
-            isinstance(a, np.ndarray)
-            or (isinstance(a, dict) and all(isinstance(v, np.ndarray) for v in a.values()))
-            for a in arrays
-        ):
+        leaves = keras.tree.flatten(arrays)
+        if not all(isinstance(a, np.ndarray) for a in leaves):
             return None
         return tuple(keras.tree.map_structure(symbolic, arrays))
     except TypeError:

@@ -361,9 +361,7 @@ def test_momentum_accumulates_velocity():
     reason="the double trace is the TensorFlow trainer's",
 )
 @pytest.mark.parametrize("source", ["arrays", "dataset"])
-def test_build_fit_state_traces_the_step_once_and_trains_the_same(
-    monkeypatch, source
-):
+def test_build_fit_state_traces_the_step_once_and_trains_the_same(monkeypatch, source):
     import tensorflow as tf
     from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
 
@@ -384,8 +382,10 @@ def test_build_fit_state_traces_the_step_once_and_trains_the_same(
         model = annzoo.build_mlp(3, 4, hidden_units=(8,), dropout=0.2, compile=False)
         annzoo.compile_model(model, task="multiclass", optimizer="adam")
         model.steps_per_execution = 4
-        data = (x, y) if source == "arrays" else (
-            tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
+        data = (
+            (x, y)
+            if source == "arrays"
+            else (tf.data.Dataset.from_tensor_slices((x, y)).batch(8),)
         )
         if prebuild:
             assert annzoo.tasks.build_fit_state(model, *data)
