@@ -100,6 +100,34 @@ def test_seed_zero_repeats_the_search_whatever_the_global_random_state(tmp_path)
     assert values[0] == values[1]
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.data stream: TensorFlow"
+)
+def test_trials_train_on_a_stream_of_whole_epochs(tmp_path, monkeypatch):
+    # Each trial fits a never-ending tf.data stream: steps_per_epoch batches
+    # cover the training split once, and the steps per call divide them, so
+    # every epoch trains exactly its own batches.
+    import tensorflow as tf
+
+    seen = []
+    fit = keras.Model.fit
+
+    def recording(model, x=None, *args, **kwargs):
+        seen.append((x, kwargs.get("steps_per_epoch"), model.steps_per_execution))
+        return fit(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording)
+    result = tune(_recipe(), max_trials=3, seed=2, output_dir=tmp_path, verbose=0)
+    n = 96  # the recipe's data.limit (the digits training split is larger)
+    assert len(seen) == 3
+    for (x, steps, per_call), trial in zip(seen, result.trials, strict=True):
+        batch = trial["hyperparameters"]["batch_size"]
+        assert isinstance(x, tf.data.Dataset)
+        assert steps == -(-n // batch) and steps % per_call == 0
+        taken = [len(b[1]) for b in x.take(2 * steps)]
+        assert sum(taken) == 2 * n  # two epochs: each sample twice
+
+
 def test_a_changed_search_is_refused_unless_overwrite(tmp_path):
     tune(_recipe(), max_trials=1, output_dir=tmp_path, verbose=0)
     # A truncated keras-tuner state file is named, and left as it was.

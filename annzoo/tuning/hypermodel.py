@@ -157,9 +157,15 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
             kwargs["batch_size"] = batch_size
         elif "batch_size" in self.settings:
             kwargs.setdefault("batch_size", self.settings["batch_size"])
+        return self.fit_model(model, *args, **kwargs)
+
+    def fit_model(self, model: keras.Model, *args, **kwargs):
+        """``model.fit(*args, **kwargs)`` once the batch size is settled, with
+        the model's fit variables built first (`annzoo.tasks.build_fit_state`:
+        the step is then traced once, not twice)."""
         x = args[0] if args else kwargs.get("x")
         y = args[1] if len(args) > 1 else kwargs.get("y")
-        tasks.build_fit_state(model, x, y)  # the step traced once, not twice
+        tasks.build_fit_state(model, x, y)
         return model.fit(*args, **kwargs)
 
 
