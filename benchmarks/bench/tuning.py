@@ -125,8 +125,9 @@ def run(settings: core.Settings) -> core.Section:
         [
             f"A {trials}-trial random search (`annzoo.tune`, seed 0) over the "
             f"`digits_mlp` recipe's default MLP space, at most {epochs} epochs per "
-            "trial (early stopping as the recipe says), NumPy training input "
-            "(validation: annzoo's array-slice tf.data pipeline on TensorFlow). "
+            "trial (early stopping as the recipe says). On TensorFlow each trial "
+            "trains on annzoo's tf.data stream (one iterator per fit) and "
+            "validates through its array-slice pipeline. "
             "Time inside "
             "training steps is measured by a batch callback (`on_train_batch_begin` "
             "to `on_train_batch_end` of every step); the other parts come from "
