@@ -271,7 +271,12 @@ def build_fit_state(model: keras.Model, x: Any, y: Any = None) -> bool:
     built = _fit_state_built(model)
     if built:
         return False
-    build(data_batch=batch)
+    try:
+        build(data_batch=batch)
+    except Exception:  # noqa: BLE001 - an optimization: fit builds it otherwise
+        # A model Keras cannot build from shapes alone is built, as before,
+        # while ``fit`` traces its first step, where any real error shows.
+        return False
     return True
 
 
