@@ -289,6 +289,39 @@ def test_flip_in_training_mirrors_some_samples(mode, mirror):
     assert any(flipped) and not all(flipped)
 
 
+def test_pipeline_pad_crop_then_flip_matches_the_two_layers_in_turn(monkeypatch):
+    # pipeline_fn runs the CIFAR pair as one gather; it must draw what the two
+    # layers draw and give their output: a zero-filled shift, then a mirror.
+    x = _images((48, 7, 9, 3), seed=5)
+    fused = augment.pipeline_fn("cifar", seed=8)
+    pad_crop, flip = augment.layers("cifar", seed=8)
+    flip_passes = []
+    transform = keras.layers.RandomFlip.transform_images
+
+    def counted(self, *args, **kwargs):
+        flip_passes.append(1)
+        return transform(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.RandomFlip, "transform_images", counted)
+    flipped = []
+    for _ in range(2):  # the generators move on between batches
+        flip_passes.clear()
+        out, _ = fused(x, None)
+        assert not flip_passes  # no separate pass of the flip over the batch
+        expected = _np(flip(pad_crop(x, training=True), training=True))
+        assert flip_passes
+        np.testing.assert_array_equal(out, expected)
+        for b in range(len(x)):
+            plain = _shifts_of(out[b], x[b], 4)
+            mirrored = _shifts_of(out[b][:, ::-1], x[b], 4)
+            assert len(plain) + len(mirrored) == 1, f"image {b}"
+            flipped.append(bool(mirrored))
+    assert any(flipped) and not all(flipped)
+    # Other orders and modes are not fused, and keep working.
+    other, _ = augment.pipeline_fn(["flip", "pad_crop"], seed=8)(x, None)
+    assert other.shape == x.shape
+
+
 def test_seeded_augmentation_is_reproducible():
     spec = ["pad_crop", "flip", "rotation", "contrast", "mixup", "cutmix"]
     x = _images((8, 10, 10, 3))

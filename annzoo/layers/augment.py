@@ -65,15 +65,35 @@ class RandomPadCrop(keras.layers.Layer):
             return ops.squeeze(self._shift(ops.expand_dims(images, 0)), axis=0)
         return self._shift(images)
 
-    def _shift(self, images):
+    def shift_then_flip(self, images, flip: keras.layers.RandomFlip):
+        """``flip(self(images, training=True), training=True)`` in one gather.
+
+        The same random draws from both layers' generators, so the same
+        output; for a horizontal ``RandomFlip`` (channels last) after this
+        layer on a batch, the CIFAR augmentation. The flip's select and
+        reversed copy cost as much as the shift itself.
+        """
+        images = ops.convert_to_tensor(images)
+        if self.padding == 0 or len(images.shape) != 4:  # nothing to fuse
+            return flip(self(images, training=True), training=True)
+        shifted = self._shift(images, flip=flip)
+        return ops.cast(shifted, flip.compute_dtype)
+
+    def _shift(self, images, flip=None):
         batch = ops.shape(images)[0]
         height, width, channels = images.shape[1], images.shape[2], images.shape[3]
         p = self.padding
         dy = keras.random.randint((batch,), -p, p + 1, seed=self.generator)
         dx = keras.random.randint((batch,), -p, p + 1, seed=self.generator)
-        # Output pixel (i, j) of image b is input pixel (i - dy_b, j - dx_b).
+        # Output pixel (i, j) of image b is input pixel (i - dy_b, j - dx_b),
+        # or (i - dy_b, width - 1 - j - dx_b) when it is then flipped.
+        columns = ops.arange(width, dtype="int32")[None, :]
+        if flip is not None:
+            flips = flip.get_random_transformation(images, training=True)["flips"]
+            flips = ops.reshape(flips, (-1, 1))
+            columns = ops.where(flips, width - 1 - columns, columns)
         rows = ops.arange(height, dtype="int32")[None, :] - dy[:, None]
-        cols = ops.arange(width, dtype="int32")[None, :] - dx[:, None]
+        cols = columns - dx[:, None]
         inside = ops.logical_and(
             ops.logical_and(rows >= 0, rows < height)[:, :, None],
             ops.logical_and(cols >= 0, cols < width)[:, None, :],
