@@ -41,7 +41,7 @@ from annzoo._checks import (
     check_positive_int,
 )
 from annzoo.errors import AnnzooError
-from annzoo.layers.augment import Augmentation, RandomPadCrop
+from annzoo.layers.augment import Augmentation, RandomPadCrop, fused_calls
 from annzoo.training.io import write_bytes
 
 __all__ = [
@@ -491,7 +491,7 @@ def pipeline_fn(
             x = step(x)
         return (ops.convert_to_numpy(x) if as_numpy else x), labels
 
-    plan = _fused(steps)
+    plan = fused_calls(steps)
 
     # The seed generators' state variables, which a training loop may reset
     # per epoch (annzoo.training.callbacks.EpochOrder) for exact resumes.
@@ -499,29 +499,6 @@ def pipeline_fn(
         v for step in steps for v in step.variables if v.name == "seed_generator_state"
     ]
     return augment
-
-
-def _fused(steps: list) -> list[Callable]:
-    """The layers as calls, a pad-and-crop followed by a horizontal flip as
-    one (`RandomPadCrop.shift_then_flip`: the same draws and output, without
-    the flip's own pass over the batch)."""
-    plan: list[Callable] = []
-    index = 0
-    while index < len(steps):
-        step = steps[index]
-        after = steps[index + 1] if index + 1 < len(steps) else None
-        if (
-            isinstance(step, RandomPadCrop)
-            and type(after) is keras.layers.RandomFlip
-            and after.mode == "horizontal"
-            and after.data_format == "channels_last"
-        ):
-            plan.append(lambda x, a=step, b=after: a.shift_then_flip(x, b))
-            index += 2
-        else:
-            plan.append(lambda x, a=step: a(x, training=True))
-            index += 1
-    return plan
 
 
 def _mix(images, labels, *, mixup_alpha, cutmix_alpha, generator):

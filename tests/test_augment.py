@@ -289,11 +289,20 @@ def test_flip_in_training_mirrors_some_samples(mode, mirror):
     assert any(flipped) and not all(flipped)
 
 
-def test_pipeline_pad_crop_then_flip_matches_the_two_layers_in_turn(monkeypatch):
-    # pipeline_fn runs the CIFAR pair as one gather; it must draw what the two
-    # layers draw and give their output: a zero-filled shift, then a mirror.
+@pytest.mark.parametrize("placement", ["pipeline", "model"])
+def test_pad_crop_then_flip_matches_the_two_layers_in_turn(monkeypatch, placement):
+    # The CIFAR pair runs as one gather, in the pipeline and in the model's
+    # Augmentation layer; it must draw what the two layers draw and give
+    # their output: a zero-filled shift, then a mirror.
     x = _images((48, 7, 9, 3), seed=5)
-    fused = augment.pipeline_fn("cifar", seed=8)
+    if placement == "pipeline":
+        fused = augment.pipeline_fn("cifar", seed=8)
+    else:
+        layer = Augmentation(augment.layers("cifar", seed=8))
+
+        def fused(images, labels):
+            return _np(layer(images, training=True)), labels
+
     pad_crop, flip = augment.layers("cifar", seed=8)
     flip_passes = []
     transform = keras.layers.RandomFlip.transform_images

@@ -114,6 +114,30 @@ class RandomPadCrop(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding, "seed": self.seed}
 
 
+def fused_calls(layers) -> list:
+    """``layers`` as calls in training mode, with a `RandomPadCrop` followed by
+    a horizontal ``RandomFlip`` (channels last) run as one
+    (`RandomPadCrop.shift_then_flip`: the same draws and output, without the
+    flip's own pass over the batch)."""
+    calls = []
+    index = 0
+    while index < len(layers):
+        layer = layers[index]
+        after = layers[index + 1] if index + 1 < len(layers) else None
+        if (
+            isinstance(layer, RandomPadCrop)
+            and type(after) is keras.layers.RandomFlip
+            and after.mode == "horizontal"
+            and after.data_format == "channels_last"
+        ):
+            calls.append(lambda x, a=layer, b=after: a.shift_then_flip(x, b))
+            index += 2
+        else:
+            calls.append(lambda x, a=layer: a(x, training=True))
+            index += 1
+    return calls
+
+
 @keras.saving.register_keras_serializable(package="annzoo")
 class Augmentation(keras.layers.Pipeline):
     """Applies augmentation layers in training and nothing otherwise.
@@ -162,4 +186,9 @@ class Augmentation(keras.layers.Pipeline):
     def call(self, inputs, training=None, mask=None):
         if not training:
             return inputs
-        return super().call(inputs, training=True, mask=mask)
+        if mask is not None:  # Pipeline carries masks from layer to layer
+            return super().call(inputs, training=True, mask=mask)
+        x = inputs
+        for call in fused_calls(self.layers):  # as Pipeline, CIFAR's pair fused
+            x = call(x)
+        return x
