@@ -466,6 +466,16 @@ def execution_block(steps_per_epoch: int, steps_per_execution: int) -> int:
     return max(d for d in range(1, limit + 1) if steps % d == 0)
 
 
+def stream_block(steps_per_epoch: int, steps_per_execution: int) -> int | None:
+    """Steps per call for a never-ending stream of ``steps_per_epoch``-step
+    epochs (`execution_block`), or ``None`` when calls that short would cost
+    more than one call per epoch beyond ``steps_per_execution``'s (a prime
+    step count, say): then a one-pass dataset per epoch is the better input."""
+    block = execution_block(steps_per_epoch, steps_per_execution)
+    calls = -(-steps_per_epoch // min(steps_per_execution, steps_per_epoch))
+    return block if steps_per_epoch // block <= calls + 1 else None
+
+
 def _pass_position(tf, epoch):
     """``b -> (k, b)``: the first element of a pass takes the epoch variable's
     value and moves it on; the map is sequential, so the others read it after."""

@@ -238,6 +238,14 @@ def compile_model(
     return model
 
 
+def set_steps_per_execution(model: keras.Model, steps: int) -> None:
+    """Sets a compiled model's training steps per call, dropping the train
+    function traced for the old value (if any)."""
+    if model.steps_per_execution != steps:
+        model.steps_per_execution = steps
+        model.train_function = None
+
+
 def build_fit_state(model: keras.Model, x: Any, y: Any = None) -> bool:
     """Creates a compiled model's metric, loss and optimizer variables before ``fit``.
 

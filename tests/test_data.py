@@ -315,6 +315,21 @@ def test_execution_block_is_the_largest_divisor_within_the_limit():
         data.execution_block(10, 0)
 
 
+def test_stream_block_costs_at_most_one_call_more_per_epoch():
+    # A stream runs steps/block calls per epoch; a one-pass dataset, as many
+    # as Keras' calls of `limit` steps take to cover the epoch.
+    for steps in range(1, 120):
+        for limit in (1, 5, 32):
+            one_pass = len(range(0, steps, limit))
+            block = data.stream_block(steps, limit)
+            if block is None:
+                assert steps // data.execution_block(steps, limit) > one_pass + 1
+            else:
+                assert steps % block == 0 and steps // block <= one_pass + 1
+    assert data.stream_block(112, 32) == 28 and data.stream_block(7, 32) == 7
+    assert data.stream_block(40, 32) == 20 and data.stream_block(37, 32) is None
+
+
 @tf_only
 def test_batch_map_states_are_set_from_seed_epoch_and_batch():
     """A batch map's random draws depend on (seed, epoch, batch) only."""

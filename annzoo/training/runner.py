@@ -505,12 +505,12 @@ def _inputs(
     global_batch = plan.global_batch(data_cfg["batch_size"])
     steps = recipe.fit["steps_per_epoch"] or -(-len(split) // global_batch)
     wanted = int(getattr(model, "steps_per_execution", 1) or 1)
-    block = data.execution_block(steps, wanted)
-    stream = (
-        training
-        and data.resolve_pipeline(prefer) == "tf.data"
-        and steps // block <= -(-steps // wanted) + 1
+    block = (
+        data.stream_block(steps, wanted)
+        if training and data.resolve_pipeline(prefer) == "tf.data"
+        else None
     )
+    stream = block is not None
     pipeline = data.make_input(
         x,
         y,
@@ -540,10 +540,9 @@ def _fit_steps(recipe: Recipe, model, train_input) -> int | None:
     """``fit``'s steps_per_epoch; for a never-ending stream, also sets the
     model's steps per call to a divisor of it (see `annzoo.data.make_dataset`)."""
     if hasattr(train_input, "execution_block"):
-        block = train_input.execution_block
-        if model.steps_per_execution != block:
-            model.steps_per_execution = block
-            model.train_function = None  # traced for the old value, if at all
+        from annzoo.tasks import set_steps_per_execution
+
+        set_steps_per_execution(model, train_input.execution_block)
         return train_input.steps_per_epoch
     return recipe.fit["steps_per_epoch"]
 

@@ -347,20 +347,17 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
             # iterator for the whole fit, when the epoch splits into calls of
             # equal length; otherwise a one-pass array pipeline (both start an
             # epoch in well under Keras' ~10 ms).
-            from annzoo import data
+            from annzoo import data, tasks
 
             steps = -(-len(y) // batch_size)
-            wanted = int(model.steps_per_execution or 1)
-            block = data.execution_block(steps, wanted)
-            stream = steps // block <= -(-steps // wanted) + 1
+            block = data.stream_block(steps, int(model.steps_per_execution or 1))
             seed = int(np.random.randint(2**31 - 1))  # from the trial's seed
             train = data.make_dataset(
-                x, y, batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=stream
-            )
-            if stream:
-                if model.steps_per_execution != block:
-                    model.steps_per_execution = block
-                    model.train_function = None
+                x, y, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                repeat=block is not None,
+            )  # fmt: skip
+            if block is not None:
+                tasks.set_steps_per_execution(model, block)
                 kwargs["steps_per_epoch"] = train.steps_per_epoch
             data.set_epoch(train, kwargs.get("initial_epoch", 0))
             return super().fit_model(model, train, **kwargs)
