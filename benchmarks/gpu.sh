@@ -7,7 +7,7 @@
 # the searches):
 #   ../shared/gpu/prepare-wheels.sh
 # then run this from the project root on the GPU machine with .whl carried along:
-#   bash benchmarks/gpu.sh "$OUT"
+#   bash benchmarks/gpu.sh "$OUT" [gpu_bench.py options, e.g. --only transformer]
 # It stays under 8 minutes: the benchmark skips a part that would not fit in
 # BUDGET_S (default 420) and is killed after LIMIT_S (default 450). OUT gets
 # gpu_bench.json (whatever parts finished, even after a kill) and
@@ -22,7 +22,7 @@ export PYTHONPATH="/tmp/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false XLA_PYTHON_CLIENT_MEM_FRACTION=0.45
 status=0
 timeout -k 10 "${LIMIT_S:-450}" python3 benchmarks/gpu_bench.py --out "$work" \
-  --budget-s "${BUDGET_S:-420}" 2>&1 | tee "$out/gpu_bench.md" || status=$?
+  --budget-s "${BUDGET_S:-420}" "${@:2}" 2>&1 | tee "$out/gpu_bench.md" || status=$?
 if [ -f "$work/gpu_bench.json" ]; then
   cp "$work/gpu_bench.json" "$out/gpu_bench.json"
 else

@@ -15,9 +15,11 @@ lowest and highest (see ``benchmarks/bench/core.py``). Data is synthetic.
     module). Target >= 1.0.
 (b) ``transformer``: the model FLOP/s achieved by an annzoo Transformer
     encoder classifier (6 layers, d_model 512, 8 heads, ff 2048, sequence 256,
-    batch 128, ``mixed_bfloat16``; training FLOPs counted analytically, the
-    formula is in the JSON) over the FLOP/s of a bf16 8192^3 matmul through
-    ``jax.numpy``. Target >= 0.5.
+    batch 128, ``mixed_bfloat16``, the builder's default dropouts; training
+    FLOPs counted analytically, the formula is in the JSON) over the FLOP/s
+    of a bf16 8192^3 matmul through ``jax.numpy``. Target >= 0.5. Timed
+    beside them, the same network with dropout on the attention weights
+    (which keeps the attention unfused) and with no dropout at all.
 (c) ``runner``: training throughput of the ``cifar10_resnet20`` recipe run by
     annzoo's recipe runner (its model, input pipeline and callback bundle as
     ``annzoo train`` builds them, on a registered synthetic 32x32x3 dataset)
@@ -61,6 +63,13 @@ RECIPE = "cifar10_resnet20"
 KERAS_RESNET = "annzoo resnet50 (Keras, JAX)"
 TORCH_RESNET = "timm resnet50 (PyTorch)"
 TRANSFORMER = "annzoo transformer"
+# The same network with other dropouts, to show what they cost: the former
+# default (dropout on the attention weights, which needs them unfused) and
+# none at all.
+TRANSFORMER_VARIANTS = {
+    "attention_dropout=0.1 (unfused attention)": {"attention_dropout": 0.1},
+    "dropout=0 (no dropout at all)": {"dropout": 0.0},
+}
 MATMUL = "bf16 matmul"
 RUNNER = "annzoo runner"
 MODEL_PLAIN_FIT = "annzoo model, plain fit"
@@ -140,7 +149,7 @@ QUICK = Sizes(
 )  # fmt: skip
 # Seconds each part takes on an H100 (compiles included), to skip a part that
 # would not finish within --budget-s rather than lose the whole run.
-ESTIMATES_S = {"resnet50": 200, "transformer": 60, "runner": 120}
+ESTIMATES_S = {"resnet50": 200, "transformer": 120, "runner": 120}
 
 
 def _configure_environment() -> None:
@@ -498,13 +507,52 @@ def transformer_flops(model, *, batch: int, sequence_length: int) -> dict[str, A
     }
 
 
-def _default_dropout() -> float:
-    """build_transformer's default dropout (the benchmark keeps it)."""
+def _default_dropouts() -> dict[str, float]:
+    """build_transformer's default dropouts (the benchmark keeps them)."""
     import inspect
 
     import annzoo
 
-    return inspect.signature(annzoo.build_transformer).parameters["dropout"].default
+    parameters = inspect.signature(annzoo.build_transformer).parameters
+    return {k: parameters[k].default for k in ("dropout", "attention_dropout")}
+
+
+def _flash_attention(batch: int, sequence: int, heads: int, depth: int):
+    """Whether Keras will run attention of these shapes as cuDNN flash attention
+    (its own check, a private function: None when it cannot be asked)."""
+    try:
+        import jax.numpy as jnp
+        from keras.src.backend.jax.nn import _can_use_flash_attention
+
+        q = jnp.zeros((batch, sequence, heads, depth), "bfloat16")
+        return bool(_can_use_flash_attention(q, q, q, None))
+    except Exception:
+        return None
+
+
+def _fused_matches_unfused(batch: int, sequence: int, heads: int, depth: int):
+    """Largest gap between annzoo's fused and unfused attention, bf16 inputs."""
+    import jax
+    import numpy as np
+
+    from annzoo.layers import fused_attention, scaled_dot_product_attention
+
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    q, k, v = (
+        jax.random.normal(key, (batch, sequence, heads, depth), "bfloat16")
+        for key in keys
+    )
+    mask = np.ones((batch, sequence, sequence), bool)
+    mask[:, :, sequence // 2 :] = False  # half the keys padded
+    fused = fused_attention(q, k, v, mask)
+    swap = (0, 2, 1, 3)
+    unfused = scaled_dot_product_attention(
+        *(jax.numpy.transpose(t, swap) for t in (q, k, v)), mask[:, None]
+    )
+    gap = jax.numpy.abs(
+        fused.astype("float32") - jax.numpy.transpose(unfused, swap).astype("float32")
+    )
+    return float(gap.max())
 
 
 def transformer_vs_matmul(sizes: Sizes, work: Path) -> dict[str, Any]:
@@ -532,7 +580,7 @@ def transformer_vs_matmul(sizes: Sizes, work: Path) -> dict[str, Any]:
         "what": "model FLOP/s achieved by an annzoo Transformer encoder "
         "classifier in training over the FLOP/s of a bf16 matmul",
         "target": ">= 0.5",
-        "config": {**config, "batch": batch, "dropout": _default_dropout()},
+        "config": {**config, "batch": batch, **_default_dropouts()},
         "keras": {
             "precision": "mixed_bfloat16",
             "optimizer": "adam (annzoo's default)",
@@ -548,11 +596,21 @@ def transformer_vs_matmul(sizes: Sizes, work: Path) -> dict[str, Any]:
     }
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        keras.utils.set_random_seed(0)
-        model = annzoo.build_transformer(**config, compile=False)
-        annzoo.compile_model(
-            model, task="multiclass", optimizer="adam", **compile_settings
-        )
+        depth = sizes.tf_d_model // sizes.tf_heads
+        shapes = (batch, sizes.tf_sequence, sizes.tf_heads, depth)
+        record["keras"]["cudnn_flash_attention"] = _flash_attention(*shapes)
+        record["fused_vs_unfused_max_abs_gap_bf16"] = _fused_matches_unfused(*shapes)
+
+        def build(**overrides):
+            keras.utils.set_random_seed(0)
+            model = annzoo.build_transformer(**config, **overrides, compile=False)
+            annzoo.compile_model(
+                model, task="multiclass", optimizer="adam", **compile_settings
+            )
+            return model
+
+        model = build()
+        variants = {name: build(**kw) for name, kw in TRANSFORMER_VARIANTS.items()}
         record["params"] = model.count_params()
         record["keras"]["resolved_jit_compile"] = bool(model.jit_compile)
         flops = transformer_flops(model, batch=batch, sequence_length=sizes.tf_sequence)
@@ -585,6 +643,12 @@ def transformer_vs_matmul(sizes: Sizes, work: Path) -> dict[str, Any]:
                 TRANSFORMER, lambda epochs: core.timed_fit(model, feed, epochs=epochs)
             ),
             core.Contender(MATMUL, run_matmul),
+            *(
+                core.Contender(
+                    name, lambda epochs, m=m: core.timed_fit(m, feed, epochs=epochs)
+                )
+                for name, m in variants.items()
+            ),
         ]
         results = core.compare(
             "transformer", contenders, _settings(sizes, work), max_epochs=200
@@ -610,6 +674,18 @@ def transformer_vs_matmul(sizes: Sizes, work: Path) -> dict[str, Any]:
         }
         record["ratio"] = ratio.as_dict()
         record["met"] = ratio.median >= 0.5
+        record["variants"] = {
+            name: {
+                "changes": TRANSFORMER_VARIANTS[name],
+                "median_tflops_per_s": round(
+                    flops["flops_per_step"] / _median(results[name]) / 1e12, 3
+                ),
+                "default_speed_over_this": core.speedups(
+                    results, TRANSFORMER, name
+                ).as_dict(),
+            }
+            for name in variants
+        }
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return record
@@ -867,6 +943,9 @@ def _row(name: str, part: dict[str, Any]) -> list[str]:
     medians = part.get("median_images_per_s") or part.get("median_tflops_per_s") or {}
     unit = "img/s" if "median_images_per_s" in part else "TFLOP/s"
     detail = ", ".join(f"{k} {v:,} {unit}" for k, v in medians.items())
+    for variant, figures in (part.get("variants") or {}).items():
+        speed = figures["default_speed_over_this"]["median"]
+        detail += f"; default {speed:.2f}x as fast as {variant}"
     torch = part.get("torch") or {}
     if "skipped" in torch:
         detail += f"; PyTorch skipped: {torch['skipped'][:160]}"

@@ -25,6 +25,7 @@ from annzoo.layers import (
     TransformerDecoderBlock,
     TransformerEncoderBlock,
     causal_mask,
+    fused_attention,
     padding_mask,
     scaled_dot_product_attention,
 )
@@ -108,6 +109,76 @@ def test_fully_masked_rows_give_zero_weights_and_output_not_nan():
     assert np.all(weights[1] == 0) and np.all(out[1] == 0)
     expected_out, _ = np_attention(q[0, [0, 2]], k[0], v[0])
     np.testing.assert_allclose(out[0, [0, 2]], expected_out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "masking", [None, "padding", "causal", "padding+causal", "empty rows"]
+)
+def test_fused_attention_matches_numpy(masking):
+    # (batch, T, heads, depth) in and out; cross-attention: T_q=4, T_k=6.
+    b, t_q, t_k, h, d = 2, 4, 6, 3, 5
+    q, k, v = _normal(b, t_q, h, d), _normal(b, t_k, h, d), _normal(b, t_k, h, d)
+    mask, causal = None, "causal" in (masking or "")
+    if masking and "padding" in masking:
+        mask = np.broadcast_to(
+            (np.arange(t_k) < np.array([[6], [2]]))[:, None], (b, t_q, t_k)
+        )
+    if masking == "empty rows":
+        mask = RNG.random((b, t_q, t_k)) < 0.6
+        mask[0, 1] = False  # query 1 of sample 0 sees nothing
+        mask[1] = False  # sample 1 sees nothing at all
+    out = _np(fused_attention(q, k, v, mask, causal=causal))
+    full = np.ones((b, t_q, t_k), bool) if mask is None else mask.copy()
+    if causal:
+        full &= np.tril(np.ones((t_q, t_k), bool))
+    # numpy on (batch, heads, T, depth), the mask shared by the heads
+    expected, _ = np_attention(
+        *(np.swapaxes(a, 1, 2) for a in (q, k, v)), full[:, None]
+    )
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, np.swapaxes(expected, 1, 2), rtol=1e-5, atol=1e-5)
+    if masking == "empty rows":
+        assert np.all(out[0, 1] == 0) and np.all(out[1] == 0)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_multi_head_attention_fused_path_matches_numpy(training):
+    # No weights returned and no attention dropout: the fused path; a padded
+    # query and a sample whose keys are all padded get zero attention.
+    layer = MultiHeadAttention(num_heads=2, key_dim=3, output_dim=5)
+    query, value = _normal(2, 4, 6), _normal(2, 5, 7)
+    query_mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+    value_mask = np.array([[1, 1, 0, 1, 0], [0, 0, 0, 0, 0]], bool)
+    out = layer(
+        query, value, query_mask=query_mask, value_mask=value_mask, training=training
+    )
+    mask = query_mask[:, :, None] & value_mask[:, None, :]
+    expected, _ = np_multi_head(layer, query, value, value, mask)
+    np.testing.assert_allclose(_np(out), expected, rtol=1e-4, atol=1e-5)
+    unfused, _ = layer(
+        query,
+        value,
+        query_mask=query_mask,
+        value_mask=value_mask,
+        return_attention_scores=True,
+    )
+    np.testing.assert_allclose(_np(out), _np(unfused), rtol=1e-5, atol=1e-6)
+
+
+def test_training_with_an_all_padding_sequence_stays_finite():
+    # A fully padded sample in the batch: its rows are masked everywhere, and
+    # neither the loss nor any weight may turn NaN through the fused attention.
+    keras.utils.set_random_seed(5)
+    tokens = keras.Input((6,), dtype="int32")
+    x = TokenAndPositionEmbedding(20, 6, 8)(tokens)
+    x = TransformerEncoderBlock(2, 4, 16, dropout=0.0)(x)
+    x = keras.layers.Flatten()(x)  # (a masked mean of nothing would be NaN)
+    model = keras.Model(tokens, keras.layers.Dense(1)(x))
+    model.compile(optimizer="sgd", loss="mse")
+    ids = np.array([[3, 5, 7, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
+    loss = model.train_on_batch(ids, np.array([[1.0], [0.0]]))
+    assert np.isfinite(loss)
+    assert all(np.isfinite(_np(w)).all() for w in model.weights)
 
 
 # --- MultiHeadAttention -------------------------------------------------------
@@ -317,6 +388,19 @@ def test_encoder_block_shape_params_and_padding(norm_first):
     np.testing.assert_allclose(after[1], before[1], atol=1e-5)
 
 
+def test_attention_dropout_is_its_own_rate_and_off_by_default():
+    keras.utils.set_random_seed(4)
+    ids = np.array([[3, 5, 7, 2, 1]])
+    model, _, block = _encoder_model(dropout=0.0)
+    assert block.attention_rate == 0.0
+    np.testing.assert_allclose(
+        _np(model(ids, training=True)), _np(model(ids)), rtol=1e-6, atol=1e-6
+    )
+    model, _, block = _encoder_model(dropout=0.0, attention_dropout=0.5)
+    assert block.self_attention.dropout == 0.5
+    assert not np.allclose(_np(model(ids, training=True)), _np(model(ids)), atol=1e-3)
+
+
 def test_encoder_block_dropout_only_in_training():
     keras.utils.set_random_seed(3)
     model, _, _ = _encoder_model(dropout=0.5)
@@ -403,6 +487,8 @@ def test_invalid_arguments_name_the_argument():
         MultiHeadAttention(0, 8)
     with pytest.raises(AnnzooError, match=r"dropout.*Received: dropout=1\.5"):
         TransformerEncoderBlock(2, 8, 32, dropout=1.5)
+    with pytest.raises(AnnzooError, match=r"attention_dropout.*Received: attention_d"):
+        TransformerDecoderBlock(2, 8, 32, attention_dropout=-0.1)
     with pytest.raises(UnknownNameError, match="Did you mean 'learned'"):
         PositionEmbedding(8, 4, kind="lerned")
     with pytest.raises(AnnzooError, match="patch_size"):
@@ -413,7 +499,9 @@ CONFIG_LAYERS = [
     MultiHeadAttention(3, 4, value_dim=5, dropout=0.1, use_bias=False, output_dim=6),
     PositionEmbedding(9, 4, kind="sinusoidal"),
     TokenAndPositionEmbedding(30, 8, 6, kind="sinusoidal", mask_zero=False),
-    TransformerEncoderBlock(2, 8, 32, dropout=0.2, activation="gelu", norm_first=True),
+    TransformerEncoderBlock(
+        2, 8, 32, dropout=0.2, activation="gelu", norm_first=True, attention_dropout=0.1
+    ),
     TransformerDecoderBlock(2, 8, 32, dropout=0.0, epsilon=1e-5),
     PatchEmbedding((4, 2), 8),
     ClassToken(initializer="ones"),

@@ -6,6 +6,7 @@ from annzoo.layers.attention import (
     PositionEmbedding,
     TokenAndPositionEmbedding,
     causal_mask,
+    fused_attention,
     padding_mask,
     scaled_dot_product_attention,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
     "causal_mask",
+    "fused_attention",
     "padding_mask",
     "scaled_dot_product_attention",
     "viterbi_decode",

@@ -28,6 +28,7 @@ __all__ = [
     "PositionEmbedding",
     "TokenAndPositionEmbedding",
     "causal_mask",
+    "fused_attention",
     "padding_mask",
     "scaled_dot_product_attention",
 ]
@@ -106,6 +107,47 @@ def scaled_dot_product_attention(
         used = keras.random.dropout(weights, dropout_rate, seed=seed)
     output = ops.matmul(used, value)
     return (output, weights) if return_weights else output
+
+
+def fused_attention(
+    query: Any, key: Any, value: Any, mask: Any = None, *, causal=False
+):
+    """:func:`scaled_dot_product_attention` as one fused op, heads last.
+
+    The same ``softmax(Q K^T / sqrt(d_k)) V`` through
+    ``keras.ops.dot_product_attention``: on a GPU with the JAX backend that
+    is cuDNN's flash attention, which never writes the ``(T_q, T_k)`` weights
+    to memory; elsewhere XLA's or the backend's own kernel. No weights come
+    back and none are dropped out, which is why the training path with
+    attention dropout keeps :func:`scaled_dot_product_attention`.
+
+    Args:
+        query: ``(batch, T_q, heads, d_k)``.
+        key: ``(batch, T_k, heads, d_k)``.
+        value: ``(batch, T_k, heads, d_k)`` (the key's depth).
+        mask: optional boolean mask broadcastable to ``(batch, T_q, T_k)``,
+            True = attend, shared by every head. A query whose keys are all
+            masked gets a zero output, as in
+            :func:`scaled_dot_product_attention`.
+        causal: also forbid attending to later positions.
+
+    Returns:
+        ``(batch, T_q, heads, d_k)``.
+    """
+    if mask is None:
+        return ops.dot_product_attention(query, key, value, is_causal=causal)
+    q_shape, k_shape = ops.shape(query), ops.shape(key)
+    mask = ops.broadcast_to(
+        ops.cast(mask, "bool"), (q_shape[0], q_shape[1], k_shape[1])
+    )
+    if causal:
+        mask = ops.logical_and(mask, causal_mask(q_shape[1], k_shape[1]))
+    # A row with no visible key attends to every key (finite on every
+    # backend, gradients included) and is then zeroed.
+    visible = ops.any(mask, axis=-1)
+    mask = ops.logical_or(mask, ops.logical_not(visible)[:, :, None])
+    out = ops.dot_product_attention(query, key, value, mask=mask[:, None])
+    return ops.where(visible[:, :, None, None], out, ops.zeros_like(out))
 
 
 def causal_mask(length: Any, key_length: Any = None):
@@ -250,11 +292,14 @@ class MultiHeadAttention(keras.layers.Layer):
             tuple(query_shape[:-1]) + (self.num_heads * self._value_dim,)
         )
 
+    def _heads(self, x, depth):
+        # (batch, T, h * depth) -> (batch, T, h, depth)
+        shape = ops.shape(x)
+        return ops.reshape(x, (shape[0], shape[1], self.num_heads, depth))
+
     def _split_heads(self, x, depth):
         # (batch, T, h * depth) -> (batch, h, T, depth)
-        shape = ops.shape(x)
-        x = ops.reshape(x, (shape[0], shape[1], self.num_heads, depth))
-        return ops.transpose(x, (0, 2, 1, 3))
+        return ops.transpose(self._heads(x, depth), (0, 2, 1, 3))
 
     def _attention_mask(
         self, query, value, query_mask, value_mask, key_mask, attention_mask, causal
@@ -302,6 +347,21 @@ class MultiHeadAttention(keras.layers.Layer):
             attention_mask,
             use_causal_mask,
         )
+        rate = self.dropout if training else 0.0
+        if not return_attention_scores and not rate and self._value_dim == self.key_dim:
+            # No weights to return or drop: one fused attention, heads kept
+            # in (batch, T, heads, depth) order, so no transposes either.
+            q = self._heads(self.query_dense(query), self.key_dim)
+            k = self._heads(self.key_dense(key), self.key_dim)
+            v = self._heads(self.value_dense(value), self._value_dim)
+            others = (query_mask, value_mask, key_mask, attention_mask)
+            only_causal = use_causal_mask and all(m is None for m in others)
+            heads = fused_attention(
+                q, k, v, None if only_causal else mask, causal=only_causal
+            )
+            shape = ops.shape(heads)
+            concat = ops.reshape(heads, (shape[0], shape[1], -1))
+            return self.output_dense(concat)
         if mask is not None:
             # One mask for every head: (B, T, S) -> (B, 1, T, S).
             mask = ops.expand_dims(mask, -3)
@@ -314,7 +374,7 @@ class MultiHeadAttention(keras.layers.Layer):
             v,
             mask,
             return_weights=True,
-            dropout_rate=self.dropout if training else 0.0,
+            dropout_rate=rate,
             seed=self.seed_generator,
         )
         # (B, h, T, d_v) -> (B, T, h * d_v): Concat(head_1, ..., head_h).

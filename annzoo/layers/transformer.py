@@ -46,6 +46,7 @@ class _Block(keras.layers.Layer):
         activation: Any = "relu",
         norm_first: bool = False,
         epsilon: float = 1e-6,
+        attention_dropout: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -56,13 +57,14 @@ class _Block(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.norm_first = bool(norm_first)
         self.epsilon = check_positive_float("epsilon", epsilon)
+        self.attention_rate = check_rate("attention_dropout", attention_dropout)
         self.supports_masking = True
 
     def _attention(self, name):
         return MultiHeadAttention(
             self.num_heads,
             self.key_dim,
-            dropout=self.dropout,
+            dropout=self.attention_rate,
             name=name,
             dtype=self.dtype_policy,
         )
@@ -118,6 +120,7 @@ class _Block(keras.layers.Layer):
             "activation": keras.activations.serialize(self.activation),
             "norm_first": self.norm_first,
             "epsilon": self.epsilon,
+            "attention_dropout": self.attention_rate,
         }
 
 
@@ -141,10 +144,16 @@ class TransformerEncoderBlock(_Block):
         num_heads: number of attention heads.
         key_dim: size of each head (``d_model / num_heads`` usually).
         ff_dim: width of the feed-forward hidden layer.
-        dropout: rate of the attention-weight and residual dropouts.
+        dropout: rate of the residual dropouts (on each sublayer's output
+            before it is added back, Vaswani et al. 2017, section 5.4).
         activation: activation of the feed-forward hidden layer.
         norm_first: pre-norm instead of the paper's post-norm.
         epsilon: LayerNorm epsilon.
+        attention_dropout: dropout rate on the attention weights; 0 by
+            default, as in the paper, ViT and the keras.io examples. Above 0
+            the attention is computed unfused while training (the weights
+            must exist to be dropped), MEASURED_SLOWDOWN per step for a
+            6-layer d=512 encoder at length 256 on an H100.
 
     Example:
         >>> tokens = keras.Input((None,), dtype="int32")
@@ -194,10 +203,16 @@ class TransformerDecoderBlock(_Block):
         num_heads: number of attention heads (both attentions).
         key_dim: size of each head.
         ff_dim: width of the feed-forward hidden layer.
-        dropout: rate of the attention-weight and residual dropouts.
+        dropout: rate of the residual dropouts (on each sublayer's output
+            before it is added back, Vaswani et al. 2017, section 5.4).
         activation: activation of the feed-forward hidden layer.
         norm_first: pre-norm instead of the paper's post-norm.
         epsilon: LayerNorm epsilon.
+        attention_dropout: dropout rate on the attention weights; 0 by
+            default, as in the paper, ViT and the keras.io examples. Above 0
+            the attention is computed unfused while training (the weights
+            must exist to be dropped), MEASURED_SLOWDOWN per step for a
+            6-layer d=512 encoder at length 256 on an H100.
 
     Call arguments:
         inputs: the (shifted) target sequence ``(batch, T, d_model)``.

@@ -103,6 +103,7 @@ def build_transformer(
     position: str | None = None,
     hidden_units: int | tuple[int, ...] = (),
     dropout: float = 0.1,
+    attention_dropout: float = 0.0,
     task: str = "multiclass",
     compile: bool | dict = True,
     name: str = "transformer",
@@ -164,8 +165,12 @@ def build_transformer(
             (as in the paper). ViT's are always learned.
         hidden_units: ReLU dense layers between the pooled features and the
             classifier output (not used by the translator).
-        dropout: rate in [0, 1) of the embedding, attention and residual
-            dropouts, and of the dropout after pooling and hidden layers.
+        dropout: rate in [0, 1) of the embedding and residual dropouts, and
+            of the dropout after pooling and hidden layers.
+        attention_dropout: rate in [0, 1) of a dropout on the attention
+            weights; 0 by default, as in Vaswani et al., ViT and the keras.io
+            examples, so that attention runs fused (see
+            ``annzoo.layers.fused_attention``).
         task: ``"multiclass"``, ``"binary"`` or ``"regression"`` for the
             classifiers; ``"multiclass"`` or ``"sequence"`` (the loss and
             accuracy skip padded target steps) for the translator.
@@ -241,6 +246,7 @@ def build_transformer(
             f"variant='encoder_decoder'. Received: hidden_units={hidden_units}"
         )
     dropout = check_rate("dropout", dropout)
+    attention_dropout = check_rate("attention_dropout", attention_dropout)
     compile = check_compile(compile, task)
     block_options = dict(
         num_heads=num_heads,
@@ -250,6 +256,7 @@ def build_transformer(
         activation=activation,
         norm_first=defaults["norm_first"],
         epsilon=1e-6,
+        attention_dropout=attention_dropout,
     )
 
     if variant == "vit":

@@ -122,9 +122,8 @@ def transformer(
     x = layers.Embedding(vocabulary_size, d_model, mask_zero=True)(tokens)
     x = PositionEmbedding(sequence_length, d_model)(x)
     for _ in range(num_layers):
-        attended = layers.MultiHeadAttention(
-            num_heads, d_model // num_heads, dropout=dropout
-        )(x, x)
+        # No dropout on the attention weights (annzoo's default, keras.io's).
+        attended = layers.MultiHeadAttention(num_heads, d_model // num_heads)(x, x)
         x = layers.LayerNormalization(epsilon=1e-6)(
             layers.Add()([x, layers.Dropout(dropout)(attended)])
         )
