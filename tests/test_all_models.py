@@ -207,9 +207,11 @@ def test_build_train_save_reload(name, tmp_path, reloader):
     reloader.predict(path, tmp_path / "x.npz", tmp_path / "y.npy")
     reloaded = np.load(tmp_path / "y.npy")
     if _on_accelerator():
-        # GPU kernels may pick other algorithms in another process: equal to
-        # float32 rounding, not bit for bit.
-        np.testing.assert_allclose(reloaded, expected, rtol=1e-5, atol=1e-7)
+        # GPU kernels may pick other algorithms in another process, and XLA
+        # runs float32 matmuls there with TensorFloat-32 inputs (10-bit
+        # mantissa, relative rounding 2^-11): transformer_base's 8000-way
+        # softmax differed by up to 5.4e-4 relative on an H200. Not bit for bit.
+        np.testing.assert_allclose(reloaded, expected, rtol=2e-3, atol=1e-7)
     else:
         np.testing.assert_array_equal(reloaded, expected)
 
