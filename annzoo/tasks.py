@@ -18,7 +18,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -31,10 +33,13 @@ __all__ = [
     "OPTIMIZERS",
     "compile_model",
     "get_optimizer",
+    "mixed_precision",
     "output_activation",
 ]
 
 TASKS = ("binary", "multiclass", "regression", "sequence")
+# Compute precisions of mixed_precision: None keeps float32.
+PRECISIONS = (None, "bfloat16", "float16")
 LABEL_FORMATS = ("sparse", "one_hot")
 
 _ACTIVATIONS = {
@@ -322,3 +327,39 @@ def _batch_spec(x: Any, y: Any) -> tuple | None:
         return tuple(keras.tree.map_structure(symbolic, arrays))
     except TypeError:
         return None
+
+
+def check_mixed_precision(name: str, value: Any) -> str | None:
+    """``value`` when it is one of `PRECISIONS`, else an error naming ``name``."""
+    if value not in PRECISIONS:
+        raise AnnzooError(
+            f"`{name}` must be None, 'bfloat16' or 'float16'. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
+@contextlib.contextmanager
+def mixed_precision(precision: str | None) -> Iterator[None]:
+    """Models built inside compute in ``precision`` (variables stay float32).
+
+    ``"bfloat16"`` or ``"float16"`` sets Keras' ``mixed_...`` dtype policy
+    for the block and restores the one before it afterwards, even after an
+    error; None changes nothing. annzoo's output layers stay float32, and
+    ``compile`` wraps the optimizer in loss scaling under float16. A model
+    keeps its policy after the block (a saved model reloads with it).
+
+    Example:
+        >>> with annzoo.tasks.mixed_precision("bfloat16"):
+        ...     model = annzoo.build_cnn((32, 32, 3), 10)
+    """
+    check_mixed_precision("mixed_precision", precision)
+    if precision is None:
+        yield
+        return
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(f"mixed_{precision}")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)

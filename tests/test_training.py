@@ -315,3 +315,72 @@ def test_a_model_fit_before_runs_the_streams_steps_per_call():
     assert steps == 40 and model.steps_per_execution == 20
     model.fit(stream, epochs=2, steps_per_epoch=steps, shuffle=False, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 40 + 2 * 40
+
+
+def test_a_recipe_in_mixed_bfloat16_trains_saves_and_restores_the_policy(tmp_path):
+    from annzoo.cli import build_parser
+    from annzoo.training import load_recipe, train
+    from annzoo.training.runner import apply_arguments
+
+    args = build_parser().parse_args(
+        ["train", "digits_mlp", "--epochs", "1", "--mixed-precision", "bfloat16"]
+    )
+    recipe = apply_arguments(load_recipe(ROOT / "recipes" / "digits_mlp.py"), args)
+    assert recipe.compile["mixed_precision"] == "bfloat16"
+    recipe = recipe.override(["data.limit=64", "callbacks.tensorboard=false"])
+    before = keras.config.dtype_policy().name
+    result = train(recipe, output_dir=tmp_path, verbose=0)
+    assert keras.config.dtype_policy().name == before == "float32"
+    assert all(np.isfinite(v) for v in result.test_metrics.values())
+    saved = json.loads((result.run_dir / "recipe.json").read_text())
+    assert saved["compile"]["mixed_precision"] == "bfloat16"
+    model = keras.saving.load_model(result.run_dir / "best.keras")
+    hidden = [layer for layer in model.layers if layer.weights][0]
+    assert hidden.compute_dtype == "bfloat16"  # computes in 16 bits
+    assert {w.dtype for w in model.weights} == {"float32"}  # stores float32
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    probabilities = model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0)
+    assert probabilities.dtype == np.float32
+
+
+def test_a_failed_mixed_precision_run_restores_the_policy(tmp_path, monkeypatch):
+    import annzoo.plots
+    from annzoo.training import load_recipe, train
+
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
+        ["fit.epochs=1", "data.limit=64", "compile.mixed_precision=float16"]
+    )
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(annzoo.plots, "plot_curves", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(recipe, output_dir=tmp_path, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_an_unknown_precision_is_refused_before_anything_is_written(tmp_path):
+    from annzoo.training import load_recipe, train
+
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
+        ["compile.mixed_precision=int8"]
+    )
+    with pytest.raises(
+        AnnzooError,
+        match=r"`compile\.mixed_precision` must be None, 'bfloat16' or 'float16'\. "
+        r"Received: compile\.mixed_precision='int8'",
+    ):
+        train(recipe, output_dir=tmp_path, verbose=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_saved_before_a_new_recipe_field_still_resumes(interrupted_run):
+    from annzoo.training import train
+
+    recipe, run = interrupted_run
+    saved = json.loads((run / "recipe.json").read_text())
+    del saved["compile"]["mixed_precision"]  # as an older annzoo wrote it
+    aio.write_json(run / "recipe.json", saved)
+    result = train(recipe, output_dir=run.parent, verbose=0)
+    assert result.run_dir == run and result.resumed_from == 2

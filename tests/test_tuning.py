@@ -337,6 +337,28 @@ def test_mixed_precision_is_scoped_to_the_search(tmp_path):
     assert keras.config.dtype_policy().name == before
 
 
+@pytest.mark.parametrize("given_by", ["recipe", "argument"])
+def test_the_precision_runs_the_trials_and_the_retrained_model(tmp_path, given_by):
+    import keras
+
+    space = dict(SPACE, hidden_units=[[8]], batch_size=[32])
+    in_recipe = "bfloat16" if given_by == "recipe" else None
+    recipe = _recipe(search_space=space, fit={"epochs": 1},
+                     compile={"mixed_precision": in_recipe})  # fmt: skip
+    argument = "bfloat16" if given_by == "argument" else None
+    result = tune(recipe, max_trials=1, retrain=True, mixed_precision=argument,
+                  output_dir=tmp_path, verbose=0)  # fmt: skip
+    assert keras.config.dtype_policy().name == "float32"
+    search = json.loads((result.run_dir / "search.json").read_text())
+    assert search["mixed_precision"] == "bfloat16"
+    run = result.retrained.run_dir
+    saved = json.loads((run / "recipe.json").read_text())
+    assert saved["compile"]["mixed_precision"] == "bfloat16"
+    model = keras.saving.load_model(run / "best.keras")
+    hidden = next(layer for layer in model.layers if layer.weights)
+    assert hidden.compute_dtype == "bfloat16"
+
+
 def test_xla_falls_back_for_recurrent_layers_once(tmp_path, monkeypatch, capsys):
     import importlib
 

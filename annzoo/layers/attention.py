@@ -217,6 +217,11 @@ class MultiHeadAttention(keras.layers.Layer):
     attention output (see :func:`scaled_dot_product_attention`). The output
     keeps the query's mask. Inputs are ``(batch, time, features)``.
 
+    When no weights are returned and no dropout is active (inference, or
+    ``dropout=0``) and ``value_dim == key_dim``, the heads are computed by
+    :func:`fused_attention`, one fused kernel (cuDNN flash attention on a
+    GPU with the JAX backend), with the same results up to rounding.
+
     Args:
         num_heads: number of heads ``h``.
         key_dim: size ``d_k`` of each head's queries and keys.

@@ -76,6 +76,9 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         # 1 on a 2-core CPU (benchmarks/RESULTS.md, dispatch); per-batch
         # callbacks (NaN guard, progress bar) then see every 32nd step.
         "steps_per_execution": 32,
+        # None (float32), or "bfloat16" / "float16" compute with float32
+        # variables (Keras' mixed_ policies): an opt-in for accelerators.
+        "mixed_precision": None,
     },
     "fit": {
         "epochs": 50,
@@ -368,6 +371,7 @@ class Recipe:
                 f"Received: compile.jit_compile={comp['jit_compile']!r}"
             )
         _check_schedule(comp["schedule"])
+        tasks.check_mixed_precision("compile.mixed_precision", comp["mixed_precision"])
 
         check_positive_int("fit.epochs", self.fit["epochs"])
         check_non_negative_int("fit.seed", self.fit["seed"])

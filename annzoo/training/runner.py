@@ -96,6 +96,7 @@ def resolve_run_dir(
                 "Pass --no-resume to start a new run directory beside it."
             )
         has_state = (candidate / STATE_DIR / "progress.json").is_file()
+        saved = _with_new_fields(saved)
         if saved == recipe:
             # Same recipe: resume it, or (no epoch finished yet) start it over.
             return candidate, has_state
@@ -112,6 +113,21 @@ def resolve_run_dir(
                 "directory beside it."
             )
     raise AnnzooError(f"`output_dir` {str(base)!r} holds too many runs named {name!r}.")
+
+
+def _with_new_fields(saved: dict) -> dict:
+    """A saved ``recipe.json`` with the section fields added since it was
+    written, at their defaults: a run started by an older annzoo still
+    matches its unchanged recipe and resumes."""
+    from annzoo.training.recipe import SECTION_DEFAULTS
+
+    out = dict(saved)
+    for section, defaults in SECTION_DEFAULTS.items():
+        fields = out.get(section)
+        if isinstance(fields, dict):
+            missing = {k: v for k, v in defaults.items() if k not in fields}
+            out[section] = {**json.loads(json.dumps(missing)), **fields}
+    return out
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -770,14 +786,22 @@ def train(
     Returns:
         A :class:`RunResult`.
     """
+    from annzoo import tasks
+
+    if isinstance(recipe, dict):
+        recipe = Recipe.from_dict(recipe)
+    recipe.validate()
+    # The whole run (build or reload, fit, test) in the recipe's precision.
+    with tasks.mixed_precision(recipe.compile["mixed_precision"]):
+        return _train(recipe, output_dir=output_dir, verbose=verbose, resume=resume)
+
+
+def _train(recipe: Recipe, *, output_dir, verbose: int, resume: bool) -> RunResult:
     import keras
 
     from annzoo.plots import plot_confusion_matrix, plot_curves
     from annzoo.training.callbacks import build_callbacks
 
-    if isinstance(recipe, dict):
-        recipe = Recipe.from_dict(recipe)
-    recipe.validate()
     started = time.perf_counter()
     plan = distribute.plan(recipe.distribute)
     if plan.tf_strategy is not None and recipe.compile["steps_per_execution"] != 1:
@@ -1081,6 +1105,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-resume", action="store_true", help="always start a new run directory"
     )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=("bfloat16", "float16"),
+        help="compute in 16 bits, variables in float32 (accelerators): "
+        "compile.mixed_precision",
+    )
     group = parser.add_argument_group("several devices or processes")
     group.add_argument(
         "--distribute",
@@ -1113,6 +1143,8 @@ def apply_arguments(recipe: Recipe, args: argparse.Namespace) -> Recipe:
         assignments.append(f"fit.seed={args.seed}")
     if getattr(args, "distribute", None) is not None:
         assignments.append(f"distribute.strategy={args.distribute}")
+    if getattr(args, "mixed_precision", None) is not None:
+        assignments.append(f"compile.mixed_precision={args.mixed_precision}")
     return recipe.override(assignments)
 
 

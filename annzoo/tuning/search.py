@@ -37,6 +37,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from annzoo import tasks
 from annzoo._checks import check_choice, check_non_negative_int, check_positive_int
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.training import io as aio
@@ -50,7 +51,6 @@ TUNERS = {
     "bayesian": "BayesianOptimization",
     "grid": "GridSearch",
 }
-PRECISIONS = (None, "bfloat16", "float16")
 PROJECT = "search"
 # A trial that has started this many times without ending (each start was cut
 # short by the process dying: out of memory, a segfault, a kill) is marked
@@ -457,11 +457,7 @@ def _check_settings(tuner, max_trials, objective, seed, mixed_precision, epochs)
             "`objective` must be a metric name such as 'val_loss' or "
             f"'val_accuracy'. Received: objective={objective!r}"
         )
-    if mixed_precision not in PRECISIONS:
-        raise AnnzooError(
-            "`mixed_precision` must be None, 'bfloat16' or 'float16'. "
-            f"Received: mixed_precision={mixed_precision!r}"
-        )
+    tasks.check_mixed_precision("mixed_precision", mixed_precision)
 
 
 @contextlib.contextmanager
@@ -480,19 +476,6 @@ def _frozen_heap():
         yield
     finally:
         gc.unfreeze()
-
-
-@contextlib.contextmanager
-def _precision(mixed_precision: str | None):
-    if mixed_precision is None:
-        yield
-        return
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(f"mixed_{mixed_precision}")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
 
 
 def tune(
@@ -536,7 +519,8 @@ def tune(
             for the best trial's epochs, evaluate it on test and save a normal
             run directory in ``OUTPUT_DIR/NAME/retrained``.
         mixed_precision: ``"bfloat16"`` or ``"float16"`` compute (for
-            accelerators), or None.
+            accelerators) of the trials and the retrained model; None: the
+            recipe's ``compile.mixed_precision``.
         verbose: 1 shows keras-tuner's progress, 0 nothing.
 
     Returns:
@@ -552,6 +536,7 @@ def tune(
 
     recipe = _as_recipe(recipe_or_name).validate()
     _check_settings(tuner, max_trials, objective, seed, mixed_precision, epochs)
+    precision = mixed_precision or recipe.compile["mixed_precision"]
     objective = objective or recipe.callbacks["monitor"]
     epochs = epochs or recipe.fit["epochs"]
 
@@ -578,7 +563,7 @@ def tune(
         describe_space(hypermodel.space),
         # Not max_trials: raising it on a rerun extends the same search.
         {"objective": objective, "tuner": tuner, "seed": seed, "epochs": epochs,
-         "mixed_precision": mixed_precision},
+         "mixed_precision": precision},
     )  # fmt: skip
     search_file = run_dir / "search.json"
     if overwrite and run_dir.exists():
@@ -623,7 +608,7 @@ def tune(
             f"search directory {run_dir}",
             flush=True,
         )
-    with atomic_keras_tuner(), _precision(mixed_precision), _frozen_heap():
+    with atomic_keras_tuner(), tasks.mixed_precision(precision), _frozen_heap():
         engine = tuner_class(**options)
         engine.search(epochs=epochs, callbacks=callbacks, verbose=verbose)
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
@@ -642,11 +627,13 @@ def tune(
         completed=completed,
     )
     if retrain and best:
-        result.retrained = _retrain(recipe, hypermodel, engine, best, run_dir, verbose)
+        result.retrained = _retrain(
+            recipe, hypermodel, engine, best, run_dir, verbose, precision
+        )
     return result
 
 
-def _retrain(recipe, hypermodel, engine, best, run_dir, verbose):
+def _retrain(recipe, hypermodel, engine, best, run_dir, verbose, precision):
     """The best configuration trained on train + validation, as a normal run."""
     from annzoo.training import runner
 
@@ -657,7 +644,7 @@ def _retrain(recipe, hypermodel, engine, best, run_dir, verbose):
     data["name"] = "retrained"
     data["model"] = {"name": recipe.model["name"], **hypermodel.fixed,
                      **arguments["model"]}  # fmt: skip
-    data["compile"].update(arguments["compile"])
+    data["compile"].update(arguments["compile"], mixed_precision=precision)
     data["data"].update(arguments["data"], merge_validation=True)
     data["fit"]["epochs"] = epochs
     data["callbacks"].update(monitor="loss", early_stopping=None, reduce_lr=None)
