@@ -803,3 +803,23 @@ def test_text_vectorizer_vocabulary_comes_from_train_texts_only():
         data.text_vectorizer([1, 2])
     with pytest.raises(AnnzooError, match="`max_tokens`"):
         data.text_vectorizer(train, max_tokens=2)
+
+
+@pytest.mark.parametrize(
+    "n, batch, fixed, steps, expected",
+    [
+        (100, 32, True, None, True),  # 3 whole batches and 4 left over
+        (100, 32, False, None, False),  # not compiled for fixed shapes
+        (96, 32, True, None, False),  # every batch whole already
+        (20, 32, True, None, False),  # no whole batch at all
+        (100, 32, True, 3, True),  # the whole batches cover the steps
+        (100, 32, True, 4, False),  # a fourth step needs the partial batch
+    ],
+)
+def test_drop_partial_batch_only_where_it_would_be_compiled_again(
+    n, batch, fixed, steps, expected
+):
+    assert (
+        data.drop_partial_batch(n, batch, fixed_shapes=fixed, steps_per_epoch=steps)
+        is expected
+    )

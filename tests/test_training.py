@@ -384,3 +384,51 @@ def test_a_run_saved_before_a_new_recipe_field_still_resumes(interrupted_run):
     aio.write_json(run / "recipe.json", saved)
     result = train(recipe, output_dir=run.parent, verbose=0)
     assert result.run_dir == run and result.resumed_from == 2
+
+
+@pytest.mark.parametrize(
+    "jit, drop, steps",
+    [
+        ("true", "auto", 3),  # compiled for fixed shapes: the 4 left over wait
+        ("false", "auto", 4),  # not compiled: every sample, every epoch
+        ("false", "true", 3),
+        ("true", "false", 4),
+    ],
+)
+def test_training_drops_the_partial_batch_where_it_would_recompile(
+    tmp_path, jit, drop, steps
+):
+    from annzoo.training import load_recipe, train
+
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
+        [
+            "fit.epochs=2",
+            "data.limit=100",  # 3 batches of 32 and one of 4
+            "data.batch_size=32",
+            f"compile.jit_compile={jit}",
+            f"data.drop_remainder={drop}",
+            "callbacks.early_stopping=null",
+            "callbacks.tensorboard=false",
+        ]
+    )
+    run = train(recipe, output_dir=tmp_path, verbose=0).run_dir
+    model = keras.saving.load_model(run / "final.keras")
+    assert int(model.optimizer.iterations.numpy()) == 2 * steps
+
+
+def test_whole_batches_that_cannot_cover_the_steps_are_refused(tmp_path):
+    from annzoo.training import load_recipe, train
+
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
+        [
+            "data.limit=100",
+            "data.batch_size=32",
+            "data.drop_remainder=true",
+            "fit.steps_per_epoch=4",
+        ]
+    )
+    with pytest.raises(AnnzooError, match=r"`data\.drop_remainder` is true.*3 whole"):
+        train(recipe, output_dir=tmp_path, verbose=0)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(AnnzooError, match="data.drop_remainder"):
+        train(recipe.override(["data.drop_remainder=sometimes"]), output_dir=tmp_path)

@@ -128,6 +128,30 @@ def test_trials_train_on_a_stream_of_whole_epochs(tmp_path, monkeypatch):
         assert sum(taken) == 2 * n  # two epochs: each sample twice
 
 
+def test_compiled_trials_train_on_whole_batches(tmp_path, monkeypatch):
+    # XLA would compile each trial's step again for a last, smaller batch:
+    # 100 samples at batch 16 or 32 train 6 or 3 whole batches per epoch.
+    trained = []
+    fit = keras.Model.fit
+
+    def recording(model, *args, **kwargs):
+        history = fit(model, *args, **kwargs)
+        epochs = len(history.history["loss"])
+        trained.append((int(model.optimizer.iterations.numpy()), epochs))
+        return history
+
+    monkeypatch.setattr(keras.Model, "fit", recording)
+    recipe = _recipe(
+        data={"dataset": "digits", "limit": 100, "pipeline": "numpy"},
+        compile={"jit_compile": True},
+        search_space=dict(SPACE, hidden_units=[[8]]),
+    )
+    result = tune(recipe, max_trials=2, seed=3, output_dir=tmp_path, verbose=0)
+    assert len(trained) == 2
+    for (steps, epochs), trial in zip(trained, result.trials, strict=True):
+        assert steps == epochs * (100 // trial["hyperparameters"]["batch_size"])
+
+
 def test_a_changed_search_is_refused_unless_overwrite(tmp_path):
     tune(_recipe(), max_trials=1, output_dir=tmp_path, verbose=0)
     # A truncated keras-tuner state file is named, and left as it was.

@@ -59,6 +59,9 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         # Train on train + validation (a retrained tuning winner); the run then
         # has no validation data, so callbacks must monitor "loss".
         "merge_validation": False,
+        # Drop each epoch's last, smaller training batch: "auto" where it
+        # would be compiled again (XLA; see annzoo.data.drop_partial_batch).
+        "drop_remainder": "auto",
     },
     "augment": {
         "ops": [],  # an annzoo.augment spec: preset name or list of ops
@@ -329,6 +332,11 @@ class Recipe:
             raise AnnzooError(
                 "`data.merge_validation` must be true or false. "
                 f"Received: data.merge_validation={data['merge_validation']!r}"
+            )
+        if data["drop_remainder"] not in ("auto", True, False):
+            raise AnnzooError(
+                "`data.drop_remainder` must be 'auto', true or false. "
+                f"Received: data.drop_remainder={data['drop_remainder']!r}"
             )
         monitor = self.callbacks["monitor"]
         if data["merge_validation"] and str(monitor).startswith("val_"):

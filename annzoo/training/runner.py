@@ -519,7 +519,11 @@ def _inputs(
     # A never-ending tf.data stream keeps one iterator (and its prefetching)
     # for the whole fit when the epoch splits into calls of equal length.
     global_batch = plan.global_batch(data_cfg["batch_size"])
-    steps = recipe.fit["steps_per_epoch"] or -(-len(split) // global_batch)
+    drop = training and _drops_remainder(recipe, model, len(split), global_batch)
+    whole_batches = (
+        len(split) // global_batch if drop else -(-len(split) // global_batch)
+    )
+    steps = recipe.fit["steps_per_epoch"] or whole_batches
     wanted = int(getattr(model, "steps_per_execution", 1) or 1)
     block = (
         data.stream_block(steps, wanted)
@@ -535,6 +539,7 @@ def _inputs(
         seed=recipe.fit["seed"],
         cache=data_cfg["cache"] if training else None,
         batch_map_fn=batch_map_fn,
+        drop_remainder=drop,
         prefer=prefer,
         shard=plan.shard,
         batch_multiple=plan.batch_multiple,
@@ -550,6 +555,38 @@ def _inputs(
     # batch); EpochOrder resets the NumPy pipeline's at each epoch's start.
     pipeline.random_states = [] if hasattr(pipeline, "_annzoo_epoch") else states
     return pipeline
+
+
+def _check_whole_batches(recipe: Recipe, num_samples: int, plan) -> None:
+    """``data.drop_remainder=true`` needs a whole batch, and enough of them
+    for ``fit.steps_per_epoch``."""
+    if recipe.data["drop_remainder"] is not True:
+        return
+    batch = plan.global_batch(recipe.data["batch_size"])
+    full = num_samples // batch
+    steps = recipe.fit["steps_per_epoch"]
+    if full == 0 or (steps is not None and steps > full):
+        wanted = f"{steps} steps per epoch" if steps else "one step"
+        raise AnnzooError(
+            f"`data.drop_remainder` is true, so an epoch has {full} whole batches "
+            f"of {batch} of the {num_samples} training samples, fewer than the "
+            f"{wanted} asked for. Received: data.drop_remainder=True"
+        )
+
+
+def _drops_remainder(recipe: Recipe, model, num_samples: int, batch: int) -> bool:
+    """``data.drop_remainder`` resolved for the training split."""
+    from annzoo import data
+
+    setting = recipe.data["drop_remainder"]
+    if setting != "auto":
+        return setting
+    return data.drop_partial_batch(
+        num_samples,
+        batch,
+        fixed_shapes=bool(getattr(model, "jit_compile", False)),
+        steps_per_epoch=recipe.fit["steps_per_epoch"],
+    )
 
 
 def _fit_steps(recipe: Recipe, model, train_input) -> int | None:
@@ -831,6 +868,7 @@ def _train(recipe: Recipe, *, output_dir, verbose: int, resume: bool) -> RunResu
         batch_size=plan.global_batch(recipe.data["batch_size"]),
         batch_multiple=plan.batch_multiple,
     )
+    _check_whole_batches(recipe, len(train_split), plan)
     used = {
         **recipe.distribute,
         "strategy": plan.strategy,

@@ -339,22 +339,37 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
             )
 
         def fit_model(self, model, x, y, *, batch_size=None, shuffle=True, **kwargs):
-            if backend != "tensorflow" or batch_size is None:
-                return super().fit_model(
-                    model, x, y, batch_size=batch_size, shuffle=shuffle, **kwargs
-                )
+            from annzoo import data, tasks
+
+            if batch_size is None:
+                return super().fit_model(model, x, y, shuffle=shuffle, **kwargs)
+            # A compiled step would be compiled again for a last, smaller
+            # batch: trials then train on whole batches (as the runner does).
+            drop = data.drop_partial_batch(
+                len(y), batch_size, fixed_shapes=bool(model.jit_compile)
+            )
+            if backend != "tensorflow":
+                if not drop:
+                    return super().fit_model(
+                        model, x, y, batch_size=batch_size, shuffle=shuffle, **kwargs
+                    )
+                seed = int(np.random.randint(2**31 - 1))  # from the trial's seed
+                train = data.ArraySequence(
+                    x, y, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                    drop_remainder=True,
+                )  # fmt: skip
+                data.set_epoch(train, kwargs.get("initial_epoch", 0))
+                return super().fit_model(model, train, **kwargs)
             # As the recipe runner does: a never-ending tf.data stream, one
             # iterator for the whole fit, when the epoch splits into calls of
             # equal length; otherwise a one-pass array pipeline (both start an
             # epoch in well under Keras' ~10 ms).
-            from annzoo import data, tasks
-
-            steps = -(-len(y) // batch_size)
+            steps = len(y) // batch_size if drop else -(-len(y) // batch_size)
             block = data.stream_block(steps, int(model.steps_per_execution or 1))
             seed = int(np.random.randint(2**31 - 1))  # from the trial's seed
             train = data.make_dataset(
                 x, y, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                repeat=block is not None,
+                repeat=block is not None, drop_remainder=drop,
             )  # fmt: skip
             if block is not None:
                 tasks.set_steps_per_execution(model, block)
