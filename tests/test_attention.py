@@ -165,6 +165,7 @@ def test_multi_head_attention_fused_path_matches_numpy(training):
     np.testing.assert_allclose(_np(out), _np(unfused), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Layer .flatten.*mask:UserWarning")
 def test_training_with_an_all_padding_sequence_stays_finite():
     # A fully padded sample in the batch: its rows are masked everywhere, and
     # neither the loss nor any weight may turn NaN through the fused attention.
