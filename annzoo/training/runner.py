@@ -520,10 +520,8 @@ def _inputs(
     # for the whole fit when the epoch splits into calls of equal length.
     global_batch = plan.global_batch(data_cfg["batch_size"])
     drop = training and _drops_remainder(recipe, model, len(split), global_batch)
-    whole_batches = (
-        len(split) // global_batch if drop else -(-len(split) // global_batch)
-    )
-    steps = recipe.fit["steps_per_epoch"] or whole_batches
+    batches = len(split) // global_batch if drop else -(-len(split) // global_batch)
+    steps = recipe.fit["steps_per_epoch"] or batches
     wanted = int(getattr(model, "steps_per_execution", 1) or 1)
     block = (
         data.stream_block(steps, wanted)

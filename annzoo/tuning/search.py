@@ -339,7 +339,7 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
             )
 
         def fit_model(self, model, x, y, *, batch_size=None, shuffle=True, **kwargs):
-            from annzoo import data, tasks
+            from annzoo import data
 
             if batch_size is None:
                 return super().fit_model(model, x, y, shuffle=shuffle, **kwargs)
