@@ -11,8 +11,10 @@ split, from the outside in:
   compile, keras-tuner's bookkeeping, memory cleanup;
 - in epochs but outside training steps: validation, epoch-end callbacks;
 - in training steps, timed by a batch callback added to annzoo's own epoch
-  timer for this benchmark; the first step of each ``fit`` (tracing and
-  compiling the step function) is counted apart.
+  timer for this benchmark around each compiled call of up to
+  ``steps_per_execution`` steps; the first call of each ``fit`` also traces
+  and compiles the step function, and what it takes beyond its steps' time
+  (at the later calls' time per step) is counted apart, as tracing.
 
 Target: at most 10% of the wall time outside training steps.
 """
@@ -41,7 +43,13 @@ def batch_timing():
             "annzoo.tuning.search._EpochTimer is gone: update bench/tuning.py to "
             "add the batch timer another way."
         )
-    totals = {"step_s": 0.0, "first_step_s": 0.0, "steps": 0, "fits": 0}
+    # Keras calls the batch hooks once per compiled call, which runs
+    # steps_per_execution steps: begin gets the call's first step index, end
+    # its last, so a call's steps are end - begin + 1.
+    totals = {
+        "call_s": 0.0, "first_call_s": 0.0, "steps": 0, "first_call_steps": 0,
+        "calls": 0, "fits": 0,
+    }  # fmt: skip
 
     class BatchTimer(base):
         def __deepcopy__(self, memo):  # keras-tuner copies callbacks per trial
@@ -52,14 +60,18 @@ def batch_timing():
             totals["fits"] += 1
 
         def on_train_batch_begin(self, batch, logs=None):
+            self._begin = batch
             self._batch_start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
             seconds = time.perf_counter() - self._batch_start
-            totals["step_s"] += seconds
-            totals["steps"] += 1
+            steps = batch - self._begin + 1
+            totals["call_s"] += seconds
+            totals["steps"] += steps
+            totals["calls"] += 1
             if self._first:
-                totals["first_step_s"] += seconds
+                totals["first_call_s"] += seconds
+                totals["first_call_steps"] += steps
                 self._first = False
 
     search._EpochTimer = BatchTimer
@@ -88,28 +100,33 @@ def run(settings: core.Settings) -> core.Section:
     rows = [t for t in result.trials if t.get("status") == "COMPLETED"]
     trial_wall = sum(float(t["wall_s"]) for t in rows)
     in_epochs = sum(float(t["train_s"]) for t in rows)
-    steps = totals["step_s"]
-    first = totals["first_step_s"]
-    steady = steps - first
+    # Later calls give the time of a step; each fit's first call also traces
+    # and compiles: what it took beyond its steps' time is that overhead.
+    later_s = totals["call_s"] - totals["first_call_s"]
+    later_steps = totals["steps"] - totals["first_call_steps"]
+    # Without a later call (a one-call --quick search) the time of a step is
+    # unknown: the first calls then count as tracing, all of them.
+    step_s = later_s / later_steps if later_steps else 0.0
+    first_steps_s = min(totals["first_call_steps"] * step_s, totals["first_call_s"])
+    tracing = totals["first_call_s"] - first_steps_s
+    in_steps = later_s + first_steps_s
     shares = {
         "outside trials (setup, reports)": (wall - trial_wall) / wall,
         "in trials, outside epochs (build, compile, bookkeeping)": (
             trial_wall - in_epochs
         )
         / wall,
-        "in epochs, outside steps (validation, epoch-end callbacks)": (
-            in_epochs - steps
+        "in epochs, outside calls (validation, epoch-end callbacks)": (
+            in_epochs - totals["call_s"]
         )
         / wall,
-        "first step of each fit (tracing, compiling)": first / wall,
-        "later training steps": steady / wall,
+        "first call of each fit, beyond its steps (tracing)": tracing / wall,
+        "training steps": in_steps / wall,
     }
-    outside = 1.0 - steps / wall
-    outside_steady = 1.0 - steady / wall
-    step_s = steady / max(totals["steps"] - totals["fits"], 1)
+    outside = 1.0 - in_steps / wall
     fixed = [float(t["wall_s"]) - float(t["train_s"]) for t in rows]
     fixed_median = statistics.median(fixed) if fixed else float("nan")
-    per_trial_overhead = (wall - steady) / max(len(rows), 1)
+    per_trial_overhead = (wall - in_steps) / max(len(rows), 1)
     breakeven_steps = 9 * per_trial_overhead / step_s if step_s else float("nan")
     core.say(
         f"tuning: {len(rows)} trials in {wall:.1f} s, {outside:.1%} outside "
@@ -129,8 +146,12 @@ def run(settings: core.Settings) -> core.Section:
             "trains on annzoo's tf.data stream (one iterator per fit) and "
             "validates through its array-slice pipeline. "
             "Time inside "
-            "training steps is measured by a batch callback (`on_train_batch_begin` "
-            "to `on_train_batch_end` of every step); the other parts come from "
+            "training steps is measured by a batch callback around every compiled "
+            "call (`on_train_batch_begin` to `on_train_batch_end`; a call runs up "
+            "to `steps_per_execution` steps, counted from the step indices Keras "
+            "passes). The later calls give the time of a step; each fit's first "
+            "call also traces and compiles, and what it took beyond its own "
+            "steps' time is counted as tracing. The other parts come from "
             "annzoo's per-trial records (`stats/`), the method of the search-overhead "
             "section above. Shares of the search's wall time:",
             "",
@@ -139,10 +160,10 @@ def run(settings: core.Settings) -> core.Section:
                 [[k, f"{v:.1%}"] for k, v in shares.items()],
             ),
             "",
-            f"Outside training steps: **{outside:.1%}** (first steps counted as "
-            f"outside: {outside_steady:.1%}); {len(rows)} trials completed, "
-            f"{totals['steps']:,} steps. Per trial, everything but the later "
-            f"training steps costs as much as {_steps(per_trial_overhead, step_s)} "
+            f"Outside training steps: **{outside:.1%}**; {len(rows)} trials "
+            f"completed, {totals['steps']:,} steps ({totals['steps'] / len(rows):,.0f} "
+            f"per trial) in {totals['calls']:,} calls. Per trial, everything but "
+            f"the training steps costs as much as {_steps(per_trial_overhead, step_s)} "
             "steps (median of annzoo's own fixed cost outside epochs: "
             f"{_steps(fixed_median, step_s)} steps), so a trial needs about "
             f"{breakeven_steps:,.0f} steps for the 10% target.",
@@ -153,10 +174,11 @@ def run(settings: core.Settings) -> core.Section:
         "completed": len(rows),
         "epochs_max": epochs,
         "share_outside_steps": round(outside, 4),
-        "share_outside_steps_first_step_outside": round(outside_steady, 4),
         "shares": {k: round(v, 4) for k, v in shares.items()},
         "steps": totals["steps"],
+        "calls": totals["calls"],
         "fits": totals["fits"],
+        "seconds_per_step": round(step_s, 6) if step_s else None,
         "per_trial_overhead_in_steps": (
             round(per_trial_overhead / step_s, 1) if step_s else None
         ),
