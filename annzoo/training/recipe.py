@@ -333,11 +333,7 @@ class Recipe:
                 "`data.merge_validation` must be true or false. "
                 f"Received: data.merge_validation={data['merge_validation']!r}"
             )
-        if data["drop_remainder"] not in ("auto", True, False):
-            raise AnnzooError(
-                "`data.drop_remainder` must be 'auto', true or false. "
-                f"Received: data.drop_remainder={data['drop_remainder']!r}"
-            )
+        _check_auto_or_bool("data.drop_remainder", data["drop_remainder"])
         monitor = self.callbacks["monitor"]
         if data["merge_validation"] and str(monitor).startswith("val_"):
             raise AnnzooError(
@@ -373,11 +369,7 @@ class Recipe:
         if comp["weight_decay"] is not None:
             check_rate("compile.weight_decay", comp["weight_decay"])
         check_positive_int("compile.steps_per_execution", comp["steps_per_execution"])
-        if comp["jit_compile"] not in ("auto", True, False):
-            raise AnnzooError(
-                "`compile.jit_compile` must be 'auto', true or false. "
-                f"Received: compile.jit_compile={comp['jit_compile']!r}"
-            )
+        _check_auto_or_bool("compile.jit_compile", comp["jit_compile"])
         _check_schedule(comp["schedule"])
         tasks.check_mixed_precision("compile.mixed_precision", comp["mixed_precision"])
 
@@ -503,6 +495,13 @@ def _check_options(name: str, value: Any, allowed: set[str]) -> None:
                 f"`{name}.{key}` is not an option. Expected some of {sorted(allowed)}."
                 f"{_suggest(key, allowed)}"
             )
+
+
+def _check_auto_or_bool(name: str, value: Any) -> None:
+    if value not in ("auto", True, False):
+        raise AnnzooError(
+            f"`{name}` must be 'auto', true or false. Received: {name}={value!r}"
+        )
 
 
 def _check_schedule(schedule: Any) -> None:
