@@ -56,6 +56,13 @@ def test_every_part_has_a_ratio(quick_run):
         assert "skipped" not in part, (name, part)
         assert part["seconds"] > 0
     _check_ratio(data["transformer"]["ratio"], "transformer")
+    # Beside the default, the same network with dropout on the attention
+    # weights (unfused); the fused and unfused attention agree in bf16.
+    assert data["transformer"]["config"]["attention_dropout"] == 0.0
+    (variant,) = data["transformer"]["variants"].values()
+    assert variant["changes"] == {"attention_dropout": 0.1}
+    _check_ratio(variant["default_speed_over_this"], "transformer variant")
+    assert 0 <= data["transformer"]["fused_vs_unfused_max_abs_gap_bf16"] < 0.1
     _check_ratio(data["runner"]["ratio"], "runner")
     _check_ratio(data["runner"]["model_over_plain"], "runner model")
     # The runner part compares the same network: the twin is checked by count.
