@@ -395,6 +395,8 @@ def resnet50_vs_timm(sizes: Sizes, work: Path) -> dict[str, Any]:
     import numpy as np
     from bench import core
 
+    from annzoo import tasks
+
     batch = sizes.resnet_batch
     rng = np.random.default_rng(0)
     shape = (batch, sizes.resnet_image, sizes.resnet_image, 3)
@@ -417,8 +419,7 @@ def resnet50_vs_timm(sizes: Sizes, work: Path) -> dict[str, Any]:
             **_compile_defaults(),
         },
     }
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+    with tasks.mixed_precision("bfloat16"):
         keras.utils.set_random_seed(0)
         model = _annzoo_resnet50(sizes)
         record["keras"]["params"] = model.count_params()
@@ -461,8 +462,6 @@ def resnet50_vs_timm(sizes: Sizes, work: Path) -> dict[str, Any]:
         else:
             record["ratio"] = None
             record["met"] = None
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     return record
 
 
@@ -564,6 +563,7 @@ def transformer_vs_matmul(sizes: Sizes, work: Path) -> dict[str, Any]:
     from bench import core
 
     import annzoo
+    from annzoo import tasks
 
     config = dict(
         vocabulary_size=sizes.tf_vocabulary,
@@ -594,8 +594,7 @@ def transformer_vs_matmul(sizes: Sizes, work: Path) -> dict[str, Any]:
             "how": "jax.jit(jnp.matmul) of two n x n bf16 arrays",
         },
     }
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+    with tasks.mixed_precision("bfloat16"):
         depth = sizes.tf_d_model // sizes.tf_heads
         shapes = (batch, sizes.tf_sequence, sizes.tf_heads, depth)
         record["keras"]["cudnn_flash_attention"] = _flash_attention(*shapes)
@@ -688,8 +687,6 @@ def transformer_vs_matmul(sizes: Sizes, work: Path) -> dict[str, Any]:
             }
             for name in variants
         }
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     return record
 
 
