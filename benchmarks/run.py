@@ -9,7 +9,8 @@ Benchmarks (see ``benchmarks/bench/``): overhead (recipe runner against the
 same network in plain Keras), dispatch (annzoo's default fit settings against
 a naive ``model.fit`` on a tiny MLP, and the candidate settings), pipeline
 (annzoo's input pipeline against one batch repeated), tuning (share of a
-search outside training steps), scaling (step time and peak memory against
+search outside training steps, and its wall time against the same trials in
+plain keras-tuner), scaling (step time and peak memory against
 batch size, width, depth and sequence length; ``results/scaling.png``).
 
 A full run writes its section of ``benchmarks/RESULTS.md`` (one per backend,

@@ -71,9 +71,68 @@ def test_quick_run_writes_ratios_and_results(tmp_path):
         assert ratio["low"] <= ratio["median"] <= ratio["high"], (where, ratio)
     share = data["tuning"]["data"]["share_outside_steps"]
     assert 0 <= share <= 1
+    plain = data["tuning"]["data"]["plain_keras_tuner"]
+    assert {"wall_ratio", "outside_steps_ratio"} <= set(plain)
+    assert "plain keras-tuner" in text
     for name in NAMES:
         for check in data[name]["checks"]:
             assert math.isfinite(check["value"]), (name, check)
+
+
+def test_plain_search_replays_the_given_trials(tmp_path):
+    """The plain keras-tuner baseline trains exactly the configurations given."""
+    import numpy as np
+    from bench import tuning, zoo
+
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 8, 8, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 128)
+    splits = {
+        "train": zoo.synthetic_split(x, y, num_classes=10),
+        "validation": zoo.synthetic_split(x[:32], y[:32], num_classes=10),
+    }
+    configs = [
+        {"hidden_units_depth": 1, "hidden_units_1": 32, "activation": "relu",
+         "dropout": 0.0, "optimizer": "adam", "learning_rate": 1e-3,
+         "batch_size": 16},
+        {"hidden_units_depth": 2, "hidden_units_1": 64, "hidden_units_2": 32,
+         "activation": "gelu", "dropout": 0.1, "optimizer": "rmsprop",
+         "learning_rate": 3e-3, "batch_size": 64},
+    ]  # fmt: skip
+    totals = tuning._new_totals()
+    tuner = tuning.plain_search(
+        configs, splits, epochs=1, patience=1, directory=tmp_path, totals=totals
+    )
+    trials = [tuner.oracle.trials[k] for k in sorted(tuner.oracle.trials)]
+    assert [t.hyperparameters.values for t in trials] == configs
+    widths = [
+        [layer.units for layer in tuner.load_model(t).layers if hasattr(layer, "units")]
+        for t in trials
+    ]
+    assert widths == [[32, 10], [64, 32, 10]]
+    # One fit per configuration, then nothing more (a third trial would be a
+    # drawn one); 128 samples make 8 batches of 16 and 2 of 64, one step each
+    # (Keras' default steps_per_execution).
+    assert totals["fits"] == 2
+    assert totals["steps"] == 128 // 16 + 128 // 64
+    assert totals["calls"] == totals["steps"]
+
+
+def test_step_count_of_an_epoch_that_ends_in_a_partial_call():
+    """A 5-step epoch at 4 steps per call runs 4 + 1 steps, not 2 x 4."""
+    import keras
+    import numpy as np
+    from bench import tuning
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse", steps_per_execution=4)
+    totals = tuning._new_totals()
+    x = np.zeros((10, 3), "float32")
+    model.fit(x, x[:, :1], batch_size=2, epochs=2, verbose=0,
+              callbacks=[tuning._PlainTimer(totals)])  # fmt: skip
+    assert totals["steps"] == 2 * 5
+    assert totals["calls"] == 2 * 2
+    assert totals["first_call_steps"] == 4
 
 
 def test_merge_replaces_only_its_blocks():

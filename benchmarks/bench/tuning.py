@@ -17,6 +17,12 @@ split, from the outside in:
   (at the later calls' time per step) is counted apart, as tracing.
 
 Target: at most 10% of the wall time outside training steps.
+
+Beside it, for scale: the same trials as a plain keras-tuner search written
+the way a user would (`plain_search`), timed by the same batch callback,
+alternating with annzoo's search over several rounds. The share outside
+steps of such tiny trials is mostly Keras' own per-model cost (tracing the
+train and test steps, building the model), which the plain search pays too.
 """
 
 from __future__ import annotations
@@ -26,10 +32,55 @@ import statistics
 import time
 
 import keras
+import numpy as np
 
 from bench import core, zoo
 
 TARGET = 0.10
+
+
+class _StepTotals:
+    """Batch hooks adding up the time of each compiled call into ``totals``.
+
+    Keras calls the batch hooks once per compiled call, which runs up to
+    ``steps_per_execution`` steps: begin gets the call's first step index, end
+    ``begin + steps_per_execution - 1`` whatever the data held, so a call's
+    steps are ``end - begin + 1`` capped by the steps left in the epoch (the
+    last call of an epoch that does not split into whole calls runs fewer).
+    A fit's first call also traces and compiles, so it is counted apart too.
+    """
+
+    totals: dict
+
+    def on_train_begin(self, logs=None):
+        self._first = True
+        self.totals["fits"] += 1
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._begin = batch
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        seconds = time.perf_counter() - self._batch_start
+        steps = batch - self._begin + 1
+        per_epoch = (self.params or {}).get("steps")
+        if per_epoch:
+            steps = min(steps, per_epoch - self._begin)
+        totals = self.totals
+        totals["call_s"] += seconds
+        totals["steps"] += steps
+        totals["calls"] += 1
+        if self._first:
+            totals["first_call_s"] += seconds
+            totals["first_call_steps"] += steps
+            self._first = False
+
+
+def _new_totals() -> dict:
+    return {
+        "call_s": 0.0, "first_call_s": 0.0, "steps": 0, "first_call_steps": 0,
+        "calls": 0, "fits": 0,
+    }  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -43,36 +94,15 @@ def batch_timing():
             "annzoo.tuning.search._EpochTimer is gone: update bench/tuning.py to "
             "add the batch timer another way."
         )
-    # Keras calls the batch hooks once per compiled call, which runs
-    # steps_per_execution steps: begin gets the call's first step index, end
-    # its last, so a call's steps are end - begin + 1.
-    totals = {
-        "call_s": 0.0, "first_call_s": 0.0, "steps": 0, "first_call_steps": 0,
-        "calls": 0, "fits": 0,
-    }  # fmt: skip
+    totals = _new_totals()
 
-    class BatchTimer(base):
+    class BatchTimer(_StepTotals, base):
+        def __init__(self, record):
+            super().__init__(record)
+            self.totals = totals
+
         def __deepcopy__(self, memo):  # keras-tuner copies callbacks per trial
             return BatchTimer(self.record)
-
-        def on_train_begin(self, logs=None):
-            self._first = True
-            totals["fits"] += 1
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._begin = batch
-            self._batch_start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            seconds = time.perf_counter() - self._batch_start
-            steps = batch - self._begin + 1
-            totals["call_s"] += seconds
-            totals["steps"] += steps
-            totals["calls"] += 1
-            if self._first:
-                totals["first_call_s"] += seconds
-                totals["first_call_steps"] += steps
-                self._first = False
 
     search._EpochTimer = BatchTimer
     try:
@@ -81,25 +111,105 @@ def batch_timing():
         search._EpochTimer = base
 
 
-def run(settings: core.Settings) -> core.Section:
-    from annzoo.tuning import tune
+class _PlainTimer(_StepTotals, keras.callbacks.Callback):
+    """The same batch timing, as a callback of a plain keras-tuner search."""
 
-    trials, epochs = (1, 1) if settings.quick else (20, 10)
-    overrides = ["data.limit=128"] if settings.quick else []
-    recipe = zoo.recipe("digits_mlp", overrides)
-    out = settings.work_dir / "tuning"
-    core.say(f"tuning: {trials}-trial random search, {epochs} epochs at most per trial")
-    with batch_timing() as totals:
-        started = time.perf_counter()
-        result = tune(
-            recipe, tuner="random", max_trials=trials, seed=0, epochs=epochs,
-            output_dir=out, overwrite=True, verbose=0,
-        )  # fmt: skip
-        wall = time.perf_counter() - started
-    keras.backend.clear_session()
-    rows = [t for t in result.trials if t.get("status") == "COMPLETED"]
-    trial_wall = sum(float(t["wall_s"]) for t in rows)
-    in_epochs = sum(float(t["train_s"]) for t in rows)
+    def __init__(self, totals: dict):
+        super().__init__()
+        self.totals = totals
+
+    def __deepcopy__(self, memo):  # keras-tuner copies callbacks per trial
+        return _PlainTimer(self.totals)
+
+
+def plain_search(
+    configs: list[dict],
+    splits: dict,
+    *,
+    epochs: int,
+    patience: int,
+    directory,
+    totals: dict,
+):
+    """The same trials as a plain keras-tuner search, written as a user would.
+
+    A hand-written MLP (`handmade.mlp`) compiled with Keras' defaults, the
+    hypermodel's ``fit`` passing the trial's batch size to ``model.fit`` on
+    the arrays, validation arrays, early stopping: keras-tuner's own tuner
+    loop and checkpoints. Its oracle replays ``configs`` (annzoo's trials,
+    in order) instead of drawing, so both searches train the same networks
+    with the same settings for the same epochs. Returns the tuner.
+    """
+    import keras_tuner
+
+    from annzoo.tuning import spaces
+    from bench import handmade
+
+    train, validation = splits["train"], splits["validation"]
+    mlp_space = spaces.FAMILY_SPACES["mlp"]
+    common = spaces.COMMON_SPACE
+    num_classes = int(np.max(train.y)) + 1
+
+    class ReplayOracle(keras_tuner.Oracle):
+        def populate_space(self, trial_id):
+            done = len(self.trials)  # the new trial is added after this
+            if done >= len(configs):
+                return {"status": "STOPPED"}
+            return {"status": "RUNNING", "values": dict(configs[done])}
+
+    class PlainMLP(keras_tuner.HyperModel):
+        def build(self, hp):
+            units = mlp_space["hidden_units"]
+            depth = hp.Int("hidden_units_depth", *units["depth"])
+            hidden = [
+                hp.Choice(f"hidden_units_{i}", units["values"])
+                for i in range(1, depth + 1)
+            ]
+            model = handmade.mlp(
+                train.x.shape[1:], num_classes, hidden_units=hidden,
+                dropout=hp.Choice("dropout", mlp_space["dropout"]),
+                activation=hp.Choice("activation", mlp_space["activation"]),
+            )  # fmt: skip
+            rate = common["learning_rate"]
+            optimizer = keras.optimizers.get(
+                {
+                    "class_name": hp.Choice("optimizer", common["optimizer"]["values"]),
+                    "config": {
+                        "learning_rate": hp.Float(
+                            "learning_rate", rate["min"], rate["max"], sampling="log"
+                        )
+                    },
+                }
+            )
+            model.compile(
+                optimizer=optimizer,
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
+            return model
+
+        def fit(self, hp, model, *args, **kwargs):
+            batch = hp.Choice("batch_size", common["batch_size"]["values"])
+            return model.fit(*args, batch_size=batch, **kwargs)
+
+    oracle = ReplayOracle(objective="val_loss", max_trials=len(configs), seed=0)
+    tuner = keras_tuner.Tuner(
+        oracle=oracle, hypermodel=PlainMLP(), directory=str(directory),
+        project_name="plain", overwrite=True,
+    )  # fmt: skip
+    tuner.search(
+        train.x, train.y, validation_data=(validation.x, validation.y),
+        epochs=epochs, verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+            _PlainTimer(totals),
+        ],
+    )  # fmt: skip
+    return tuner
+
+
+def _split_time(totals: dict, wall: float) -> dict:
+    """Wall time split into training steps and tracing (see the module doc)."""
     # Later calls give the time of a step; each fit's first call also traces
     # and compiles: what it took beyond its steps' time is that overhead.
     later_s = totals["call_s"] - totals["first_call_s"]
@@ -108,8 +218,70 @@ def run(settings: core.Settings) -> core.Section:
     # unknown: the first calls then count as tracing, all of them.
     step_s = later_s / later_steps if later_steps else 0.0
     first_steps_s = min(totals["first_call_steps"] * step_s, totals["first_call_s"])
-    tracing = totals["first_call_s"] - first_steps_s
-    in_steps = later_s + first_steps_s
+    return {
+        "wall_s": wall,
+        "step_s": step_s,
+        "in_steps_s": later_s + first_steps_s,
+        "tracing_s": totals["first_call_s"] - first_steps_s,
+        "outside_s": wall - (later_s + first_steps_s),
+    }
+
+
+def _annzoo_search(recipe, trials, epochs, out):
+    from annzoo.tuning import tune
+
+    with batch_timing() as totals:
+        started = time.perf_counter()
+        result = tune(
+            recipe, tuner="random", max_trials=trials, seed=0, epochs=epochs,
+            output_dir=out, overwrite=True, verbose=0,
+        )  # fmt: skip
+        wall = time.perf_counter() - started
+    keras.backend.clear_session()
+    return result, totals, wall
+
+
+def run(settings: core.Settings) -> core.Section:
+    trials, epochs = (1, 1) if settings.quick else (20, 10)
+    rounds = 1 if settings.quick else 3
+    overrides = ["data.limit=128"] if settings.quick else []
+    recipe = zoo.recipe("digits_mlp", overrides)
+    patience = int(recipe.callbacks["early_stopping"]["patience"])
+    splits = zoo.load_splits(recipe)
+    out = settings.work_dir / "tuning"
+    core.say(
+        f"tuning: {trials}-trial random search, {epochs} epochs at most per trial, "
+        f"against the same trials in plain keras-tuner, {rounds} round(s)"
+    )
+    annzoo_runs, plain_runs = [], []
+    result = totals = None
+    configs: list[dict] = []
+    for round_ in range(1, rounds + 1):
+        result, totals, wall = _annzoo_search(recipe, trials, epochs, out)
+        rows = [t for t in result.trials if t.get("status") == "COMPLETED"]
+        if not configs:
+            configs = [dict(t["hyperparameters"]) for t in rows]
+        annzoo_runs.append((result, totals, _split_time(totals, wall)))
+        plain_totals = _new_totals()
+        started = time.perf_counter()
+        plain_search(
+            configs, splits, epochs=epochs, patience=patience,
+            directory=out / "plain", totals=plain_totals,
+        )  # fmt: skip
+        plain_wall = time.perf_counter() - started
+        keras.backend.clear_session()
+        plain_runs.append((plain_totals, _split_time(plain_totals, plain_wall)))
+        core.say(
+            f"tuning: round {round_}/{rounds}: annzoo {wall:.1f} s, plain "
+            f"keras-tuner {plain_wall:.1f} s"
+        )
+    # The breakdown is the round of median wall time (annzoo's).
+    order = sorted(range(rounds), key=lambda i: annzoo_runs[i][2]["wall_s"])
+    result, totals, split = annzoo_runs[order[rounds // 2]]
+    rows = [t for t in result.trials if t.get("status") == "COMPLETED"]
+    wall, step_s = split["wall_s"], split["step_s"]
+    trial_wall = sum(float(t["wall_s"]) for t in rows)
+    in_epochs = sum(float(t["train_s"]) for t in rows)
     shares = {
         "outside trials (setup, reports)": (wall - trial_wall) / wall,
         "in trials, outside epochs (build, compile, bookkeeping)": (
@@ -120,17 +292,47 @@ def run(settings: core.Settings) -> core.Section:
             in_epochs - totals["call_s"]
         )
         / wall,
-        "first call of each fit, beyond its steps (tracing)": tracing / wall,
-        "training steps": in_steps / wall,
+        "first call of each fit, beyond its steps (tracing)": split["tracing_s"] / wall,
+        "training steps": split["in_steps_s"] / wall,
     }
-    outside = 1.0 - in_steps / wall
+    outside = split["outside_s"] / wall
     fixed = [float(t["wall_s"]) - float(t["train_s"]) for t in rows]
     fixed_median = statistics.median(fixed) if fixed else float("nan")
-    per_trial_overhead = (wall - in_steps) / max(len(rows), 1)
+    per_trial_overhead = split["outside_s"] / max(len(rows), 1)
     breakeven_steps = 9 * per_trial_overhead / step_s if step_s else float("nan")
+
+    count = max(len(configs), 1)
+    pairs = list(zip(annzoo_runs, plain_runs, strict=True))
+    wall_ratio = core.Ratio.of([a[2]["wall_s"] / p[1]["wall_s"] for a, p in pairs])
+    outside_ratio = core.Ratio.of(
+        [a[2]["outside_s"] / p[1]["outside_s"] for a, p in pairs]
+    )
+    plain_split = sorted((p[1] for p in plain_runs), key=lambda d: d["wall_s"])[
+        rounds // 2
+    ]
+    plain_totals = next(p[0] for p in plain_runs if p[1] is plain_split)
+    contenders = [
+        ("annzoo.tune", split, totals),
+        ("plain keras-tuner", plain_split, plain_totals),
+    ]
+    comparison = core.table(
+        [
+            "search", "wall time", "outside training steps", "per trial outside steps",
+            "tracing per fit", "time per step", "steps",
+        ],
+        [
+            [
+                name, f"{d['wall_s']:.1f} s", f"{d['outside_s'] / d['wall_s']:.1%}",
+                f"{d['outside_s'] / count:.3f} s",
+                f"{d['tracing_s'] / max(t['fits'], 1):.3f} s",
+                f"{d['step_s'] * 1e3:.3f} ms", f"{t['steps']:,}",
+            ]
+            for name, d, t in contenders
+        ],
+    )  # fmt: skip
     core.say(
         f"tuning: {len(rows)} trials in {wall:.1f} s, {outside:.1%} outside "
-        "training steps"
+        f"training steps; wall time {wall_ratio.text(3)} of plain keras-tuner's"
     )
     checks = [
         core.Check(
@@ -153,7 +355,8 @@ def run(settings: core.Settings) -> core.Section:
             "call also traces and compiles, and what it took beyond its own "
             "steps' time is counted as tracing. The other parts come from "
             "annzoo's per-trial records (`stats/`), the method of the search-overhead "
-            "section above. Shares of the search's wall time:",
+            f"section above. Shares of the search's wall time (the round of median "
+            f"wall time of {rounds}):",
             "",
             core.table(
                 ["part of the search", "share of wall time"],
@@ -161,16 +364,34 @@ def run(settings: core.Settings) -> core.Section:
             ),
             "",
             f"Outside training steps: **{outside:.1%}**; {len(rows)} trials "
-            f"completed, {totals['steps']:,} steps ({totals['steps'] / len(rows):,.0f} "
+            f"completed, {totals['steps']:,} steps "
+            f"({totals['steps'] / max(len(rows), 1):,.0f} "
             f"per trial) in {totals['calls']:,} calls. Per trial, everything but "
             f"the training steps costs as much as {_steps(per_trial_overhead, step_s)} "
             "steps (median of annzoo's own fixed cost outside epochs: "
             f"{_steps(fixed_median, step_s)} steps), so a trial needs about "
             f"{breakeven_steps:,.0f} steps for the 10% target.",
+            "",
+            "The same trials as a plain keras-tuner search, the way a user writes "
+            "one: a hand-written Sequential MLP compiled with Keras' defaults, "
+            "`model.fit` on the arrays with the trial's batch size and validation "
+            "arrays, the same early stopping, keras-tuner's own trial loop and "
+            "checkpoints; its oracle replays annzoo's trials in order, so both "
+            "searches train the same networks for the same epochs. The searches "
+            f"alternate, {rounds} round(s); the rows are each one's round of median "
+            "wall time, measured by the same batch callback:",
+            "",
+            comparison,
+            "",
+            f"annzoo's search takes **{wall_ratio.text(3)}** ({wall_ratio.spread(3)}) "
+            "of plain keras-tuner's wall time, and its time outside training "
+            f"steps is {outside_ratio.text(3)} ({outside_ratio.spread(3)}) of "
+            "plain keras-tuner's.",
         ]
     )
     data = {
         "trials": trials,
+        "rounds": rounds,
         "completed": len(rows),
         "epochs_max": epochs,
         "share_outside_steps": round(outside, 4),
@@ -187,6 +408,13 @@ def run(settings: core.Settings) -> core.Section:
         ),
         "steps_per_trial_for_target": round(breakeven_steps) if step_s else None,
         "best_score": result.best_score,
+        "plain_keras_tuner": {
+            "wall_ratio": wall_ratio.as_dict(),
+            "outside_steps_ratio": outside_ratio.as_dict(),
+            "annzoo": {k: round(v, 6) for k, v in split.items()},
+            "plain": {k: round(v, 6) for k, v in plain_split.items()},
+            "plain_steps": plain_totals["steps"],
+        },
     }
     return core.Section(
         "tuning", "Tuning overhead: a search's time outside training steps",
