@@ -8,6 +8,8 @@
 #   ../shared/gpu/prepare-wheels.sh
 # then run this from the project root on the GPU machine with .whl carried along:
 #   bash benchmarks/gpu.sh "$OUT" [gpu_bench.py options, e.g. --only transformer]
+# --profile adds each contender's device time per step by operation (JAX's
+# and PyTorch's profilers) to the JSON: where (a) and (b) lose time.
 # It stays under 8 minutes: the benchmark skips a part that would not fit in
 # BUDGET_S (default 420) and is killed after LIMIT_S (default 450). OUT gets
 # gpu_bench.json (whatever parts finished, even after a kill) and

@@ -28,7 +28,13 @@ lowest and highest (see ``benchmarks/bench/core.py``). Data is synthetic.
     shuffle=True)``; float32, augmentation off on both sides (see
     `runner_vs_plain_keras`). Target >= 0.98.
 
-    KERAS_BACKEND=jax python benchmarks/gpu_bench.py --out OUT_DIR [--quick]
+    KERAS_BACKEND=jax python benchmarks/gpu_bench.py --out OUT_DIR [--quick] [--profile]
+
+``--profile`` then runs a few steps of each contender of (a) and (b) under
+JAX's profiler (PyTorch's for timm) and adds to the JSON where each one's
+device time per step goes: the operations that took most of it and the
+shares by kind (convolution, matmul, attention, fused elementwise...), from
+`bench.profiles`.
 
 Writes ``OUT_DIR/gpu_bench.json`` (atomically, after every part, so a run cut
 short keeps the parts it finished) and prints a markdown table; progress goes
@@ -124,6 +130,8 @@ class Sizes:
     runner_validation: int
     runner_batch: int | None  # None: the recipe's
     runner_model: dict[str, Any]  # overrides of the recipe's model section
+    profile: bool = False  # --profile: kernel tables of (a) and (b)
+    profile_steps: int = 8  # steps profiled per contender
 
 
 FULL = Sizes(
@@ -145,7 +153,7 @@ QUICK = Sizes(
     tf_layers=2, tf_vocabulary=64, tf_classes=4, tf_steps=2,
     matmul_n=256, matmul_per_epoch=2,
     runner_train=64, runner_validation=8, runner_batch=8,
-    runner_model={"depth": 1},
+    runner_model={"depth": 1}, profile_steps=2,
 )  # fmt: skip
 # Seconds each part takes on an H100 (compiles included), to skip a part that
 # would not finish within --budget-s rather than lose the whole run.
@@ -385,6 +393,22 @@ def _timm_contender(sizes: Sizes, images, labels) -> tuple[Any, dict]:
             raise TorchFailed(repr(error)) from error
         return time.perf_counter() - start, epochs * steps
 
+    def profile(count: int) -> dict[str, Any]:
+        from bench import profiles
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        activities = [ProfilerActivity.CPU]
+        if cuda:
+            activities.append(ProfilerActivity.CUDA)
+        sync()
+        with torch_profile(activities=activities) as trace:
+            for _ in range(count):
+                step(forward)
+            sync()
+        return profiles.torch_kernels(trace, count, cuda)
+
+    run.profile = profile
     return run, info
 
 
@@ -455,6 +479,12 @@ def resnet50_vs_timm(sizes: Sizes, work: Path) -> dict[str, Any]:
         record["median_images_per_s"] = {
             name: round(batch / _median(values), 1) for name, values in results.items()
         }
+        if sizes.profile:
+            record["profile"] = _profiles(
+                sizes, work / "profile_resnet50", feed, sizes.resnet_steps,
+                {KERAS_RESNET: model},
+                {TORCH_RESNET: contenders[1].run} if TORCH_RESNET in results else {},
+            )  # fmt: skip
         if TORCH_RESNET in results:
             ratio = core.speedups(results, KERAS_RESNET, TORCH_RESNET)
             record["ratio"] = ratio.as_dict()
@@ -463,6 +493,35 @@ def resnet50_vs_timm(sizes: Sizes, work: Path) -> dict[str, Any]:
             record["ratio"] = None
             record["met"] = None
     return record
+
+
+def _profiles(sizes: Sizes, where: Path, feed, feed_steps: int, models: dict,
+              torch_runs: dict | None = None) -> dict[str, Any]:  # fmt: skip
+    """``--profile``: each contender's device time per step by operation.
+
+    A Keras model trains one epoch of the feed (``feed_steps`` steps) under
+    JAX's profiler; a PyTorch contender runs ``sizes.profile_steps`` steps
+    under PyTorch's. A profile that fails records its error only.
+    """
+    from bench import core, profiles
+
+    found: dict[str, Any] = {}
+    jobs = [
+        (name, lambda m=model, w=where / str(i): profiles.jax_kernels(
+            lambda: core.timed_fit(m, feed, epochs=1), w, feed_steps))
+        for i, (name, model) in enumerate(models.items())
+    ] + [
+        (name, lambda r=run: r.profile(sizes.profile_steps))
+        for name, run in (torch_runs or {}).items()
+    ]  # fmt: skip
+    for name, job in jobs:
+        say(f"profiling {name}")
+        try:
+            found[name] = job()
+        except Exception as error:  # a profile is extra: keep the figures
+            say(f"profiling {name} failed: {error!r}")
+            found[name] = {"error": repr(error)[:2000]}
+    return found
 
 
 # -- (b) Transformer FLOP/s against a matmul -----------------------------------
@@ -675,6 +734,11 @@ def transformer_vs_matmul(sizes: Sizes, work: Path) -> dict[str, Any]:
         }
         record["ratio"] = ratio.as_dict()
         record["met"] = ratio.median >= 0.5
+        if sizes.profile:
+            record["profile"] = _profiles(
+                sizes, work / "profile_transformer", feed, sizes.tf_steps,
+                {TRANSFORMER: model, **variants},
+            )  # fmt: skip
         record["variants"] = {
             name: {
                 "changes": TRANSFORMER_VARIANTS[name],
@@ -986,6 +1050,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="run only this part (repeatable)",
     )  # fmt: skip
     parser.add_argument(
+        "--profile", action="store_true",
+        help="also profile (a) and (b): device time per step by operation, "
+        "into the JSON (about 30 s more on an H100)",
+    )  # fmt: skip
+    parser.add_argument(
         "--budget-s", type=float, default=None,
         help="skip a part that would end after this many seconds (estimates "
         "for an H100); default 430 in full mode, none with --quick",
@@ -1003,6 +1072,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     started = time.perf_counter()
     sizes = QUICK if args.quick else FULL
+    if args.profile:
+        sizes = dataclasses.replace(sizes, profile=True)
     budget = args.budget_s if args.budget_s is not None else (
         None if args.quick else 430.0
     )  # fmt: skip

@@ -162,3 +162,69 @@ def test_only_rejects_unknown_names():
     done = run_python("benchmarks/run.py", "--only", "nonsense", timeout=120)
     assert done.returncode != 0
     assert "nonsense" in done.stderr and "overhead" in done.stderr
+
+
+def _event(pid, tid, name, ts, dur):
+    return {"ph": "X", "pid": pid, "tid": tid, "name": name, "ts": ts, "dur": dur}
+
+
+def _names(pid, process, threads):
+    yield {"ph": "M", "name": "process_name", "pid": pid, "args": {"name": process}}
+    for tid, thread in threads.items():
+        yield {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+               "args": {"name": thread}}  # fmt: skip
+
+
+def test_trace_summary_reads_the_device_ops_line():
+    from bench import profiles
+
+    events = [
+        *_names(1, "/device:GPU:0", {10: "XLA Ops", 11: "Stream #7(Compute)"}),
+        *_names(2, "/host:CPU", {20: "python"}),
+        # Two steps: a 30 us convolution and a 10 us fusion each.
+        _event(1, 10, "cudnn-conv.1", 0, 30), _event(1, 10, "fusion.2", 30, 10),
+        _event(1, 10, "cudnn-conv.1", 100, 30), _event(1, 10, "fusion.2", 130, 10),
+        # Kernels and host events are other lines: not counted.
+        _event(1, 11, "sm90_kernel", 0, 25), _event(2, 20, "PjitFunction", 0, 500),
+    ]  # fmt: skip
+    summary = profiles.summarize_events(events, steps=2)
+    assert summary["source"] == "device XLA ops"
+    assert summary["lines"] == ["XLA Ops"]
+    assert summary["busy_ms_per_step"] == (30 + 10) / 1000
+    assert [row["name"] for row in summary["top"]] == ["cudnn-conv.1", "fusion.2"]
+    assert [row["share"] for row in summary["top"]] == [0.75, 0.25]
+    assert [row["calls_per_step"] for row in summary["top"]] == [1, 1]
+    assert summary["kinds"] == {"convolution": 0.75, "fused elementwise": 0.25}
+    # Without an ops line, the device's streams (kernels).
+    streams = [e for e in events if e.get("tid") != 10 or e["ph"] == "M"]
+    streams = [e for e in streams if e.get("args", {}).get("name") != "XLA Ops"]
+    summary = profiles.summarize_events(streams, steps=1)
+    assert summary["source"] == "device streams"
+    assert summary["busy_ms_per_step"] == 25 / 1000
+
+
+def test_nested_events_count_their_own_time_only():
+    from bench import profiles
+
+    events = [
+        {"name": "executor", "ts": 0, "dur": 100},
+        {"name": "op.1", "ts": 10, "dur": 20},
+        {"name": "op.2", "ts": 50, "dur": 10},
+        {"name": "op.3", "ts": 200, "dur": 5},  # after the executor ended
+    ]
+    assert dict(profiles.self_times(events)) == {
+        "executor": 70.0, "op.1": 20.0, "op.2": 10.0, "op.3": 5.0,
+    }  # fmt: skip
+
+
+def test_operation_kinds():
+    from bench import profiles
+
+    assert profiles.kind("cudnn-conv-bias-activation.7") == "convolution"
+    assert profiles.kind("sm90_xmma_fprop_implicit_gemm_bf16") == "convolution"
+    assert profiles.kind("cublas-gemm.3") == "matmul"
+    assert profiles.kind("cudnn-fmha.1") == "attention"
+    assert profiles.kind("loop_add_fusion.12") == "fused elementwise"
+    assert profiles.kind("reduce-window.2") == "reduction"
+    assert profiles.kind("transpose.4") == "copy"
+    assert profiles.kind("while.3") == "other"

@@ -31,8 +31,8 @@ PARTS = ("resnet50", "transformer", "runner")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_bench")
     done = run_python(
-        str(ROOT / "benchmarks" / "gpu_bench.py"), "--quick", "--out", str(out),
-        timeout=600, KERAS_BACKEND="jax",
+        str(ROOT / "benchmarks" / "gpu_bench.py"), "--quick", "--profile",
+        "--out", str(out), timeout=600, KERAS_BACKEND="jax",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return out, json.loads((out / "gpu_bench.json").read_text()), done
@@ -123,3 +123,23 @@ def test_table_progress_and_atomic_output(quick_run):
         assert f"gpu_bench: {name}: done" in done.stderr
     # Written through a temporary file and a rename: nothing else is left.
     assert sorted(p.name for p in out.iterdir()) == ["gpu_bench.json"]
+
+
+def test_profiles_of_the_keras_contenders(quick_run):
+    """--profile: each Keras contender's time per step by operation (on a CPU,
+    XLA's host threads), with shares that add up."""
+    _, data, _ = quick_run
+    names = {
+        "resnet50": ["annzoo resnet50 (Keras, JAX)"],
+        "transformer": ["annzoo transformer", *data["transformer"]["variants"]],
+    }
+    for part, expected in names.items():
+        profile = data[part]["profile"]
+        for name in expected:
+            summary = profile[name]
+            assert "error" not in summary, (part, name, summary)
+            assert summary["busy_ms_per_step"] > 0
+            assert summary["top"] and summary["operations"] >= len(summary["top"])
+            assert math.isclose(sum(summary["kinds"].values()), 1.0, abs_tol=1e-3)
+            shares = [row["share"] for row in summary["top"]]
+            assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.001
