@@ -490,3 +490,30 @@ def test_best_epoch_checkpoint_holds_the_best_epochs_weights(tmp_path):
     model.load_weights(str(path))
     for got, want in zip(model.get_weights(), best, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_jax_compiled_programs_are_cleared_only_past_the_memory_budget(monkeypatch):
+    """After each trial on JAX: compiled programs are kept until resident
+    memory has grown by more than JAX_CACHE_BUDGET_MB since the last clearing."""
+    jax = pytest.importorskip("jax")
+    from annzoo.tuning import search
+
+    budget = search.JAX_CACHE_BUDGET_MB
+    # Resident memory after trials 1..5, each read once by the budget check;
+    # a clearing reads it once more (what the clearing freed).
+    readings = iter([1000.0, 1000.0 + budget, 1001.0 + budget, 700.0,
+                     700.0 + budget + 1, 650.0, 900.0])  # fmt: skip
+    monkeypatch.setattr(search, "_rss_mb", lambda: next(readings))
+    cleared = []
+    monkeypatch.setattr(jax, "clear_caches", lambda: cleared.append(True))
+    state: dict = {}
+    outcomes = [search._free_memory(state, backend="jax") for _ in range(5)]
+    # Trial 1 sets the baseline (1000); trial 2 is exactly at the budget: kept;
+    # trial 3 is 1 MiB past it: cleared, new baseline 700; trial 4 past 700 +
+    # budget: cleared again (baseline 650); trial 5 (900) is within it.
+    assert outcomes == [False, False, True, True, False]
+    assert len(cleared) == 2
+    assert state["rss_after_clear"] == 650.0
+    # Other backends never touch JAX.
+    assert search._free_memory({}, backend="tensorflow") is False
+    assert len(cleared) == 2
