@@ -142,9 +142,10 @@ def _rss_mb() -> float:
 # train and test steps, and the small programs behind its eager operations
 # (initializers, optimizer and metric variables). Clearing them after every
 # trial kept memory flat but made every trial compile the small ones again: a
-# 20-trial digits MLP search on a 2-core CPU took 45-54 s that way, 30-31 s
-# when they were kept, for 4.6 MiB more resident memory per trial. They are
-# cleared when resident memory has grown this much since the last clearing.
+# 20-trial digits MLP search in a fresh process on a 2-core CPU took 62.2-62.9 s
+# that way, 40.3-44.3 s when they were kept, for 51-62 MiB more resident memory
+# by the last trial. They are cleared when resident memory has grown this much
+# since the last clearing.
 JAX_CACHE_BUDGET_MB = 512.0
 
 
