@@ -266,7 +266,6 @@ def run(settings: core.Settings) -> core.Section:
         )  # fmt: skip
         keras.backend.clear_session()
     annzoo_runs, plain_runs = [], []
-    result = totals = None
     configs: list[dict] = []
     for round_ in range(1, rounds + 1):
         result, totals, wall = _annzoo_search(recipe, trials, epochs, out)
@@ -319,10 +318,9 @@ def run(settings: core.Settings) -> core.Section:
     outside_ratio = core.Ratio.of(
         [a[2]["outside_s"] / p[1]["outside_s"] for a, p in pairs]
     )
-    plain_split = sorted((p[1] for p in plain_runs), key=lambda d: d["wall_s"])[
+    plain_totals, plain_split = sorted(plain_runs, key=lambda p: p[1]["wall_s"])[
         rounds // 2
     ]
-    plain_totals = next(p[0] for p in plain_runs if p[1] is plain_split)
     contenders = [
         ("annzoo.tune", split, totals),
         ("plain keras-tuner", plain_split, plain_totals),
