@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import math
@@ -505,16 +506,20 @@ def _profiles(sizes: Sizes, where: Path, feed, feed_steps: int, models: dict,
     """
     from bench import core, profiles
 
-    found: dict[str, Any] = {}
-    jobs = [
-        (name, lambda m=model, w=where / str(i): profiles.jax_kernels(
-            lambda: core.timed_fit(m, feed, epochs=1), w, feed_steps))
+    def keras_job(model, folder: Path):
+        def run():
+            core.timed_fit(model, feed, epochs=1)
+
+        return lambda: profiles.jax_kernels(run, folder, feed_steps)
+
+    jobs = {
+        name: keras_job(model, where / str(i))
         for i, (name, model) in enumerate(models.items())
-    ] + [
-        (name, lambda r=run: r.profile(sizes.profile_steps))
-        for name, run in (torch_runs or {}).items()
-    ]  # fmt: skip
-    for name, job in jobs:
+    }
+    for name, run in (torch_runs or {}).items():
+        jobs[name] = functools.partial(run.profile, sizes.profile_steps)
+    found: dict[str, Any] = {}
+    for name, job in jobs.items():
         say(f"profiling {name}")
         try:
             found[name] = job()
@@ -1052,7 +1057,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true",
         help="also profile (a) and (b): device time per step by operation, "
-        "into the JSON (about 30 s more on an H100)",
+        "into the JSON",
     )  # fmt: skip
     parser.add_argument(
         "--budget-s", type=float, default=None,
