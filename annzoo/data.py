@@ -501,6 +501,38 @@ def drop_partial_batch(
     return steps_per_epoch is None or steps_per_epoch <= full
 
 
+def evaluation_batch_size(
+    num_samples: int,
+    batch_size: int,
+    *,
+    fixed_shapes: bool,
+    multiple: int = 1,
+) -> int:
+    """Batch size for evaluating or predicting ``num_samples`` samples.
+
+    ``batch_size`` itself, unless the last batch would be smaller and the step
+    is compiled for fixed shapes (see `drop_partial_batch`): evaluation cannot
+    leave samples out, so the step would be compiled twice, once for the
+    whole batches and once for the last. Then the largest batch size between
+    half and twice ``batch_size`` that divides ``num_samples`` (and is a
+    multiple of ``multiple``, the data-parallel batch multiple) is taken:
+    evaluation keeps no activations for a backward pass, so twice the
+    training batch needs no more memory than training does. ``batch_size``
+    when no such divisor exists (a prime sample count, say). On JAX (CPU),
+    the test step of a 20-trial digits MLP search was compiled 40 times, 4.6 s
+    of the search's 16.6 s of compiling, because each validation ended in a
+    batch of 14.
+    """
+    full, rest = divmod(num_samples, batch_size)
+    if not fixed_shapes or rest == 0 or full == 0:
+        return batch_size
+    lowest = max(1, -(-batch_size // 2))
+    for size in range(min(2 * batch_size, num_samples), lowest - 1, -1):
+        if num_samples % size == 0 and size % multiple == 0:
+            return size
+    return batch_size
+
+
 def _pass_position(tf, epoch):
     """``b -> (k, b)``: the first element of a pass takes the epoch variable's
     value and moves it on; the map is sequential, so the others read it after."""

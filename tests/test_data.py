@@ -823,3 +823,25 @@ def test_drop_partial_batch_only_where_it_would_be_compiled_again(
         data.drop_partial_batch(n, batch, fixed_shapes=fixed, steps_per_epoch=steps)
         is expected
     )
+
+
+@pytest.mark.parametrize(
+    "n, batch, fixed, multiple, expected",
+    [
+        # Divisors of 270 between 16 and 64: 18, 27, 30, 45, 54.
+        (270, 32, True, 1, 54),
+        # Divisors of 1000 between 32 and 128: 40, 50, 100, 125; even: 40, 50, 100.
+        (1000, 64, True, 1, 125),
+        (1000, 64, True, 2, 100),
+        (270, 256, True, 1, 270),  # all of it in one batch, no more than 512
+        (97, 32, True, 1, 32),  # prime: no divisor, two shapes it is
+        (270, 32, False, 1, 32),  # not compiled for fixed shapes
+        (256, 32, True, 1, 32),  # every batch whole already
+        (20, 32, True, 1, 32),  # one batch of 20 whatever the size
+    ],
+)
+def test_evaluation_batch_size_splits_the_samples_evenly_where_it_saves_a_compile(
+    n, batch, fixed, multiple, expected
+):
+    size = data.evaluation_batch_size(n, batch, fixed_shapes=fixed, multiple=multiple)
+    assert size == expected

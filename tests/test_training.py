@@ -432,3 +432,22 @@ def test_whole_batches_that_cannot_cover_the_steps_are_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(AnnzooError, match="data.drop_remainder"):
         train(recipe.override(["data.drop_remainder=sometimes"]), output_dir=tmp_path)
+
+
+@pytest.mark.parametrize("jit, sizes", [(True, {54}), (False, {32, 14})])
+def test_evaluation_batches_are_whole_where_the_step_is_compiled_for_fixed_shapes(
+    jit, sizes
+):
+    # 270 samples: at batch 32, 8 batches and one of 14 (a second compiled
+    # step); 54 is the largest divisor of 270 between 16 and 64.
+    from annzoo.training import load_recipe, runner
+
+    recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py")
+    split = runner._load_splits(recipe)["test"]
+    assert len(split) == 270
+    model = runner._build(recipe, runner._model_arguments(recipe, split))
+    model.jit_compile = jit
+    pipeline = runner._inputs(recipe, split, model, training=False, num_classes=10)
+    seen = [np.asarray(y) for _, y in pipeline]
+    assert {len(y) for y in seen} == sizes
+    np.testing.assert_array_equal(np.concatenate(seen), split.y)

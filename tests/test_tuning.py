@@ -128,13 +128,33 @@ def test_trials_train_on_a_stream_of_whole_epochs(tmp_path, monkeypatch):
         assert sum(taken) == 2 * n  # two epochs: each sample twice
 
 
+def _validation_batch_sizes(validation, batch_size) -> set[int]:
+    if isinstance(validation, tuple):  # arrays: Keras cuts the batches
+        n = len(validation[1])
+        return {len(range(start, min(start + batch_size, n))) for start in
+                range(0, n, batch_size)}  # fmt: skip
+    return {len(labels) for _, labels in validation}
+
+
 def test_compiled_trials_train_on_whole_batches(tmp_path, monkeypatch):
     # XLA would compile each trial's step again for a last, smaller batch:
-    # 100 samples at batch 16 or 32 train 6 or 3 whole batches per epoch.
+    # 100 samples at batch 16 or 32 train 6 or 3 whole batches per epoch, and
+    # the 100 validation samples are evaluated in batches of one size (on
+    # TensorFlow at 50, not 32 and 4, with the validation batch set to 32).
+    from annzoo.tuning import search
+
+    monkeypatch.setattr(search, "VALIDATION_BATCH", 32)
     trained = []
+    validated = []
     fit = keras.Model.fit
 
     def recording(model, *args, **kwargs):
+        validated.append(
+            _validation_batch_sizes(
+                kwargs["validation_data"],
+                kwargs.get("validation_batch_size") or kwargs.get("batch_size"),
+            )
+        )
         history = fit(model, *args, **kwargs)
         epochs = len(history.history["loss"])
         trained.append((int(model.optimizer.iterations.numpy()), epochs))
@@ -150,6 +170,7 @@ def test_compiled_trials_train_on_whole_batches(tmp_path, monkeypatch):
     assert len(trained) == 2
     for (steps, epochs), trial in zip(trained, result.trials, strict=True):
         assert steps == epochs * (100 // trial["hyperparameters"]["batch_size"])
+    assert [len(sizes) for sizes in validated] == [1, 1]
 
 
 def test_a_changed_search_is_refused_unless_overwrite(tmp_path):

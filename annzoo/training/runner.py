@@ -520,6 +520,13 @@ def _inputs(
     # for the whole fit when the epoch splits into calls of equal length.
     global_batch = plan.global_batch(data_cfg["batch_size"])
     drop = training and _drops_remainder(recipe, model, len(split), global_batch)
+    if not training:
+        global_batch = data.evaluation_batch_size(
+            len(split),
+            global_batch,
+            fixed_shapes=bool(getattr(model, "jit_compile", False)),
+            multiple=plan.batch_multiple,
+        )
     batches = len(split) // global_batch if drop else -(-len(split) // global_batch)
     steps = recipe.fit["steps_per_epoch"] or batches
     wanted = int(getattr(model, "steps_per_execution", 1) or 1)

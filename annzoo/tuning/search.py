@@ -359,7 +359,12 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
                 # shuffling array pipeline (~10 ms per epoch to start).
                 from annzoo import data
 
-                validation = data.make_dataset(*validation, batch_size=VALIDATION_BATCH)
+                batch = data.evaluation_batch_size(
+                    len(validation[1]),
+                    VALIDATION_BATCH,
+                    fixed_shapes=bool(model.jit_compile),
+                )
+                validation = data.make_dataset(*validation, batch_size=batch)
             return super().fit(
                 hp, model, x, y, validation_data=validation, shuffle=True, **kwargs
             )
@@ -369,6 +374,16 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
 
             if batch_size is None:
                 return super().fit_model(model, x, y, shuffle=shuffle, **kwargs)
+            validation = kwargs.get("validation_data")
+            if isinstance(validation, tuple):  # arrays, batched by Keras
+                kwargs.setdefault(
+                    "validation_batch_size",
+                    data.evaluation_batch_size(
+                        len(validation[1]),
+                        batch_size,
+                        fixed_shapes=bool(model.jit_compile),
+                    ),
+                )
             # A compiled step would be compiled again for a last, smaller
             # batch: trials then train on whole batches (as the runner does).
             drop = data.drop_partial_batch(
@@ -385,7 +400,7 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
                     drop_remainder=True,
                 )  # fmt: skip
                 data.set_epoch(train, kwargs.get("initial_epoch", 0))
-                return super().fit_model(model, train, **kwargs)
+                return super().fit_model(model, train, shuffle=False, **kwargs)
             # As the recipe runner does: a never-ending tf.data stream, one
             # iterator for the whole fit, when the epoch splits into calls of
             # equal length; otherwise a one-pass array pipeline (both start an
@@ -401,7 +416,8 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
                 tasks.set_steps_per_execution(model, block)
                 kwargs["steps_per_epoch"] = train.steps_per_epoch
             data.set_epoch(train, kwargs.get("initial_epoch", 0))
-            return super().fit_model(model, train, **kwargs)
+            # The pipeline shuffles (seeded per epoch); Keras warns otherwise.
+            return super().fit_model(model, train, shuffle=False, **kwargs)
 
     return RecipeHyperModel(
         recipe.model["name"],
