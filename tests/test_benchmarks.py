@@ -217,6 +217,32 @@ def test_nested_events_count_their_own_time_only():
     }  # fmt: skip
 
 
+def test_torch_summary_counts_kernels_not_the_operators_that_launched_them():
+    from types import SimpleNamespace
+
+    from bench import profiles
+
+    def event(key, device, self_device, self_cpu=0.0, count=2):
+        return SimpleNamespace(key=key, device_type=f"DeviceType.{device}",
+                               self_device_time_total=self_device,
+                               self_cpu_time_total=self_cpu, count=count)  # fmt: skip
+
+    events = [
+        # An operator that also reports its kernel's 300 us as its own.
+        event("aten::cudnn_convolution", "CPU", 300.0, self_cpu=40.0),
+        event("sm90_xmma_fprop_implicit_gemm_bf16", "CUDA", 300.0),
+        event("void at::native::vectorized_elementwise_kernel", "CUDA", 100.0),
+    ]
+    trace = SimpleNamespace(key_averages=lambda: events)
+    summary = profiles.torch_kernels(trace, steps=2, cuda=True)
+    assert summary["busy_ms_per_step"] == (300 + 100) / 1000 / 2
+    assert [row["share"] for row in summary["top"]] == [0.75, 0.25]
+    assert summary["top"][0]["calls_per_step"] == 1
+    # Without CUDA: the operators' own CPU time.
+    summary = profiles.torch_kernels(trace, steps=1, cuda=False)
+    assert summary["busy_ms_per_step"] == 40 / 1000
+
+
 def test_operation_kinds():
     from bench import profiles
 

@@ -845,3 +845,24 @@ def test_evaluation_batch_size_splits_the_samples_evenly_where_it_saves_a_compil
 ):
     size = data.evaluation_batch_size(n, batch, fixed_shapes=fixed, multiple=multiple)
     assert size == expected
+
+
+@tf_only
+def test_the_spare_iterator_keras_makes_at_an_epochs_end_leaves_the_order_alone():
+    # An epoch of 79 batches at 32 steps per call: Keras makes a second
+    # iterator at the end of each epoch and throws it away at the next one's
+    # start. Unread, it must not move the pipeline's epoch counter, or the
+    # next epoch would take the order of the one after it.
+    x, y = _xy(79 * 2, 2)
+    ds = data.make_dataset(x, y, batch_size=2, shuffle=True, seed=1)
+    counter = ds._annzoo_epoch
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(int(counter.numpy()))
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse", steps_per_execution=32)
+    model.fit(ds, epochs=3, verbose=0, callbacks=[Spy()], shuffle=False)
+    assert seen == [1, 2, 3]

@@ -162,12 +162,26 @@ def jax_kernels(run: Callable[[], Any], where: str | Path, steps: int,
     return {"steps": steps, **summarize_events(read_trace(written[-1]), steps, top)}
 
 
+def _on_device(event) -> bool:
+    """Whether a ``torch.profiler`` event ran on the GPU (a kernel, a copy),
+    not on the host: the device's own events carry its time."""
+    return "CUDA" in str(getattr(event, "device_type", ""))
+
+
 def torch_kernels(profile, steps: int, cuda: bool, top: int = TOP) -> dict[str, Any]:
-    """Summary of a finished ``torch.profiler.profile``: each operation's own
-    device time (CUDA kernels), or its own CPU time without CUDA."""
+    """Summary of a finished ``torch.profiler.profile``: each GPU kernel's
+    time, or each operator's own CPU time without CUDA.
+
+    With CUDA only the device's own events count, so that an operator and the
+    kernels it launched are not both counted (where a PyTorch version records
+    no device events, every event's own device time counts).
+    """
+    events = list(profile.key_averages())
+    if cuda and any(_on_device(e) for e in events):
+        events = [e for e in events if _on_device(e)]
     durations: dict[str, float] = collections.defaultdict(float)
     counts: dict[str, int] = collections.Counter()
-    for event in profile.key_averages():
+    for event in events:
         if cuda:
             micros = getattr(event, "self_device_time_total", None)
             if micros is None:  # older PyTorch
