@@ -33,7 +33,7 @@ lowest and highest (see ``benchmarks/bench/core.py``). Data is synthetic.
 ``--profile`` then runs a few steps of each contender of (a) and (b) under
 JAX's profiler (PyTorch's for timm) and adds to the JSON where each one's
 device time per step goes: the operations that took most of it and the
-shares by kind (convolution, matmul, attention, fused elementwise...), from
+shares by kind (convolution, matmul, attention, elementwise...), from
 `bench.profiles`.
 
 Writes ``OUT_DIR/gpu_bench.json`` (atomically, after every part, so a run cut

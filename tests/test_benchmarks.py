@@ -194,7 +194,7 @@ def test_trace_summary_reads_the_device_ops_line():
     assert [row["name"] for row in summary["top"]] == ["cudnn-conv.1", "fusion.2"]
     assert [row["share"] for row in summary["top"]] == [0.75, 0.25]
     assert [row["calls_per_step"] for row in summary["top"]] == [1, 1]
-    assert summary["kinds"] == {"convolution": 0.75, "fused elementwise": 0.25}
+    assert summary["kinds"] == {"convolution": 0.75, "elementwise": 0.25}
     # Without an ops line, the device's streams (kernels).
     streams = [e for e in events if e.get("tid") != 10 or e["ph"] == "M"]
     streams = [e for e in streams if e.get("args", {}).get("name") != "XLA Ops"]
@@ -250,7 +250,13 @@ def test_operation_kinds():
     assert profiles.kind("sm90_xmma_fprop_implicit_gemm_bf16") == "convolution"
     assert profiles.kind("cublas-gemm.3") == "matmul"
     assert profiles.kind("cudnn-fmha.1") == "attention"
-    assert profiles.kind("loop_add_fusion.12") == "fused elementwise"
+    assert profiles.kind("loop_add_fusion.12") == "elementwise"
+    assert profiles.kind("wrapped_convert.39") == "elementwise"  # a cast
+    assert profiles.kind("loop_convert_fusion.3") == "elementwise"
+    assert profiles.kind("aten::add_") == "elementwise"
+    assert profiles.kind("aten::native_batch_norm_backward") == "normalization"
+    assert profiles.kind("triton_red_fused_native_batch_norm_0") == "normalization"
+    assert profiles.kind("triton_red_fused_sum_1") == "reduction"
     assert profiles.kind("reduce-window.2") == "reduction"
     assert profiles.kind("transpose.4") == "copy"
     assert profiles.kind("while.3") == "other"

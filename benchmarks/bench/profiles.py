@@ -5,7 +5,7 @@ Chrome-format trace it writes (``perfetto_trace.json.gz``); `torch_kernels`
 reads a ``torch.profiler`` run. Both give the same summary: the busy time per
 step of the device (or, on a CPU, of XLA's host threads), the operations
 that took most of it, and their shares by kind (convolution, matmul,
-attention, fused elementwise, reduction, copy). The summary goes into the
+attention, normalization, elementwise, reduction, copy). The summary goes into the
 benchmark's JSON, so a GPU run brings back the answer, not megabytes of
 trace.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import gzip
 import json
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -22,23 +23,28 @@ from typing import Any
 TOP = 25  # operations listed per profile
 
 # First match wins: a cuDNN convolution kernel is a convolution, not "cudnn".
+# Each word is a regular expression ("conv" but not "convert", a cast).
 KINDS = (
-    ("convolution", ("conv", "wgrad", "dgrad", "fprop", "implicit_gemm")),
+    ("convolution", ("conv(?!ert)", "wgrad", "dgrad", "fprop", "implicit_gemm")),
     ("attention", ("flash", "fmha", "attention", "sdpa")),
-    ("matmul", ("gemm", "dot", "matmul", "cublas", "cutlass", "xmma", "addmm", "mm(")),
-    ("reduction", ("reduce", "reduction")),
+    ("matmul", ("gemm", "dot", "matmul", "cublas", "cutlass", "xmma", "addmm",
+                r"mm\(")),
+    ("normalization", ("batch_?norm", "layer_?norm", "group_?norm", "bn_fw", "bn_bw")),
+    ("reduction", ("reduce", "reduction", "triton_red", "triton_per")),
     ("copy", ("copy", "transpose", "memcpy", "memset", "dynamic-update-slice")),
-    ("fused elementwise", ("fusion", "elementwise", "vectorized", "triton")),
+    ("elementwise", ("fusion", "elementwise", "vectorized", "triton", "convert",
+                     "wrapped_", "aten::(add|mul|div|sub|relu|threshold)")),
     ("communication", ("all-reduce", "nccl", "all-gather")),
     ("custom call", ("custom-call", "custom_call")),
-)
+)  # fmt: skip
+_KIND_PATTERNS = tuple((label, re.compile("|".join(words))) for label, words in KINDS)
 
 
 def kind(name: str) -> str:
     """The kind of an operation or kernel, from its name."""
     lowered = name.lower()
-    for label, words in KINDS:
-        if any(word in lowered for word in words):
+    for label, pattern in _KIND_PATTERNS:
+        if pattern.search(lowered):
             return label
     return "other"
 
