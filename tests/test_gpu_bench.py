@@ -89,6 +89,39 @@ def test_resnet50_ratio_or_the_reason_pytorch_was_skipped(quick_run):
         assert part["ratio"] is None
 
 
+def test_resnet50_variant_with_one_pass_batch_statistics(quick_run):
+    _, data, _ = quick_run
+    (variant,) = data["resnet50"]["variants"].values()
+    # --quick's ResNet: depth (1, 1, 1, 1) of bottleneck blocks, 3 convolutions
+    # each and a projection shortcut: 16 batch normalizations, and the stem's.
+    assert variant["changes"].endswith("(17 layers)")
+    _check_ratio(variant["default_speed_over_this"], "resnet50 variant")
+
+
+def test_one_pass_batch_statistics_match_numpy():
+    import sys
+
+    import keras
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_bench
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, (8, 5, 5, 4)).astype("float32")
+    inputs = keras.Input((5, 5, 4))
+    norm = keras.layers.BatchNormalization(epsilon=1e-3)
+    model = keras.Model(inputs, norm(inputs))
+    assert gpu_bench._one_pass_batch_norm(model) == 1
+    assert norm._moments.__func__ is gpu_bench._one_pass_moments
+    out = keras.ops.convert_to_numpy(norm(x, training=True))
+    mean = x.mean(axis=(0, 1, 2))
+    variance = ((x - mean) ** 2).mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(out, (x - mean) / np.sqrt(variance + 1e-3), atol=1e-4)
+    # Moving statistics: momentum 0.99 from a mean of 0 and a variance of 1.
+    moving = keras.ops.convert_to_numpy(norm.moving_variance)
+    np.testing.assert_allclose(moving, 0.99 + 0.01 * variance, rtol=1e-5)
+
+
 def test_transformer_flops_match_a_hand_count(quick_run):
     _, data, _ = quick_run
     part = data["transformer"]
@@ -130,7 +163,7 @@ def test_profiles_of_the_keras_contenders(quick_run):
     XLA's host threads), with shares that add up."""
     _, data, _ = quick_run
     names = {
-        "resnet50": ["annzoo resnet50 (Keras, JAX)"],
+        "resnet50": ["annzoo resnet50 (Keras, JAX)", *data["resnet50"]["variants"]],
         "transformer": ["annzoo transformer", *data["transformer"]["variants"]],
     }
     for part, expected in names.items():
