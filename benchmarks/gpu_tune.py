@@ -2,8 +2,9 @@
 
 Runs `annzoo.tune` over a digits CNN (numpy input, XLA-compiled trials) and
 reports trials per minute, the per-trial fixed cost (trial wall time minus the
-time inside training epochs: build, compile, bookkeeping) and the share of
-the search's wall time spent inside training epochs.
+time inside training epochs: build, compile, bookkeeping), the share of the
+search's wall time spent inside training epochs and, on JAX, how much of it
+went to tracing, lowering and XLA compiling (JAX's own compile events).
 
     KERAS_BACKEND=jax python benchmarks/gpu_tune.py --out OUT_DIR [--trials 12]
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -33,6 +35,35 @@ def _device() -> str:
         device = jax.devices()[0]
         return f"{device.platform}:{getattr(device, 'device_kind', '?')}"
     return f"{keras.backend.backend()}:cpu"
+
+
+# JAX's own timings of the work behind a compiled function's first call.
+COMPILE_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "tracing",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lowering",
+    "/jax/core/compile/backend_compile_duration": "xla_compile",
+}
+
+
+def _compile_clock() -> dict | None:
+    """From now on, adds up JAX's compile events: ``{kind: [seconds, count]}``
+    (None on another backend)."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax.monitoring
+
+    totals = {kind: [0.0, 0] for kind in COMPILE_EVENTS.values()}
+
+    def listener(event, duration, **_):
+        kind = COMPILE_EVENTS.get(event)
+        if kind is not None:
+            totals[kind][0] += duration
+            totals[kind][1] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    return totals
 
 
 def run(out: Path, trials: int, epochs: int) -> dict:
@@ -57,6 +88,7 @@ def run(out: Path, trials: int, epochs: int) -> dict:
             "batch_size": [32, 64],
         },
     )  # fmt: skip
+    clock = _compile_clock()
     started = time.perf_counter()
     result = tune(recipe, max_trials=trials, seed=0, output_dir=out, overwrite=True,
                   verbose=0)  # fmt: skip
@@ -84,6 +116,15 @@ def run(out: Path, trials: int, epochs: int) -> dict:
         "rss_mb_trial_2_and_last": [rows[1]["rss_mb"], rows[-1]["rss_mb"]]
         if len(rows) > 1
         else None,
+        # Where the fixed cost goes on JAX: tracing, lowering and XLA
+        # compiling (each trial's train and test steps, and the small programs
+        # of its eager operations), in seconds and calls over the search.
+        "compile": None
+        if clock is None
+        else {
+            kind: {"s": round(seconds, 3), "calls": calls}
+            for kind, (seconds, calls) in clock.items()
+        },
     }
 
 
@@ -95,7 +136,10 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     figures = run(args.out, args.trials, args.epochs)
-    (args.out / "gpu_tune.json").write_text(json.dumps(figures, indent=2) + "\n")
+    target = args.out / "gpu_tune.json"
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(figures, indent=2) + "\n")
+    os.replace(partial, target)  # never a half-written file
     print(json.dumps(figures, indent=2))
 
 

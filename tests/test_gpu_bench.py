@@ -176,3 +176,19 @@ def test_profiles_of_the_keras_contenders(quick_run):
             assert math.isclose(sum(summary["kinds"].values()), 1.0, abs_tol=1e-3)
             shares = [row["share"] for row in summary["top"]]
             assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.001
+
+
+def test_gpu_tune_reports_the_search_and_its_compile_time(tmp_path):
+    done = run_python(
+        str(ROOT / "benchmarks" / "gpu_tune.py"), "--out", str(tmp_path),
+        "--trials", "2", "--epochs", "1", timeout=600, KERAS_BACKEND="jax",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    data = json.loads((tmp_path / "gpu_tune.json").read_text())
+    assert data["trials_completed"] == 2
+    assert 0 < data["share_inside_training_epochs"] < 1
+    # Each trial's new network compiles its train and test steps at least.
+    compiled = data["compile"]["xla_compile"]
+    assert compiled["calls"] >= 2 * 2 and compiled["s"] > 0
+    assert data["compile"]["tracing"]["calls"] >= 2 * 2
+    assert not list(tmp_path.glob("*.partial"))
