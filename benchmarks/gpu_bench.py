@@ -71,11 +71,6 @@ RESULT_FILE = "gpu_bench.json"
 RECIPE = "cifar10_resnet20"
 KERAS_RESNET = "annzoo resnet50 (Keras, JAX)"
 TORCH_RESNET = "timm resnet50 (PyTorch)"
-# Changes to annzoo's resnet50 timed beside it (a default changes only where
-# such a measurement shows it wins): name -> a function changing the model.
-RESNET_VARIANTS = {
-    "one-pass batch-norm statistics": "_one_pass_batch_norm",
-}
 TRANSFORMER = "annzoo transformer"
 # The same network with other dropouts, to show what they cost: the former
 # default (dropout on the attention weights, which needs them unfused) and
@@ -456,6 +451,13 @@ def _one_pass_batch_norm(model) -> int:
     return changed
 
 
+# Changes to annzoo's resnet50 timed beside it (a default changes only where
+# such a measurement shows it wins): name -> a function changing the model.
+RESNET_VARIANTS = {
+    "one-pass batch-norm statistics": _one_pass_batch_norm,
+}
+
+
 def resnet50_vs_timm(sizes: Sizes, work: Path) -> dict[str, Any]:
     """(a) annzoo resnet50 images/s over timm resnet50 images/s."""
     import jax
@@ -505,7 +507,7 @@ def resnet50_vs_timm(sizes: Sizes, work: Path) -> dict[str, Any]:
         for name, change in list(RESNET_VARIANTS.items())[: 1 if sizes.quick else None]:
             keras.utils.set_random_seed(0)
             variants[name] = _annzoo_resnet50(sizes)
-            changed[name] = globals()[change](variants[name])
+            changed[name] = change(variants[name])
             contenders.append(
                 core.Contender(
                     name,
@@ -547,7 +549,7 @@ def resnet50_vs_timm(sizes: Sizes, work: Path) -> dict[str, Any]:
             )  # fmt: skip
         record["variants"] = {
             name: {
-                "changes": f"{RESNET_VARIANTS[name]} ({changed[name]} layers)",
+                "changes": f"{RESNET_VARIANTS[name].__name__} ({changed[name]} layers)",
                 "median_images_per_s": round(batch / _median(results[name]), 1),
                 "default_speed_over_this": core.speedups(
                     results, KERAS_RESNET, name
