@@ -129,10 +129,47 @@ def test_step_count_of_an_epoch_that_ends_in_a_partial_call():
     totals = tuning._new_totals()
     x = np.zeros((10, 3), "float32")
     model.fit(x, x[:, :1], batch_size=2, epochs=2, verbose=0,
+              validation_data=(x, x[:, :1]),
               callbacks=[tuning._PlainTimer(totals)])  # fmt: skip
     assert totals["steps"] == 2 * 5
     assert totals["calls"] == 2 * 2
     assert totals["first_call_steps"] == 4
+    # One validation per epoch, the fit's first timed apart.
+    assert totals["tests"] == 2 and totals["fits"] == 1
+    assert 0 < totals["first_test_s"] < totals["test_s"]
+
+
+@pytest.mark.parametrize(
+    "per_epoch_s, steps",
+    [
+        # r = 0.01 / 0.2 = 0.05; 0.5 s per trial: S = 0.5 * 0.9 / (0.1 - 0.9 *
+        # 0.05) = 8.18 s, 8,182 steps of 1 ms.
+        (0.01, 8182),
+        # r = 0.15: the share can't fall below 0.15 / 1.15 = 13%.
+        (0.03, None),
+    ],
+)
+def test_growth_splits_per_epoch_from_per_trial_costs(per_epoch_s, steps):
+    from bench import tuning
+
+    fits, epochs, call_s = 10, 30, 6.0
+    # Later validations take 5 ms, each fit's first one 105 ms (1 s of tracing
+    # in all); 0.5 s per trial outside epochs and calls.
+    totals = {"tests": epochs, "fits": fits, "call_s": call_s,
+              "first_test_s": fits * 0.105,
+              "test_s": fits * 0.105 + (epochs - fits) * 0.005}  # fmt: skip
+    in_epochs = call_s + per_epoch_s * epochs + 1.0
+    split = {"step_s": 0.001, "in_steps_s": call_s,
+             "outside_s": per_epoch_s * epochs + fits * 0.5}  # fmt: skip
+    found = tuning._growth(totals, split, in_epochs, epochs, fits)
+    assert found["validation_ms_per_epoch"] == pytest.approx(5.0)
+    assert found["outside_calls_ms_per_epoch"] == pytest.approx(per_epoch_s * 1e3)
+    assert found["per_trial_fixed_s"] == pytest.approx(0.5)
+    ratio = per_epoch_s / 0.2
+    assert found["share_floor_with_more_epochs"] == pytest.approx(
+        ratio / (1 + ratio), abs=1e-4
+    )
+    assert found["steps_per_trial_for_target"] == steps
 
 
 def test_merge_replaces_only_its_blocks():

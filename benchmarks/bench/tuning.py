@@ -54,7 +54,20 @@ class _StepTotals:
 
     def on_train_begin(self, logs=None):
         self._first = True
+        self._first_test = True
         self.totals["fits"] += 1
+
+    def on_test_begin(self, logs=None):
+        self._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        # Validation inside fit; a fit's first one also traces the test step.
+        seconds = time.perf_counter() - self._test_start
+        self.totals["test_s"] += seconds
+        self.totals["tests"] += 1
+        if self._first_test:
+            self.totals["first_test_s"] += seconds
+            self._first_test = False
 
     def on_train_batch_begin(self, batch, logs=None):
         self._begin = batch
@@ -79,7 +92,7 @@ class _StepTotals:
 def _new_totals() -> dict:
     return {
         "call_s": 0.0, "first_call_s": 0.0, "steps": 0, "first_call_steps": 0,
-        "calls": 0, "fits": 0,
+        "calls": 0, "fits": 0, "test_s": 0.0, "first_test_s": 0.0, "tests": 0,
     }  # fmt: skip
 
 
@@ -310,7 +323,8 @@ def run(settings: core.Settings) -> core.Section:
     fixed = [float(t["wall_s"]) - float(t["train_s"]) for t in rows]
     fixed_median = statistics.median(fixed) if fixed else float("nan")
     per_trial_overhead = split["outside_s"] / max(len(rows), 1)
-    breakeven_steps = 9 * per_trial_overhead / step_s if step_s else float("nan")
+    growth = _growth(totals, split, in_epochs, sum(int(t["epochs"]) for t in rows),
+                     len(rows))  # fmt: skip
 
     count = max(len(configs), 1)
     pairs = list(zip(annzoo_runs, plain_runs, strict=True))
@@ -376,8 +390,7 @@ def run(settings: core.Settings) -> core.Section:
             f"per trial) in {totals['calls']:,} calls. Per trial, everything but "
             f"the training steps costs as much as {_steps(per_trial_overhead, step_s)} "
             "steps (median of annzoo's own fixed cost outside epochs: "
-            f"{_steps(fixed_median, step_s)} steps), so a trial needs about "
-            f"{breakeven_steps:,.0f} steps for the 10% target.",
+            f"{_steps(fixed_median, step_s)} steps). {growth['text']}",
             "",
             "The same trials as a plain keras-tuner search, the way a user writes "
             "one: a hand-written Sequential MLP compiled with Keras' defaults, "
@@ -414,7 +427,7 @@ def run(settings: core.Settings) -> core.Section:
         "fixed_cost_outside_epochs_in_steps_median": (
             round(fixed_median / step_s, 1) if step_s else None
         ),
-        "steps_per_trial_for_target": round(breakeven_steps) if step_s else None,
+        "growth": {k: v for k, v in growth.items() if k != "text"},
         "best_score": result.best_score,
         "plain_keras_tuner": {
             "wall_ratio": wall_ratio.as_dict(),
@@ -428,6 +441,63 @@ def run(settings: core.Settings) -> core.Section:
         "tuning", "Tuning overhead: a search's time outside training steps",
         body, data, checks,
     )  # fmt: skip
+
+
+def _growth(totals: dict, split: dict, in_epochs: float, epochs: int,
+            trials: int) -> dict:  # fmt: skip
+    """How the share outside steps would fall as trials grow, from the parts
+    that come once per trial and those that come with every epoch.
+
+    Per epoch: validation and the rest of an epoch outside its calls, the
+    first validation of each fit counted at the later ones' mean (its extra
+    is tracing the test step, once per trial). Per trial: all else outside
+    steps. More epochs of the same size add ``r`` (per-epoch cost over an
+    epoch's steps) to every epoch, so the share outside steps never falls
+    below ``r / (1 + r)``; only the per-trial part is diluted.
+    """
+    later = totals["tests"] - totals["fits"]
+    step_s = split["step_s"]
+    if later <= 0 or not epochs or not step_s:
+        return {"text": "Too few epochs to split per-epoch from per-trial costs."}
+    validation_s = (totals["test_s"] - totals["first_test_s"]) / later
+    first_extra = totals["first_test_s"] - totals["fits"] * validation_s
+    per_epoch_s = (in_epochs - totals["call_s"] - first_extra) / epochs
+    epoch_steps_s = split["in_steps_s"] / epochs
+    ratio = per_epoch_s / epoch_steps_s
+    per_trial_s = (split["outside_s"] - per_epoch_s * epochs) / trials
+    floor = ratio / (1 + ratio)
+    found = {
+        "validation_ms_per_epoch": round(validation_s * 1e3, 3),
+        "outside_calls_ms_per_epoch": round(per_epoch_s * 1e3, 3),
+        "steps_ms_per_epoch": round(epoch_steps_s * 1e3, 3),
+        "per_epoch_over_steps": round(ratio, 4),
+        "per_trial_fixed_s": round(per_trial_s, 4),
+        "share_floor_with_more_epochs": round(floor, 4),
+    }
+    text = (
+        f"Each epoch's validation took {validation_s * 1e3:.2f} ms after the "
+        f"first; with the rest of the epoch outside its calls, "
+        f"{per_epoch_s * 1e3:.2f} ms per epoch, {ratio:.1%} of an epoch's "
+        f"{epoch_steps_s * 1e3:.2f} ms of training steps. Per trial, "
+        f"{per_trial_s:.3f} s comes once (build, tracing, bookkeeping). "
+    )
+    if floor >= TARGET:
+        steps = None
+        text += (
+            f"More epochs of this size dilute only the per-trial part: the share "
+            f"outside steps would stay above {floor:.1%}, so the 10% target needs "
+            "longer epochs (more data per epoch) as well as longer trials."
+        )
+    else:
+        # (F + r S) / (F + (1 + r) S) <= t  <=>  S >= F (1 - t) / (t - (1 - t) r)
+        seconds = per_trial_s * (1 - TARGET) / (TARGET - (1 - TARGET) * ratio)
+        steps = round(seconds / step_s)
+        text += (
+            f"With epochs of this size a trial needs about {steps:,} steps for "
+            "the 10% target."
+        )
+    found["steps_per_trial_for_target"] = steps
+    return {**found, "text": text}
 
 
 def _feeding() -> str:
