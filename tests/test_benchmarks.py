@@ -134,9 +134,11 @@ def test_step_count_of_an_epoch_that_ends_in_a_partial_call():
     assert totals["steps"] == 2 * 5
     assert totals["calls"] == 2 * 2
     assert totals["first_call_steps"] == 4
-    # One validation per epoch, the fit's first timed apart.
+    # One validation per epoch, the fit's first timed apart; the second epoch
+    # is the one whose time outside its calls counts per epoch.
     assert totals["tests"] == 2 and totals["fits"] == 1
     assert 0 < totals["first_test_s"] < totals["test_s"]
+    assert totals["later_epochs"] == 1 and totals["later_epoch_outside_s"] > 0
 
 
 @pytest.mark.parametrize(
@@ -153,15 +155,15 @@ def test_growth_splits_per_epoch_from_per_trial_costs(per_epoch_s, steps):
     from bench import tuning
 
     fits, epochs, call_s = 10, 30, 6.0
-    # Later validations take 5 ms, each fit's first one 105 ms (1 s of tracing
-    # in all); 0.5 s per trial outside epochs and calls.
-    totals = {"tests": epochs, "fits": fits, "call_s": call_s,
-              "first_test_s": fits * 0.105,
-              "test_s": fits * 0.105 + (epochs - fits) * 0.005}  # fmt: skip
-    in_epochs = call_s + per_epoch_s * epochs + 1.0
+    # 20 later epochs measured; validations after the first take 5 ms.
+    totals = {"tests": epochs, "fits": fits, "first_test_s": fits * 0.105,
+              "test_s": fits * 0.105 + (epochs - fits) * 0.005,
+              "later_epochs": epochs - fits,
+              "later_epoch_outside_s": (epochs - fits) * per_epoch_s}  # fmt: skip
+    # Outside steps: every epoch's per-epoch cost and 0.5 s per trial.
     split = {"step_s": 0.001, "in_steps_s": call_s,
              "outside_s": per_epoch_s * epochs + fits * 0.5}  # fmt: skip
-    found = tuning._growth(totals, split, in_epochs, epochs, fits)
+    found = tuning._growth(totals, split, epochs, fits)
     assert found["validation_ms_per_epoch"] == pytest.approx(5.0)
     assert found["outside_calls_ms_per_epoch"] == pytest.approx(per_epoch_s * 1e3)
     assert found["per_trial_fixed_s"] == pytest.approx(0.5)

@@ -53,9 +53,26 @@ class _StepTotals:
     totals: dict
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self._first = True
         self._first_test = True
+        self._first_epoch = True
         self.totals["fits"] += 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._epoch_start = time.perf_counter()
+        self._epoch_calls = 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        # An epoch's time outside its calls (validation, callbacks, Keras'
+        # loop); a fit's first epoch also starts iterators, so it stays apart.
+        outside = time.perf_counter() - self._epoch_start - self._epoch_calls
+        if not self._first_epoch:
+            self.totals["later_epoch_outside_s"] += outside
+            self.totals["later_epochs"] += 1
+        self._first_epoch = False
+        super().on_epoch_end(epoch, logs)
 
     def on_test_begin(self, logs=None):
         self._test_start = time.perf_counter()
@@ -79,6 +96,7 @@ class _StepTotals:
         per_epoch = (self.params or {}).get("steps")
         if per_epoch:
             steps = min(steps, per_epoch - self._begin)
+        self._epoch_calls += seconds
         totals = self.totals
         totals["call_s"] += seconds
         totals["steps"] += steps
@@ -93,6 +111,7 @@ def _new_totals() -> dict:
     return {
         "call_s": 0.0, "first_call_s": 0.0, "steps": 0, "first_call_steps": 0,
         "calls": 0, "fits": 0, "test_s": 0.0, "first_test_s": 0.0, "tests": 0,
+        "later_epoch_outside_s": 0.0, "later_epochs": 0,
     }  # fmt: skip
 
 
@@ -323,8 +342,7 @@ def run(settings: core.Settings) -> core.Section:
     fixed = [float(t["wall_s"]) - float(t["train_s"]) for t in rows]
     fixed_median = statistics.median(fixed) if fixed else float("nan")
     per_trial_overhead = split["outside_s"] / max(len(rows), 1)
-    growth = _growth(totals, split, in_epochs, sum(int(t["epochs"]) for t in rows),
-                     len(rows))  # fmt: skip
+    growth = _growth(totals, split, sum(int(t["epochs"]) for t in rows), len(rows))
 
     count = max(len(configs), 1)
     pairs = list(zip(annzoo_runs, plain_runs, strict=True))
@@ -443,25 +461,24 @@ def run(settings: core.Settings) -> core.Section:
     )  # fmt: skip
 
 
-def _growth(totals: dict, split: dict, in_epochs: float, epochs: int,
-            trials: int) -> dict:  # fmt: skip
+def _growth(totals: dict, split: dict, epochs: int, trials: int) -> dict:
     """How the share outside steps would fall as trials grow, from the parts
     that come once per trial and those that come with every epoch.
 
-    Per epoch: validation and the rest of an epoch outside its calls, the
-    first validation of each fit counted at the later ones' mean (its extra
-    is tracing the test step, once per trial). Per trial: all else outside
+    Per epoch: an epoch's time outside its calls (validation, callbacks),
+    measured on every epoch but a fit's first (which also starts iterators
+    and traces the test step: per-trial costs). Per trial: all else outside
     steps. More epochs of the same size add ``r`` (per-epoch cost over an
     epoch's steps) to every epoch, so the share outside steps never falls
     below ``r / (1 + r)``; only the per-trial part is diluted.
     """
-    later = totals["tests"] - totals["fits"]
+    later = totals["later_epochs"]
     step_s = split["step_s"]
     if later <= 0 or not epochs or not step_s:
         return {"text": "Too few epochs to split per-epoch from per-trial costs."}
-    validation_s = (totals["test_s"] - totals["first_test_s"]) / later
-    first_extra = totals["first_test_s"] - totals["fits"] * validation_s
-    per_epoch_s = (in_epochs - totals["call_s"] - first_extra) / epochs
+    validations = totals["tests"] - totals["fits"]
+    validation_s = (totals["test_s"] - totals["first_test_s"]) / max(validations, 1)
+    per_epoch_s = totals["later_epoch_outside_s"] / later
     epoch_steps_s = split["in_steps_s"] / epochs
     ratio = per_epoch_s / epoch_steps_s
     per_trial_s = (split["outside_s"] - per_epoch_s * epochs) / trials
@@ -475,11 +492,11 @@ def _growth(totals: dict, split: dict, in_epochs: float, epochs: int,
         "share_floor_with_more_epochs": round(floor, 4),
     }
     text = (
-        f"Each epoch's validation took {validation_s * 1e3:.2f} ms after the "
-        f"first; with the rest of the epoch outside its calls, "
-        f"{per_epoch_s * 1e3:.2f} ms per epoch, {ratio:.1%} of an epoch's "
-        f"{epoch_steps_s * 1e3:.2f} ms of training steps. Per trial, "
-        f"{per_trial_s:.3f} s comes once (build, tracing, bookkeeping). "
+        f"After a fit's first epoch, an epoch spent {per_epoch_s * 1e3:.2f} ms "
+        f"outside its calls (validation {validation_s * 1e3:.2f} ms of it), "
+        f"{ratio:.1%} of an epoch's {epoch_steps_s * 1e3:.2f} ms of training "
+        f"steps. Per trial, {per_trial_s:.3f} s comes once (build, tracing, "
+        "iterators, bookkeeping, its share of the search's setup). "
     )
     if floor >= TARGET:
         steps = None
