@@ -322,12 +322,20 @@ def test_stream_block_costs_at_most_one_call_more_per_epoch():
         for limit in (1, 5, 32):
             one_pass = len(range(0, steps, limit))
             block = data.stream_block(steps, limit)
+            short = data.execution_block(steps, limit)
+            longer = [d for d in range(limit + 1, 4 * limit + 1) if steps % d == 0]
             if block is None:
-                assert steps // data.execution_block(steps, limit) > one_pass + 1
+                assert steps // short > one_pass + 1 and not longer
             else:
                 assert steps % block == 0 and steps // block <= one_pass + 1
+            if block is not None and block > limit:  # only where none shorter suits
+                assert steps // short > one_pass + 1 and block == min(longer)
     assert data.stream_block(112, 32) == 28 and data.stream_block(7, 32) == 7
-    assert data.stream_block(40, 32) == 20 and data.stream_block(37, 32) is None
+    assert data.stream_block(40, 32) == 20
+    # Prime step counts: one call per epoch up to 4 x 32 steps, then one-pass.
+    assert data.stream_block(37, 32) == 37 and data.stream_block(79, 32) == 79
+    assert data.stream_block(2 * 79, 32) == 79 and data.stream_block(131, 32) is None
+    assert data.stream_block(37, 5) is None
 
 
 @tf_only
