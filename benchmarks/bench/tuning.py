@@ -16,6 +16,11 @@ split, from the outside in:
   and compiles the step function, and what it takes beyond its steps' time
   (at the later calls' time per step) is counted apart, as tracing.
 
+From these, what comes with every epoch (its time outside its calls, on every
+epoch but a fit's first) is told from what comes once per trial, to say how
+long trials must be for the target, or that more epochs of this size cannot
+reach it.
+
 Target: at most 10% of the wall time outside training steps.
 
 Beside it, for scale: the same trials as a plain keras-tuner search written
@@ -503,7 +508,9 @@ def _growth(totals: dict, split: dict, epochs: int, trials: int) -> dict:
         text += (
             f"More epochs of this size dilute only the per-trial part: the share "
             f"outside steps would stay above {floor:.1%}, so the 10% target needs "
-            "longer epochs (more data per epoch) as well as longer trials."
+            "epochs whose steps outweigh their validation and callbacks more than "
+            "here (more training data per epoch for the same validation, say), "
+            "not only more of them."
         )
     else:
         # (F + r S) / (F + (1 + r) S) <= t  <=>  S >= F (1 - t) / (t - (1 - t) r)
