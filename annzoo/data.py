@@ -538,11 +538,10 @@ def evaluation_batch_size(
     multiple of ``multiple``, the data-parallel batch multiple) is taken;
     evaluation keeps no activations for a backward pass, so it holds less per
     sample than training. ``batch_size`` when no such divisor exists (a
-    prime sample count, say). On JAX (CPU),
-    the test step of a 20-trial digits MLP search was compiled 40 times
-    (4.6 s of the search's 17.7 s of compiling), because each validation of
-    270 samples ended in a smaller batch (14 at batch 32); 20 times (3.1 s)
-    in whole batches.
+    prime sample count, say). On JAX (CPU), the test step of a 20-trial
+    digits MLP search was compiled 40 times (4.6 s of the search's 17.7 s of
+    compiling), because each validation of 270 samples ended in a smaller
+    batch (14 at batch 32); 20 times (3.1 s) in whole batches.
     """
     full, rest = divmod(num_samples, batch_size)
     if not fixed_shapes or rest == 0 or full == 0:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -136,10 +135,9 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     figures = run(args.out, args.trials, args.epochs)
-    target = args.out / "gpu_tune.json"
-    partial = target.with_name(target.name + ".partial")
-    partial.write_text(json.dumps(figures, indent=2) + "\n")
-    os.replace(partial, target)  # never a half-written file
+    from annzoo.training import io as aio
+
+    aio.write_json(args.out / "gpu_tune.json", figures)  # atomically
     print(json.dumps(figures, indent=2))
 
 
