@@ -1,6 +1,6 @@
 """annzoo's CPU benchmark suite: ratios measured in one process, into RESULTS.md.
 
-    python benchmarks/run.py                      # everything, ~10 minutes on 2 cores
+    python benchmarks/run.py                      # everything, ~25 minutes on 2 cores
     python benchmarks/run.py --only dispatch      # one benchmark (repeatable)
     python benchmarks/run.py --quick --results /tmp/r.md   # toy sizes, about a minute
     KERAS_BACKEND=jax python benchmarks/run.py    # or --backend jax
@@ -10,8 +10,10 @@ same network in plain Keras), dispatch (annzoo's default fit settings against
 a naive ``model.fit`` on a tiny MLP, and the candidate settings), pipeline
 (annzoo's input pipeline against one batch repeated), tuning (share of a
 search outside training steps, and its wall time against the same trials in
-plain keras-tuner), scaling (step time and peak memory against
-batch size, width, depth and sequence length; ``results/scaling.png``).
+plain keras-tuner), tuning_recipe (the same share for a search at the
+``surnames_char_rnn`` recipe's own size, about ten minutes), scaling (step
+time and peak memory against batch size, width, depth and sequence length;
+``results/scaling.png``).
 
 A full run writes its section of ``benchmarks/RESULTS.md`` (one per backend,
 between markers; the rest of the file is kept) and the PNGs under

@@ -17,7 +17,7 @@ from tests.conftest import ROOT, run_python
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-NAMES = ("overhead", "dispatch", "pipeline", "tuning", "scaling")
+NAMES = ("overhead", "dispatch", "pipeline", "tuning", "tuning_recipe", "scaling")
 KEPT = "# Benchmark results\n\nHand-written notes that the suite must keep.\n"
 
 

@@ -326,28 +326,11 @@ def run(settings: core.Settings) -> core.Section:
     # The breakdown is the round of median wall time (annzoo's).
     order = sorted(range(rounds), key=lambda i: annzoo_runs[i][2]["wall_s"])
     result, totals, split = annzoo_runs[order[rounds // 2]]
-    rows = [t for t in result.trials if t.get("status") == "COMPLETED"]
+    parts = breakdown(result, totals, split)
+    rows, shares, outside = parts["rows"], parts["shares"], parts["outside"]
     wall, step_s = split["wall_s"], split["step_s"]
-    trial_wall = sum(float(t["wall_s"]) for t in rows)
-    in_epochs = sum(float(t["train_s"]) for t in rows)
-    shares = {
-        "outside trials (setup, reports)": (wall - trial_wall) / wall,
-        "in trials, outside epochs (build, compile, bookkeeping)": (
-            trial_wall - in_epochs
-        )
-        / wall,
-        "in epochs, outside calls (validation, epoch-end callbacks)": (
-            in_epochs - totals["call_s"]
-        )
-        / wall,
-        "first call of each fit, beyond its steps (tracing)": split["tracing_s"] / wall,
-        "training steps": split["in_steps_s"] / wall,
-    }
-    outside = split["outside_s"] / wall
-    fixed = [float(t["wall_s"]) - float(t["train_s"]) for t in rows]
-    fixed_median = statistics.median(fixed) if fixed else float("nan")
-    per_trial_overhead = split["outside_s"] / max(len(rows), 1)
-    growth = _growth(totals, split, sum(int(t["epochs"]) for t in rows), len(rows))
+    per_trial_overhead, growth = parts["per_trial_overhead"], parts["growth"]
+    fixed_median = parts["fixed_median"]
 
     count = max(len(configs), 1)
     pairs = list(zip(annzoo_runs, plain_runs, strict=True))
@@ -464,6 +447,40 @@ def run(settings: core.Settings) -> core.Section:
         "tuning", "Tuning overhead: a search's time outside training steps",
         body, data, checks,
     )  # fmt: skip
+
+
+def breakdown(result, totals: dict, split: dict) -> dict:
+    """A search's wall time in parts (see the module doc), from its per-trial
+    records and the batch timer's totals: shares of the wall time, the share
+    outside training steps, the per-trial and per-epoch costs (`_growth`)."""
+    rows = [t for t in result.trials if t.get("status") == "COMPLETED"]
+    wall = split["wall_s"]
+    trial_wall = sum(float(t["wall_s"]) for t in rows)
+    in_epochs = sum(float(t["train_s"]) for t in rows)
+    shares = {
+        "outside trials (setup, reports)": (wall - trial_wall) / wall,
+        "in trials, outside epochs (build, compile, bookkeeping)": (
+            trial_wall - in_epochs
+        )
+        / wall,
+        "in epochs, outside calls (validation, epoch-end callbacks)": (
+            in_epochs - totals["call_s"]
+        )
+        / wall,
+        "first call of each fit, beyond its steps (tracing)": split["tracing_s"] / wall,
+        "training steps": split["in_steps_s"] / wall,
+    }
+    fixed = [float(t["wall_s"]) - float(t["train_s"]) for t in rows]
+    epochs = sum(int(t["epochs"]) for t in rows)
+    return {
+        "rows": rows,
+        "shares": shares,
+        "outside": split["outside_s"] / wall,
+        "fixed_median": statistics.median(fixed) if fixed else float("nan"),
+        "per_trial_overhead": split["outside_s"] / max(len(rows), 1),
+        "epochs": epochs,
+        "growth": _growth(totals, split, epochs, len(rows)),
+    }
 
 
 def _growth(totals: dict, split: dict, epochs: int, trials: int) -> dict:
