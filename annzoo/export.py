@@ -38,6 +38,7 @@ import keras
 import numpy as np
 
 from annzoo._checks import check_choice
+from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.training import io as aio
 
@@ -232,7 +233,8 @@ def _load(model_file: Path) -> keras.Model:
 
     check_file(model_file)  # against the run's manifest, when there is one
     try:
-        return keras.saving.load_model(model_file, compile=False)
+        with host_initialization():  # JAX: no XLA program per weight shape
+            return keras.saving.load_model(model_file, compile=False)
     except Exception as error:  # corrupt, truncated, or from another Keras
         raise CheckpointError(
             f"Cannot load the model in {str(model_file)!r}: {error}"

@@ -42,6 +42,7 @@ from annzoo._checks import (
     check_positive_float,
     check_positive_int,
 )
+from annzoo._host_init import with_host_initialization
 from annzoo.errors import AnnzooError
 from annzoo.finetune._graph import (
     _FREEZE,
@@ -71,6 +72,7 @@ DEFAULT_LEARNING_RATE = 1e-3  # Adam's default, for an uncompiled source
 Source = keras.Model | str | os.PathLike
 
 
+@with_host_initialization
 def finetune(
     model: Source,
     *,

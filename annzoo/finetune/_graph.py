@@ -13,6 +13,7 @@ import keras
 from annzoo._checks import (
     is_int,
 )
+from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.layers.adapt import input_adapters
 
@@ -230,7 +231,8 @@ def _load(model: Any) -> keras.Model:
 
     check_file(path)  # against the run's manifest, when there is one
     try:
-        loaded = keras.saving.load_model(path)
+        with host_initialization():  # JAX: no XLA program per weight shape
+            loaded = keras.saving.load_model(path)
     except Exception as error:
         raise CheckpointError(f"Cannot load `model` {str(path)!r}: {error}") from error
     _check_model(loaded)

@@ -203,9 +203,14 @@ def load_model(path: str | os.PathLike, *, sha256: str | None = None, **kwargs):
     """``keras.saving.load_model`` after `check_file`; errors name the file."""
     import keras
 
+    from annzoo._host_init import host_initialization
+
     path = check_file(path, sha256)
     try:
-        return keras.saving.load_model(path, **kwargs)
+        # Keras fills every variable before loading its value: on JAX from
+        # NumPy, not one XLA program per weight shape.
+        with host_initialization():
+            return keras.saving.load_model(path, **kwargs)
     except Exception as error:  # zipfile.BadZipFile, OSError, ValueError...
         raise CheckpointError(
             f"{str(path)!r} is not a loadable Keras model "

@@ -34,6 +34,7 @@ import numpy as np
 
 from annzoo import datasets, registry
 from annzoo._checks import check_loaded_splits, check_steps_per_epoch
+from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.training import distribute, sequences
 from annzoo.training import io as aio
@@ -789,16 +790,17 @@ def _fit_stages(
         ]
         fit_steps = _fit_steps(recipe, model, train_input)
         build_fit_state(model, train_input)  # the step traced once, not twice
-        fit_history = model.fit(
-            train_input,
-            epochs=end,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=fit_steps,
-            validation_data=val_input,
-            shuffle=False,  # the input pipeline shuffles, seeded per epoch
-            callbacks=callbacks,
-            verbose=verbose,
-        )
+        with host_initialization():  # JAX: optimizer slots filled from NumPy
+            fit_history = model.fit(
+                train_input,
+                epochs=end,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=fit_steps,
+                validation_data=val_input,
+                shuffle=False,  # the input pipeline shuffles, seeded per epoch
+                callbacks=callbacks,
+                verbose=verbose,
+            )
         for key, values in fit_history.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         initial_epoch = end

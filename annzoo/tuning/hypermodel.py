@@ -18,6 +18,7 @@ import keras
 import keras_tuner
 
 from annzoo import registry, tasks
+from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError
 from annzoo.tuning import spaces
 
@@ -166,7 +167,8 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
         x = args[0] if args else kwargs.get("x")
         y = args[1] if len(args) > 1 else kwargs.get("y")
         tasks.build_fit_state(model, x, y)
-        return model.fit(*args, **kwargs)
+        with host_initialization():  # JAX: optimizer slots filled from NumPy
+            return model.fit(*args, **kwargs)
 
 
 # -- drawing a space on keras-tuner hyperparameters -----------------------------
