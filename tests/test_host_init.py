@@ -64,14 +64,14 @@ def test_no_program_is_compiled_per_weight_shape(caplog):
 
     def compiled(host: bool) -> list[str]:
         caplog.clear()
-        # Shapes no other test uses, so nothing is compiled already.
-        inputs = keras.Input((41 if host else 43,))
+        # Prime sizes no other test uses: nothing of them is compiled already.
+        inputs = keras.Input((409 if host else 419,))
         with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
             if host:
                 with host_initialization():
-                    keras.layers.Dense(37)(inputs)
+                    keras.layers.Dense(397)(inputs)
             else:
-                keras.layers.Dense(39)(inputs)
+                keras.layers.Dense(401)(inputs)
         return [
             r.getMessage()
             for r in caplog.records
