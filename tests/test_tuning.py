@@ -139,8 +139,9 @@ def _validation_batch_sizes(validation, batch_size) -> set[int]:
 def test_compiled_trials_train_on_whole_batches(tmp_path, monkeypatch):
     # XLA would compile each trial's step again for a last, smaller batch:
     # 100 samples at batch 16 or 32 train 6 or 3 whole batches per epoch, and
-    # the 100 validation samples are evaluated in batches of one size (on
-    # TensorFlow at 50, not 32 and 4, with the validation batch set to 32).
+    # the 100 validation samples are evaluated in batches of one size, the
+    # validation batch's whatever the trial's: 50 (not 32 and 4) with the
+    # validation batch set to 32, also for a trial at batch 16 (not 25).
     from annzoo.tuning import search
 
     monkeypatch.setattr(search, "VALIDATION_BATCH", 32)
@@ -170,7 +171,8 @@ def test_compiled_trials_train_on_whole_batches(tmp_path, monkeypatch):
     assert len(trained) == 2
     for (steps, epochs), trial in zip(trained, result.trials, strict=True):
         assert steps == epochs * (100 // trial["hyperparameters"]["batch_size"])
-    assert [len(sizes) for sizes in validated] == [1, 1]
+    assert validated == [{50}, {50}]
+    assert 16 in {t["hyperparameters"]["batch_size"] for t in result.trials}
 
 
 def test_a_changed_search_is_refused_unless_overwrite(tmp_path):

@@ -70,7 +70,10 @@ class TuneResult:
     retrained: Any = None  # a RunResult with retrain=True
 
 
-VALIDATION_BATCH = 256  # samples per validation batch (TensorFlow backend)
+# Samples per validation batch, whatever the trial's batch size: a validation
+# is a forward pass, and a GRU's over 1,536 surnames took 11 ms at 256 against
+# 15-18 ms at 16 on JAX (50-56 against 145-147 ms on TensorFlow), on the CPU.
+VALIDATION_BATCH = 256
 
 
 # -- keras-tuner's files, written atomically ----------------------------------
@@ -380,7 +383,7 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
                     "validation_batch_size",
                     data.evaluation_batch_size(
                         len(validation[1]),
-                        batch_size,
+                        VALIDATION_BATCH,
                         fixed_shapes=bool(model.jit_compile),
                     ),
                 )
