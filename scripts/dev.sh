@@ -45,7 +45,8 @@ case "$command" in
             -k "not parameter_count and not imagenet and not resnet44 and not resnet56 and not resnet110" \
             tests/test_all_models.py tests/test_augment.py tests/test_data.py \
             tests/test_recipe.py tests/test_attention.py tests/test_crf.py \
-            tests/test_decode.py tests/test_seq2seq.py tests/test_host_init.py "$@"
+            tests/test_decode.py tests/test_seq2seq.py tests/test_host_init.py \
+            tests/test_tuning_jax.py "$@"
         ;;
     *)
         echo "usage: scripts/dev.sh main|test [options]" >&2

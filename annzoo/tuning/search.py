@@ -30,6 +30,7 @@ import gc
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -538,6 +539,51 @@ def _frozen_heap():
         gc.unfreeze()
 
 
+# Compiles shorter than this are not kept in a search's compile cache.
+COMPILE_CACHE_MIN_SECONDS = 0.1
+
+
+@contextlib.contextmanager
+def _compile_cache():
+    """On JAX, compiled programs shared by the trials of one search.
+
+    JAX keeps a compiled program per traced function, and each trial's model
+    has new ones, so trials that compile the same program (all the
+    validation steps of one architecture, which neither dropout nor the
+    optimizer changes; the training steps of a repeated configuration)
+    compiled it again. JAX's persistent compilation cache finds a program by
+    its HLO instead: for the search it is pointed at a temporary directory
+    (removed afterwards, so nothing a crash leaves half written is read by a
+    later search), unless the user has a cache directory of their own, which
+    is then used as it is.
+    """
+    import keras
+
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    if jax.config.jax_compilation_cache_dir:
+        yield
+        return
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    saved = {name: getattr(jax.config, name) for name in names}
+    with tempfile.TemporaryDirectory(prefix="annzoo-compiled-") as directory:
+        jax.config.update("jax_compilation_cache_dir", directory)
+        jax.config.update(
+            "jax_persistent_cache_min_compile_time_secs", COMPILE_CACHE_MIN_SECONDS
+        )
+        compilation_cache.reset_cache()
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                jax.config.update(name, value)
+            compilation_cache.reset_cache()
+
+
 def tune(
     recipe_or_name: Any,
     *,
@@ -668,7 +714,12 @@ def tune(
             f"search directory {run_dir}",
             flush=True,
         )
-    with atomic_keras_tuner(), tasks.mixed_precision(precision), _frozen_heap():
+    with (
+        atomic_keras_tuner(),
+        tasks.mixed_precision(precision),
+        _frozen_heap(),
+        _compile_cache(),
+    ):
         engine = tuner_class(**options)
         engine.search(epochs=epochs, callbacks=callbacks, verbose=verbose)
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":

@@ -1,0 +1,72 @@
+"""`annzoo.tune` on the JAX backend: programs compiled once per search.
+
+Run by the JAX pass of the suite (``scripts/dev.sh test``); skipped on the
+other backends.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import pytest
+
+from annzoo.training import Recipe
+from annzoo.tuning import tune
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="JAX's compilation cache"
+)
+
+
+def _recipe() -> Recipe:
+    # One architecture; trials differ in the learning rate and batch size only,
+    # which do not change the validation step.
+    return Recipe.from_dict(
+        dict(
+            name="tiny_mlp",
+            model={"name": "mlp"},
+            data={"dataset": "digits", "limit": 96, "pipeline": "numpy"},
+            fit={"epochs": 1},
+            search_space={
+                "hidden_units": [[12]],
+                "activation": ["relu"],
+                "learning_rate": {"type": "float", "min": 1e-3, "max": 3e-2},
+                "dropout": [0.0],
+                "optimizer": ["adam"],
+                "batch_size": [16, 32],
+            },
+        )
+    )
+
+
+def test_trials_share_compiled_validation_steps(tmp_path, caplog):
+    import jax
+
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        result = tune(_recipe(), max_trials=3, seed=0, output_dir=tmp_path, verbose=0)
+    assert result.completed == 3
+    messages = [r.getMessage() for r in caplog.records]
+    hits = [m for m in messages if "cache hit for 'jit_test_step'" in m]
+    # The first trial compiles the validation step; the other two find it.
+    assert len(hits) == 2, [m for m in messages if "test_step" in m]
+    # The search's cache is gone afterwards and JAX's settings are restored.
+    assert not jax.config.jax_compilation_cache_dir
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 1.0
+    assert not list(tmp_path.rglob("*-cache"))
+
+
+def test_a_users_own_cache_directory_is_kept(tmp_path):
+    import jax
+
+    own = tmp_path / "own-cache"
+    jax.config.update("jax_compilation_cache_dir", str(own))
+    try:
+        tune(_recipe(), max_trials=1, seed=0, output_dir=tmp_path / "s", verbose=0)
+        assert jax.config.jax_compilation_cache_dir == str(own)
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 1.0
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        from jax.experimental.compilation_cache import compilation_cache
+
+        compilation_cache.reset_cache()
