@@ -555,7 +555,9 @@ def _feeding() -> str:
         "batch sequence (whole batches, so the compiled step keeps one shape) and "
         "validates on the arrays; compiled programs are kept from trial to trial "
         f"until resident memory has grown {search.JAX_CACHE_BUDGET_MB:.0f} MiB "
-        "(`annzoo.tuning.search.JAX_CACHE_BUDGET_MB`)."
+        "(`annzoo.tuning.search.JAX_CACHE_BUDGET_MB`), and a program another "
+        "trial compiled already (the same HLO) is taken from the search's "
+        "compilation cache."
     )
 
 
