@@ -19,14 +19,15 @@ variables are filled from NumPy instead and then copied to the device:
 
 Only variable initialization is affected: the random ops of layers (dropout,
 noise, augmentation) and every other use of ``ops.zeros`` keep JAX's. The
-other backends, and variables with a distribution layout (which Keras
-initializes sharded), are left alone.
+other backends, and the variables Keras initializes sharded under a
+distribution (large ones), are left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import threading
 from typing import Any
 
@@ -110,13 +111,29 @@ def _host_fill(original, value, shape, dtype=None):
     return _on_device(np.full(tuple(shape), value, dtype=np.float32), dtype)
 
 
+def _filled_eagerly(variable, initializer) -> bool:
+    """Whether Keras fills ``variable`` eagerly, then lays the value out.
+
+    Under a distribution, Keras fills a large variable (or one whose
+    initializer takes a layout) sharded, inside a compiled program: those
+    are left to Keras. The others are filled whole and then distributed, so
+    a distributed run starts from the same weights as a run on one device.
+    """
+    variable._initialize_layout()
+    layout = variable._layout
+    if layout is None:
+        return True
+    if "layout" in inspect.signature(initializer).parameters:
+        return False
+    from keras.src.backend.jax.core import should_shard_at_init
+
+    return not should_shard_at_init(
+        getattr(layout, "backend_layout", layout), variable._shape
+    )
+
+
 def _initialize_with_initializer(original, self, initializer):
-    if not _active() or _filling():
-        return original(self, initializer)
-    # Where a distribution lays the variable out, Keras may initialize it
-    # sharded, inside a compiled program: left to Keras.
-    self._initialize_layout()
-    if self._layout is not None:
+    if not _active() or _filling() or not _filled_eagerly(self, initializer):
         return original(self, initializer)
     _STATE.filling = True
     try:
