@@ -73,7 +73,7 @@ class TuneResult:
 
 # Samples per validation batch, whatever the trial's batch size: a validation
 # is a forward pass, and a GRU's over 1,536 surnames took 11 ms at 256 against
-# 15-18 ms at 16 on JAX (50-56 against 145-147 ms on TensorFlow), on the CPU.
+# 15-19 ms at 16 on JAX (52-56 against 145-147 ms on TensorFlow), on the CPU.
 VALIDATION_BATCH = 256
 
 
