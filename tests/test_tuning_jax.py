@@ -56,6 +56,19 @@ def test_trials_share_compiled_validation_steps(tmp_path, caplog):
     assert not list(tmp_path.rglob("*-cache"))
 
 
+def test_retraining_takes_the_best_trials_training_step(tmp_path, caplog):
+    import jax
+
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        result = tune(_recipe(), max_trials=1, seed=0, output_dir=tmp_path,
+                      retrain=True, verbose=0)  # fmt: skip
+    assert result.retrained is not None
+    messages = [r.getMessage() for r in caplog.records]
+    # One trial, then the same network and batch size retrained.
+    hits = [m for m in messages if "cache hit for 'jit_train_step'" in m]
+    assert len(hits) == 1, [m for m in messages if "train_step" in m]
+
+
 def test_a_users_own_cache_directory_is_kept(tmp_path):
     import jax
 

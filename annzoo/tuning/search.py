@@ -545,17 +545,18 @@ COMPILE_CACHE_MIN_SECONDS = 0.1
 
 @contextlib.contextmanager
 def _compile_cache():
-    """On JAX, compiled programs shared by the trials of one search.
+    """On JAX, compiled programs shared by the trials of one search and its
+    retraining.
 
     JAX keeps a compiled program per traced function, and each trial's model
     has new ones, so trials that compile the same program (all the
     validation steps of one architecture, which neither dropout nor the
-    optimizer changes; the training steps of a repeated configuration)
-    compiled it again. JAX's persistent compilation cache finds a program by
-    its HLO instead: for the search it is pointed at a temporary directory
-    (removed afterwards, so nothing a crash leaves half written is read by a
-    later search), unless the user has a cache directory of their own, which
-    is then used as it is.
+    optimizer changes; the training steps of a repeated configuration, and
+    of the best one when it is retrained) compiled it again. JAX's persistent
+    compilation cache finds a program by its HLO instead: for the search it
+    is pointed at a temporary directory (removed afterwards, so nothing a
+    crash leaves half written is read by a later search), unless the user
+    has a cache directory of their own, which is then used as it is.
     """
     import keras
 
@@ -714,34 +715,31 @@ def tune(
             f"search directory {run_dir}",
             flush=True,
         )
-    with (
-        atomic_keras_tuner(),
-        tasks.mixed_precision(precision),
-        _frozen_heap(),
-        _compile_cache(),
-    ):
-        engine = tuner_class(**options)
-        engine.search(epochs=epochs, callbacks=callbacks, verbose=verbose)
-    if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
-        # A worker of a distributed search: the chief reports.
-        return TuneResult(run_dir, {}, None, [], 0)
-    trials = reports.collect(engine, hypermodel, stats_dir)
-    completed = sum(t["status"] == "COMPLETED" for t in trials)
-    best = reports.best(trials, _mode(objective))
-    reports.write(run_dir, trials, best, objective, verbose=verbose)
-    plots.plot_trials(trials, run_dir / "trials.png", objective=objective)
-    result = TuneResult(
-        run_dir=run_dir,
-        best_hyperparameters=best["hyperparameters"] if best else {},
-        best_score=best["score"] if best else None,
-        trials=trials,
-        completed=completed,
-    )
-    if retrain and best:
-        result.retrained = _retrain(
-            recipe, hypermodel, engine, best, run_dir, verbose, precision
+    # The compilation cache serves the trials and the retraining.
+    with _compile_cache():
+        with atomic_keras_tuner(), tasks.mixed_precision(precision), _frozen_heap():
+            engine = tuner_class(**options)
+            engine.search(epochs=epochs, callbacks=callbacks, verbose=verbose)
+        if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
+            # A worker of a distributed search: the chief reports.
+            return TuneResult(run_dir, {}, None, [], 0)
+        trials = reports.collect(engine, hypermodel, stats_dir)
+        completed = sum(t["status"] == "COMPLETED" for t in trials)
+        best = reports.best(trials, _mode(objective))
+        reports.write(run_dir, trials, best, objective, verbose=verbose)
+        plots.plot_trials(trials, run_dir / "trials.png", objective=objective)
+        result = TuneResult(
+            run_dir=run_dir,
+            best_hyperparameters=best["hyperparameters"] if best else {},
+            best_score=best["score"] if best else None,
+            trials=trials,
+            completed=completed,
         )
-    return result
+        if retrain and best:
+            result.retrained = _retrain(
+                recipe, hypermodel, engine, best, run_dir, verbose, precision
+            )
+        return result
 
 
 def _retrain(recipe, hypermodel, engine, best, run_dir, verbose, precision):
