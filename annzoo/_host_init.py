@@ -125,8 +125,10 @@ def _filled_eagerly(variable, initializer) -> bool:
         return True
     if "layout" in inspect.signature(initializer).parameters:
         return False
-    from keras.src.backend.jax.core import should_shard_at_init
-
+    try:
+        from keras.src.backend.jax.core import should_shard_at_init
+    except ImportError:  # another Keras: leave laid-out variables to it
+        return False
     return not should_shard_at_init(
         getattr(layout, "backend_layout", layout), variable._shape
     )
@@ -151,6 +153,17 @@ def _install() -> None:
             return
         from keras.src.backend.jax import core, random
         from keras.src.backend.jax import numpy as jnp_backend
+
+        targets = [(random, n) for n in ("uniform", "normal", "truncated_normal")]
+        targets += [(jnp_backend, "zeros"), (jnp_backend, "ones")]
+        targets += [
+            (getattr(core, "JaxVariable", None), "_initialize_with_initializer")
+        ]
+        if not all(hasattr(owner, name) for owner, name in targets):
+            # A Keras whose JAX backend is laid out otherwise: its own
+            # initialization stays, as it is without annzoo.
+            _INSTALLED = True
+            return
 
         def wrap(module, name, host, *bound):
             original = getattr(module, name)

@@ -120,6 +120,18 @@ def test_other_draws_and_fills_keep_jax():
     assert not _host_init._filling()
 
 
+@jax_only
+def test_a_keras_laid_out_otherwise_keeps_its_own_initialization(monkeypatch):
+    from keras.src.backend.jax import random
+
+    uniform = random.uniform
+    monkeypatch.setattr(_host_init, "_INSTALLED", False)
+    monkeypatch.delattr(random, "truncated_normal")
+    _host_init._install()  # finds no truncated_normal: wraps nothing
+    assert random.uniform is uniform
+    assert _host_init._INSTALLED
+
+
 def test_is_a_no_op_on_other_backends():
     if JAX:
         pytest.skip("the JAX backend is the one it changes")
