@@ -105,7 +105,7 @@ def _host_truncated_normal(
     return _on_device(sample * np.float32(stddev) + np.float32(mean), dtype)
 
 
-def _host_fill(original, value, shape, dtype=None):
+def _host_fill(original, shape, dtype=None, *, value):
     if not _filling():
         return original(shape, dtype=dtype)
     return _on_device(np.full(tuple(shape), value, dtype=np.float32), dtype)
@@ -154,38 +154,36 @@ def _install() -> None:
         from keras.src.backend.jax import core, random
         from keras.src.backend.jax import numpy as jnp_backend
 
-        targets = [(random, n) for n in ("uniform", "normal", "truncated_normal")]
-        targets += [(jnp_backend, "zeros"), (jnp_backend, "ones")]
-        targets += [
-            (getattr(core, "JaxVariable", None), "_initialize_with_initializer")
+        hosts = [
+            (random, "uniform", _host_uniform),
+            (random, "normal", _host_normal),
+            (random, "truncated_normal", _host_truncated_normal),
+            (jnp_backend, "zeros", functools.partial(_host_fill, value=0.0)),
+            (jnp_backend, "ones", functools.partial(_host_fill, value=1.0)),
         ]
-        if not all(hasattr(owner, name) for owner, name in targets):
+        variable = getattr(core, "JaxVariable", None)
+        method = "_initialize_with_initializer"
+        if not hasattr(variable, method) or not all(
+            hasattr(module, name) for module, name, _ in hosts
+        ):
             # A Keras whose JAX backend is laid out otherwise: its own
             # initialization stays, as it is without annzoo.
             _INSTALLED = True
             return
-
-        def wrap(module, name, host, *bound):
+        for module, name, host in hosts:
             original = getattr(module, name)
-            wrapper = functools.partial(host, original, *bound)
+            wrapper = functools.partial(host, original)
             setattr(module, name, functools.wraps(original)(wrapper))
-
-        wrap(random, "uniform", _host_uniform)
-        wrap(random, "normal", _host_normal)
-        wrap(random, "truncated_normal", _host_truncated_normal)
-        zeros, ones = jnp_backend.zeros, jnp_backend.ones
-        jnp_backend.zeros = functools.wraps(zeros)(
-            lambda shape, dtype=None: _host_fill(zeros, 0.0, shape, dtype)
-        )
-        jnp_backend.ones = functools.wraps(ones)(
-            lambda shape, dtype=None: _host_fill(ones, 1.0, shape, dtype)
-        )
-        variable = core.JaxVariable
-        method = variable._initialize_with_initializer
-        variable._initialize_with_initializer = functools.wraps(method)(
-            lambda self, initializer: _initialize_with_initializer(
-                method, self, initializer
-            )
+        # A function, not a partial: the method must still bind ``self``.
+        original_method = getattr(variable, method)
+        setattr(
+            variable,
+            method,
+            functools.wraps(original_method)(
+                lambda self, initializer: _initialize_with_initializer(
+                    original_method, self, initializer
+                )
+            ),
         )
         _INSTALLED = True
 

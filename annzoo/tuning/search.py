@@ -325,6 +325,16 @@ class _Say:
             print(f"annzoo: {message}", flush=True)
 
 
+def _validation_batch(model, samples: int) -> int:
+    """A trial's validation batch: `VALIDATION_BATCH`, or a divisor of the
+    split near it where the step is compiled for fixed shapes."""
+    from annzoo import data
+
+    return data.evaluation_batch_size(
+        samples, VALIDATION_BATCH, fixed_shapes=bool(model.jit_compile)
+    )
+
+
 def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | None):
     """The hypermodel of a recipe: feeds its data, compiles with XLA where it can."""
     from annzoo.training import sequences
@@ -363,11 +373,7 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
                 # shuffling array pipeline (~10 ms per epoch to start).
                 from annzoo import data
 
-                batch = data.evaluation_batch_size(
-                    len(validation[1]),
-                    VALIDATION_BATCH,
-                    fixed_shapes=bool(model.jit_compile),
-                )
+                batch = _validation_batch(model, len(validation[1]))
                 validation = data.make_dataset(*validation, batch_size=batch)
             return super().fit(
                 hp, model, x, y, validation_data=validation, shuffle=True, **kwargs
@@ -382,11 +388,7 @@ def _recipe_hypermodel(recipe: Recipe, splits: dict, fixed: dict, space: dict | 
             if isinstance(validation, tuple):  # arrays, batched by Keras
                 kwargs.setdefault(
                     "validation_batch_size",
-                    data.evaluation_batch_size(
-                        len(validation[1]),
-                        VALIDATION_BATCH,
-                        fixed_shapes=bool(model.jit_compile),
-                    ),
+                    _validation_batch(model, len(validation[1])),
                 )
             # A compiled step would be compiled again for a last, smaller
             # batch: trials then train on whole batches (as the runner does).

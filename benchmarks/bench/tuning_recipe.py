@@ -20,8 +20,6 @@ Target: at most 10% of the wall time outside training steps.
 
 from __future__ import annotations
 
-import keras
-
 from bench import core, tuning, zoo
 
 RECIPE = "surnames_char_rnn"
@@ -99,7 +97,6 @@ def run(settings: core.Settings) -> core.Section:
         "growth": {k: v for k, v in growth.items() if k != "text"},
         "best_score": result.best_score,
     }
-    keras.backend.clear_session()
     checks = [
         core.Check(
             f"tuning: share of search wall time outside training steps, "
