@@ -13,6 +13,7 @@ import importlib.util
 import json
 import math
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, run_python
@@ -192,3 +193,56 @@ def test_gpu_tune_reports_the_search_and_its_compile_time(tmp_path):
     assert compiled["calls"] >= 2 * 2 and compiled["s"] > 0
     assert data["compile"]["tracing"]["calls"] >= 2 * 2
     assert not list(tmp_path.glob("*.partial"))
+
+
+PHILOX_CHECK = r"""
+import json, sys
+sys.path.insert(0, "benchmarks")
+import numpy as np, keras
+import gpu_bench
+
+rate, shape = 0.25, (2048, 64)
+inner = keras.Sequential([keras.Input((64,)), keras.layers.Dropout(0.5)])
+model = keras.Sequential(
+    [keras.Input((64,)), keras.layers.Dropout(rate, seed=1), inner,
+     keras.layers.Dense(3)]
+)
+changed = gpu_bench._philox_dropout(model)
+layer = model.layers[0]
+ones = np.ones(shape, "float32")
+first = keras.ops.convert_to_numpy(layer(ones, training=True))
+second = keras.ops.convert_to_numpy(layer(ones, training=True))
+again = keras.layers.Dropout(rate, seed=1)
+gpu_bench._replace_method(
+    keras.Sequential([keras.Input((64,)), again]), keras.layers.Dropout, "call",
+    gpu_bench._philox_dropout_call,
+)
+repeat = keras.ops.convert_to_numpy(again(ones, training=True))
+model.compile(optimizer="sgd", loss=keras.losses.MeanSquaredError())
+history = model.fit(ones[:64], np.zeros((64, 3)), epochs=1, verbose=0)
+print(json.dumps({
+    "changed": changed,
+    "kept": float((first != 0).mean()),
+    "values": sorted(set(first[first != 0].tolist())),
+    "new_mask_each_draw": bool((first != second).any()),
+    "same_seed_same_mask": bool((first == repeat).all()),
+    "inference_unchanged": bool(
+        (keras.ops.convert_to_numpy(layer(ones, training=False)) == 1).all()
+    ),
+    "trains": bool(np.isfinite(history.history["loss"][0])),
+}))
+"""
+
+
+def test_philox_dropout_variant_keeps_one_minus_rate_and_rescales():
+    done = run_python("-c", PHILOX_CHECK, timeout=300, KERAS_BACKEND="jax")
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found.pop("changed") == 2  # the top Dropout and the nested model's
+    # 131,072 draws kept with probability 0.75: five binomial standard errors.
+    assert abs(found.pop("kept") - 0.75) < 5 * math.sqrt(0.75 * 0.25 / (2048 * 64))
+    # Kept inputs of 1 scaled by 1 / (1 - rate), in float32.
+    assert found.pop("values") == [float(np.float32(1) / np.float32(0.75))]
+    # A new mask at every draw, the same masks from the same seed, inputs
+    # unchanged at inference, and the step trains under jit.
+    assert all(found.values()) and len(found) == 4, found

