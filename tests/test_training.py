@@ -453,10 +453,25 @@ def test_evaluation_batches_are_whole_where_the_step_is_compiled_for_fixed_shape
     np.testing.assert_array_equal(np.concatenate(seen), split.y)
 
 
-def test_nan_guard_lets_keras_dispatch_steps_ahead_and_keeps_the_first_nan():
+def test_nan_guard_lets_keras_dispatch_steps_ahead_and_keeps_the_first_nan(
+    monkeypatch,
+):
     import threading
 
     from annzoo.training.callbacks import NaNGuard
+
+    synced_from = []  # threads that wrote JAX's training state into the model
+    if keras.backend.backend() == "jax":
+        from keras.src.backend.jax.trainer import JAXTrainer
+
+        sync = JAXTrainer.jax_state_sync
+
+        def recording(self):
+            if getattr(self, "_jax_state", None) and not self._jax_state_synced:
+                synced_from.append(threading.current_thread())
+            return sync(self)
+
+        monkeypatch.setattr(JAXTrainer, "jax_state_sync", recording)
 
     class Watched(NaNGuard):
         threads: list = []
@@ -465,20 +480,24 @@ def test_nan_guard_lets_keras_dispatch_steps_ahead_and_keeps_the_first_nan():
             self.threads.append(threading.current_thread())
             super().on_train_batch_end(batch, logs)
 
-    # Loss NaN from the first step: inputs with a NaN in every batch.
+    # Loss NaN from the first step: inputs with a NaN in every batch (in
+    # order: a shuffled batch could miss the NaN rows).
     x = np.ones((64, 3), "float32")
     x[::8, 0] = np.nan
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse", steps_per_execution=2)
     guard = Watched()
     model.fit(x, np.zeros((64, 1)), batch_size=8, epochs=3, verbose=0,
-              callbacks=[guard])  # fmt: skip
+              shuffle=False, callbacks=[guard])  # fmt: skip
     # Keras runs batch callbacks off the training thread only on backends it
     # calls thread-safe (JAX, PyTorch; not TensorFlow).
     threaded = keras.backend.backend() in ("jax", "torch")
     fitting = threading.current_thread()
     assert guard.threads
     assert all((t is not fitting) is threaded for t in guard.threads)
+    # Stopping never wrote the in-flight state from another thread: the loop
+    # had donated those buffers to the next step ("Array has been deleted").
+    assert all(t is fitting for t in synced_from)
     # Stopped in the first epoch, at its first call (steps 1-2: batch index 1).
     assert guard.nan_at == (1, 2)
     assert model.stop_training

@@ -6,6 +6,7 @@ other backends.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import keras
@@ -83,3 +84,31 @@ def test_a_users_own_cache_directory_is_kept(tmp_path):
         from jax.experimental.compilation_cache import compilation_cache
 
         compilation_cache.reset_cache()
+
+
+def test_trials_leave_jax_state_in_the_training_loop_between_calls(
+    tmp_path, monkeypatch
+):
+    from keras.src.backend.jax.trainer import JAXTrainer
+
+    # keras-tuner's callback passed each batch to the tuner through
+    # `self.model`, which on JAX writes the loop's state into the model's
+    # variables at every call (and makes Keras wait for each call).
+    synced = []
+    sync = JAXTrainer.jax_state_sync
+
+    def counting(self):
+        if getattr(self, "_jax_state", None) and not self._jax_state_synced:
+            synced.append(1)
+        return sync(self)
+
+    monkeypatch.setattr(JAXTrainer, "jax_state_sync", counting)
+    recipe = _recipe().override(["compile.steps_per_execution=1", "fit.epochs=2"])
+    space = {k: v for k, v in recipe.search_space.items() if k != "batch_size"}
+    recipe = dataclasses.replace(recipe, search_space={**space, "batch_size": [16]})
+    result = tune(recipe, max_trials=1, seed=0, output_dir=tmp_path, verbose=0)
+    assert result.trials[0]["epochs"] == 2
+    # 96 training digits at batch 16, one step a call: 6 calls an epoch, and
+    # 14 syncs in all when each call synced. Keras' own: at each epoch's end,
+    # and after its validation.
+    assert len(synced) <= 2 * 2, len(synced)

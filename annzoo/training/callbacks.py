@@ -239,12 +239,12 @@ class NaNGuard(keras.callbacks.Callback):
     """
 
     async_safe = True
+    _lock = threading.Lock()  # one for all: instances are deep-copied
 
     def __init__(self):
         super().__init__()
         self.epoch = 0
         self.nan_at: tuple[int, int] | None = None
-        self._lock = threading.Lock()
 
     def on_epoch_begin(self, epoch, logs=None):
         # Keras waits for the epoch's batch callbacks before its end.
@@ -257,7 +257,11 @@ class NaNGuard(keras.callbacks.Callback):
             with self._lock:  # callbacks of later calls may finish first
                 if self.nan_at is None or where < self.nan_at:
                     self.nan_at = where
-            self.model.stop_training = True
+            # Not `self.model`: on JAX, reading it writes the training loop's
+            # in-flight state into the model's variables, and from this thread
+            # that races the loop, which has already handed that state (donated
+            # buffers) to the next step.
+            self._model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")

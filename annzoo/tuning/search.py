@@ -230,11 +230,35 @@ def _read_attempts(path: Path) -> int:
         ) from None
 
 
+def _empty_batch_hooks(tuner) -> bool:
+    """Whether ``tuner``'s per-batch hooks are keras-tuner's own (empty) ones."""
+    import keras_tuner
+
+    return all(
+        getattr(type(tuner), hook) is getattr(keras_tuner.Tuner, hook)
+        for hook in ("on_batch_begin", "on_batch_end")
+    )
+
+
 def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
     import keras_tuner
+    from keras_tuner.src.engine import tuner_utils
 
     base = getattr(keras_tuner, TUNERS[kind])
     memory: dict[str, float] = {}  # `_free_memory`'s state across trials
+
+    class EpochTunerCallback(tuner_utils.TunerCallback):
+        """keras-tuner's callback calling the tuner's hooks, without the
+        per-batch ones, for tuners whose per-batch hooks are empty.
+
+        keras-tuner's passes every batch on with ``self.model``, which on JAX
+        writes the training loop's state into the model's variables at every
+        call of the training step (and Keras then reads it back); it also
+        makes Keras wait for each call to finish before dispatching the next.
+        """
+
+        on_batch_begin = keras.callbacks.Callback.on_batch_begin
+        on_batch_end = keras.callbacks.Callback.on_batch_end
 
     class AnnzooTuner(base):
         """keras-tuner's tuner, measuring each trial and freeing memory after it."""
@@ -261,6 +285,16 @@ def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
                 raise keras_tuner.errors.FailedTrialError(message)
             aio.write_json(attempts, {"starts": started + 1})
             return super().run_trial(trial, *args, **kwargs)
+
+        def _build_and_fit_model(self, trial, *args, **kwargs):
+            if _empty_batch_hooks(self):
+                kwargs["callbacks"] = [
+                    EpochTunerCallback(c.tuner, c.trial)
+                    if type(c) is tuner_utils.TunerCallback
+                    else c
+                    for c in kwargs.get("callbacks") or ()
+                ]
+            return super()._build_and_fit_model(trial, *args, **kwargs)
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
@@ -639,7 +673,7 @@ def tune(
 
     from annzoo import plots
     from annzoo.training import runner, sequences
-    from annzoo.training.callbacks import _mode
+    from annzoo.training.callbacks import NaNGuard, _mode
     from annzoo.tuning import reports
     from annzoo.tuning.spaces import default_space, describe_space
 
@@ -709,7 +743,7 @@ def tune(
             )
         )
     if recipe.callbacks["terminate_on_nan"]:
-        callbacks.append(keras.callbacks.TerminateOnNaN())
+        callbacks.append(NaNGuard())
     if verbose:
         print(
             f"annzoo: tuning {recipe.model['name']!r} on {recipe.data['dataset']!r} "
