@@ -450,6 +450,37 @@ def _check_tensor_backend(images, what: str) -> None:
         )
 
 
+def _one_program(fn: Callable, states: list) -> Callable:
+    """``fn``, which draws from the seed-generator ``states``, compiled by XLA
+    as one program on JAX (the state values in, their updates out and
+    written back); ``fn`` itself on the other backends.
+
+    On NumPy batches JAX would otherwise run the ops one by one, each its own
+    dispatch: the ``digits`` rotation and translation in the input pipeline
+    made a digits CNN's steps 8.3 times as long as on one repeated batch, on
+    a 2-core CPU.
+    """
+    if keras.backend.backend() != "jax" or not states:
+        return fn
+    import jax
+
+    def stateless(values, *args):
+        mapping = list(zip(states, values, strict=True))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            out = fn(*args)
+        return out, [scope.get_current_value(v) for v in states]
+
+    compiled = jax.jit(stateless)
+
+    def run(*args):
+        out, values = compiled([v.value for v in states], *args)
+        for state, value in zip(states, values, strict=True):
+            state.assign(value)
+        return out
+
+    return run
+
+
 def pipeline_fn(
     spec: Spec, *, seed: int | None = None
 ) -> Callable[[Any, Any], tuple[Any, Any]]:
@@ -486,13 +517,17 @@ def pipeline_fn(
         if has_own_ops:
             _check_tensor_backend(images, "The 'pad_crop' augmentation")
         as_numpy = _is_numpy(images)
-        x = images
-        for step in plan:
-            x = step(x)
+        x = run(images)
         return (ops.convert_to_numpy(x) if as_numpy else x), labels
 
     plan = fused_calls(steps)
 
+    def run(x):
+        for step in plan:
+            x = step(x)
+        return x
+
+    run = _one_program(run, [v for step in steps for v in step.variables])
     # The seed generators' state variables, which a training loop may reset
     # per epoch (annzoo.training.callbacks.EpochOrder) for exact resumes.
     augment.random_states = [
@@ -604,7 +639,12 @@ def batch_mix_fn(
             if len(y.shape) == 2:
                 y = ops.squeeze(y, axis=-1)
             y = ops.one_hot(ops.cast(y, "int32"), num_classes)
-        y = ops.cast(y, "float32")
+        x, y = mixed(x, ops.cast(y, "float32"))
+        if as_numpy:
+            return ops.convert_to_numpy(x), ops.convert_to_numpy(y)
+        return x, y
+
+    def mixed(x, y):
         x, y, _ = _mix(
             x,
             y,
@@ -612,10 +652,9 @@ def batch_mix_fn(
             cutmix_alpha=alphas.get("cutmix"),
             generator=generator,
         )
-        if as_numpy:
-            return ops.convert_to_numpy(x), ops.convert_to_numpy(y)
         return x, y
 
+    mixed = _one_program(mixed, [generator.state])
     mix.random_states = [generator.state]
     return mix
 

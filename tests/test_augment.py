@@ -353,6 +353,40 @@ def test_seeded_augmentation_is_reproducible():
     assert all(not np.array_equal(a, c) for a, c in zip(first, other, strict=True))
 
 
+def test_pipeline_functions_run_as_one_program_on_jax_with_the_eager_draws(caplog):
+    """On JAX the batch functions are compiled as one program each, the
+    seed states passed through it; the draws are those of the ops run one by
+    one, batch after batch."""
+    if keras.backend.backend() != "jax":
+        pytest.skip("one XLA program per batch function on JAX only")
+    import logging
+
+    import jax
+
+    spec = ["rotation", "translation", "mixup", "cutmix"]
+    x = _images((8, 10, 10, 3))
+    y = np.arange(8)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        per_sample = augment.pipeline_fn(spec, seed=3)
+        mix = augment.batch_mix_fn(spec, 8, seed=3)
+        compiled = [mix(*per_sample(x, y)) for _ in range(2)]
+    messages = [r.getMessage() for r in caplog.records]
+    programs = [m for m in messages if m.startswith("Compiling jit(stateless)")]
+    assert len(programs) == 2, programs  # one each, compiled once for 2 batches
+    # The same seeds, each op called in turn outside any program.
+    layers = augment.layers(spec[:2], seed=3)
+    eager_mix = augment.batch_mix_fn(spec, 8, seed=3)
+    for images, labels in compiled:
+        z = x
+        for layer in layers:
+            z = layer(z, training=True)
+        with jax.disable_jit():
+            want_images, want_labels = eager_mix(_np(z), y)
+        np.testing.assert_allclose(images, want_images, atol=1e-5)
+        np.testing.assert_allclose(labels, want_labels, atol=1e-6)
+    assert not np.array_equal(compiled[0][0], compiled[1][0])
+
+
 def test_pipeline_fn_on_numpy_returns_numpy_and_keeps_labels():
     x = _images((4, 8, 8, 3))
     y = np.array([3, 1, 4, 1])
