@@ -231,7 +231,7 @@ class NaNGuard(keras.callbacks.Callback):
     Safe to run off the training thread (``async_safe``): where the backend
     allows it (JAX, PyTorch), Keras then reads the loss of a call in a worker
     thread while the next calls are dispatched, instead of waiting for each
-    call to finish before dispatching the next. Training stops a call or two
+    call to finish before dispatching the next. Training stops a few calls
     later than it would in step; ``nan_at`` is still the first bad batch, and
     a run never keeps an epoch whose loss is not finite (`RunBackup`). On JAX
     (2-core CPU, ``digits_mlp``, 32 steps a call) the guard's waiting made
