@@ -482,7 +482,7 @@ def _one_program(fn: Callable, states: list) -> Callable:
 
 
 def pipeline_fn(
-    spec: Spec, *, seed: int | None = None
+    spec: Spec, *, seed: int | None = None, keep_on_device: bool = False
 ) -> Callable[[Any, Any], tuple[Any, Any]]:
     """A batch function for the input pipeline: the per-sample ops, always on.
 
@@ -498,6 +498,9 @@ def pipeline_fn(
         spec: a spec, see :func:`resolve`.
         seed: non-negative integer for a reproducible sequence of batches, or
             ``None``.
+        keep_on_device: return the backend's tensors for NumPy input too,
+            where the model takes them next: no copy back to the host, and on
+            JAX no wait for the batch (the recipe runner's setting on JAX).
 
     Returns:
         A function ``(images, labels) -> (images, labels)``.
@@ -516,7 +519,7 @@ def pipeline_fn(
             return images, labels
         if has_own_ops:
             _check_tensor_backend(images, "The 'pad_crop' augmentation")
-        as_numpy = _is_numpy(images)
+        as_numpy = _is_numpy(images) and not keep_on_device
         x = run(images)
         return (ops.convert_to_numpy(x) if as_numpy else x), labels
 
@@ -593,7 +596,11 @@ def _mix(images, labels, *, mixup_alpha, cutmix_alpha, generator):
 
 
 def batch_mix_fn(
-    spec: Spec, num_classes: int, *, seed: int | None = None
+    spec: Spec,
+    num_classes: int,
+    *,
+    seed: int | None = None,
+    keep_on_device: bool = False,
 ) -> Callable[[Any, Any], tuple[Any, Any]] | None:
     """A batch function for mixup/cutmix, or ``None`` if the spec has neither.
 
@@ -612,6 +619,7 @@ def batch_mix_fn(
         spec: a spec, see :func:`resolve`; its per-sample ops are ignored here.
         num_classes: number of classes, for the one-hot labels.
         seed: non-negative integer for a reproducible sequence, or ``None``.
+        keep_on_device: as for :func:`pipeline_fn`.
 
     Returns:
         A function ``(images, labels) -> (images, soft_labels)``, or ``None``.
@@ -630,7 +638,7 @@ def batch_mix_fn(
 
     def mix(images, labels):
         _check_tensor_backend(images, "Mixup/cutmix")
-        as_numpy = _is_numpy(images)
+        as_numpy = _is_numpy(images) and not keep_on_device
         x = ops.convert_to_tensor(images)
         if "float" not in keras.backend.standardize_dtype(x.dtype):
             x = ops.cast(x, "float32")

@@ -385,6 +385,13 @@ def test_pipeline_functions_run_as_one_program_on_jax_with_the_eager_draws(caplo
         np.testing.assert_allclose(images, want_images, atol=1e-5)
         np.testing.assert_allclose(labels, want_labels, atol=1e-6)
     assert not np.array_equal(compiled[0][0], compiled[1][0])
+    # The runner's setting on JAX: the same batches, left on the device.
+    kept = augment.batch_mix_fn(spec, 8, seed=3, keep_on_device=True)(
+        *augment.pipeline_fn(spec, seed=3, keep_on_device=True)(x, y)
+    )
+    assert all(isinstance(t, jax.Array) for t in kept)
+    np.testing.assert_array_equal(_np(kept[0]), compiled[0][0])
+    np.testing.assert_array_equal(_np(kept[1]), compiled[0][1])
 
 
 def test_pipeline_fn_on_numpy_returns_numpy_and_keeps_labels():

@@ -484,6 +484,8 @@ def _inputs(
 ):
     """The model's input pipeline for a split: the global batch, and under a
     JAX distribution this process's shard of each batch (NumPy pipeline)."""
+    import keras
+
     from annzoo import augment, data
 
     data_cfg, aug = recipe.data, recipe.augment
@@ -493,8 +495,16 @@ def _inputs(
         seed = recipe.fit["seed"]
         # Whole batches, after batching: one seeded call per batch rather than
         # per-sample calls racing on the generator state in a parallel map.
-        augment_batch = augment.pipeline_fn(aug["ops"], seed=seed)
-        mix_batch = augment.batch_mix_fn(aug["ops"], num_classes or 0, seed=seed)
+        # On JAX (one process) the batches stay on the device for the model.
+        on_device = keras.backend.backend() == "jax" and (
+            plan is None or plan.distribution is None
+        )
+        augment_batch = augment.pipeline_fn(
+            aug["ops"], seed=seed, keep_on_device=on_device
+        )
+        mix_batch = augment.batch_mix_fn(
+            aug["ops"], num_classes or 0, seed=seed, keep_on_device=on_device
+        )
         states = list(augment_batch.random_states)
         states += getattr(mix_batch, "random_states", [])
         if mix_batch is None:
