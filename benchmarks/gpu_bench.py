@@ -72,9 +72,6 @@ RECIPE = "cifar10_resnet20"
 KERAS_RESNET = "annzoo resnet50 (Keras, JAX)"
 TORCH_RESNET = "timm resnet50 (PyTorch)"
 TRANSFORMER = "annzoo transformer"
-# The same network with other dropouts, to show what they cost: the former
-# default (dropout on the attention weights, which needs them unfused) and
-# none at all.
 MATMUL = "bf16 matmul"
 RUNNER = "annzoo runner"
 MODEL_PLAIN_FIT = "annzoo model, plain fit"
@@ -494,8 +491,10 @@ RESNET_VARIANTS = {
 }
 
 
-# The same network timed beside (b)'s default: builder arguments, or a
-# function changing the built model (as in `RESNET_VARIANTS`).
+# The same network timed beside (b)'s default, to show what its dropouts cost:
+# the former default (dropout on the attention weights, which needs them
+# unfused), none at all, and masks from a cheaper generator. Builder
+# arguments, or a function changing the built model (as in `RESNET_VARIANTS`).
 TRANSFORMER_VARIANTS = {
     "attention_dropout=0.1 (unfused attention)": {"attention_dropout": 0.1},
     "dropout=0 (no dropout at all)": {"dropout": 0.0},
