@@ -489,6 +489,8 @@ def _inputs(
     from annzoo import augment, data
 
     data_cfg, aug = recipe.data, recipe.augment
+    plan = plan or distribute.Plan("none")
+    spread = plan.distribution is not None
     batch_map_fn = None
     states: list = []
     if training and aug["placement"] == "pipeline" and aug["ops"]:
@@ -496,9 +498,7 @@ def _inputs(
         # Whole batches, after batching: one seeded call per batch rather than
         # per-sample calls racing on the generator state in a parallel map.
         # On JAX (one process) the batches stay on the device for the model.
-        on_device = keras.backend.backend() == "jax" and (
-            plan is None or plan.distribution is None
-        )
+        on_device = keras.backend.backend() == "jax" and not spread
         augment_batch = augment.pipeline_fn(
             aug["ops"], seed=seed, keep_on_device=on_device
         )
@@ -524,8 +524,6 @@ def _inputs(
     mixed_here = training and mixing  # batch_mix_fn one-hots these itself
     if one_hot and not mixed_here and y.ndim == 1 and num_classes:
         y = np.eye(num_classes, dtype="float32")[y]
-    plan = plan or distribute.Plan("none")
-    spread = plan.distribution is not None
     prefer = "numpy" if spread else data_cfg["pipeline"]
     # A never-ending tf.data stream keeps one iterator (and its prefetching)
     # for the whole fit when the epoch splits into calls of equal length.

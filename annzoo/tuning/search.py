@@ -230,12 +230,12 @@ def _read_attempts(path: Path) -> int:
         ) from None
 
 
-def _empty_batch_hooks(tuner) -> bool:
-    """Whether ``tuner``'s per-batch hooks are keras-tuner's own (empty) ones."""
+def _empty_batch_hooks(tuner_class) -> bool:
+    """Whether a tuner class's per-batch hooks are keras-tuner's own (empty)."""
     import keras_tuner
 
     return all(
-        getattr(type(tuner), hook) is getattr(keras_tuner.Tuner, hook)
+        getattr(tuner_class, hook) is getattr(keras_tuner.Tuner, hook)
         for hook in ("on_batch_begin", "on_batch_end")
     )
 
@@ -246,6 +246,7 @@ def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
 
     base = getattr(keras_tuner, TUNERS[kind])
     memory: dict[str, float] = {}  # `_free_memory`'s state across trials
+    per_epoch_only = _empty_batch_hooks(base)  # AnnzooTuner adds no batch hooks
 
     class EpochTunerCallback(tuner_utils.TunerCallback):
         """keras-tuner's callback calling the tuner's hooks, without the
@@ -287,7 +288,7 @@ def _tuner_class(kind: str, stats_dir: Path, record: dict, seed: int):
             return super().run_trial(trial, *args, **kwargs)
 
         def _build_and_fit_model(self, trial, *args, **kwargs):
-            if _empty_batch_hooks(self):
+            if per_epoch_only:
                 kwargs["callbacks"] = [
                     EpochTunerCallback(c.tuner, c.trial)
                     if type(c) is tuner_utils.TunerCallback
