@@ -370,8 +370,8 @@ def _point_map(transformation, b, h, w):
 @pytest.mark.parametrize("placement", ["pipeline", "model"])
 @pytest.mark.parametrize(
     "spec",
-    ["digits", ["zoom", "rotation", {"name": "translation", "height": 0.2}]],
-    ids=["rotation-translation", "zoom-rotation-translation"],
+    ["digits", ["zoom", "rotation", {"name": "translation", "height": 0.2}], ["zoom"]],
+    ids=["rotation-translation", "zoom-rotation-translation", "zoom"],
 )
 def test_geometric_runs_resample_once_with_each_layers_draws(spec, placement):
     # A run of rotations, translations and zooms is one bilinear interpolation
@@ -407,7 +407,8 @@ def test_geometric_runs_resample_once_with_each_layers_draws(spec, placement):
         z = x
         for each in in_turn:
             z = each(z, training=True)
-        assert np.abs(_np(z) - want).max() > 1e-3
+        if len(in_turn) > 1:
+            assert np.abs(_np(z) - want).max() > 1e-3
 
 
 def test_seeded_augmentation_is_reproducible():
