@@ -112,3 +112,61 @@ def test_trials_leave_jax_state_in_the_training_loop_between_calls(
     # 14 syncs in all when each call synced. Keras' own: at each epoch's end,
     # and after its validation.
     assert len(synced) <= 2 * 2, len(synced)
+
+
+def test_trials_differing_only_in_dropout_share_the_training_step(tmp_path, caplog):
+    import jax
+
+    # Three trials, each with its own nonzero dropout rate and everything else
+    # equal: with the rates as values of the training state, the first trial
+    # compiles the training step and the other two find it in the cache.
+    space = {**_recipe().search_space, "dropout": [0.1, 0.2, 0.4]}
+    space["learning_rate"] = [1e-2]
+    space["batch_size"] = [32]
+    recipe = dataclasses.replace(_recipe(), search_space=space)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        result = tune(recipe, max_trials=3, seed=0, output_dir=tmp_path, verbose=0)
+    rates = sorted(t["hyperparameters"]["dropout"] for t in result.trials)
+    assert rates == [0.1, 0.2, 0.4]
+    messages = [r.getMessage() for r in caplog.records]
+    hits = [m for m in messages if "cache hit for 'jit_train_step'" in m]
+    assert len(hits) == 2, [m for m in messages if "train_step" in m]
+
+
+def test_runtime_dropout_rates_train_as_the_constant_rates_did():
+    import contextlib
+
+    import numpy as np
+
+    from annzoo.tuning import _rates
+
+    x = np.random.default_rng(0).integers(1, 20, (64, 9)).astype("int32")
+    y = np.arange(64) % 3
+
+    def losses(runtime):
+        keras.utils.set_random_seed(5)
+        model = keras.Sequential([
+            keras.Input((9,), dtype="int32"),
+            keras.layers.Embedding(20, 4),
+            keras.layers.GRU(8, dropout=0.3, recurrent_dropout=0.2, name="gru"),
+            keras.layers.Dropout(0.25),
+            keras.layers.Dense(3, activation="softmax"),
+        ])  # fmt: skip
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        weights = len(model.weights)
+        scope = _rates.runtime_dropout_rates if runtime else contextlib.nullcontext
+        with scope(model) as moved:
+            history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False,
+                                verbose=0)  # fmt: skip
+            assert len(model.weights) == weights  # saved weights: unchanged
+        return history.history["loss"], moved, model
+
+    reference, _, _ = losses(runtime=False)  # Keras' own constant rates
+    values, moved, model = losses(runtime=True)
+    assert moved == 3  # the cell's two rates and the Dropout layer's
+    assert np.isfinite(reference).all()
+    assert values == reference  # bit for bit
+    cell = model.get_layer("gru").cell
+    assert type(cell.dropout) is float and cell.dropout == 0.3
+    assert type(model.layers[-2].rate) is float
+    assert not any(isinstance(s, _rates._State) for s in cell._seed_generators)

@@ -21,6 +21,7 @@ from annzoo import registry, tasks
 from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError
 from annzoo.tuning import spaces
+from annzoo.tuning._rates import runtime_dropout_rates
 
 __all__ = ["AnnzooHyperModel", "hypermodel"]
 
@@ -163,11 +164,15 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
     def fit_model(self, model: keras.Model, *args, **kwargs):
         """``model.fit(*args, **kwargs)`` once the batch size is settled, with
         the model's fit variables built first (`annzoo.tasks.build_fit_state`:
-        the step is then traced once, not twice)."""
+        the step is then traced once, not twice) and, on JAX, its nonzero
+        dropout rates read by the compiled step as values, so that trials
+        differing only in them share one program
+        (`annzoo.tuning._rates.runtime_dropout_rates`)."""
         x = args[0] if args else kwargs.get("x")
         y = args[1] if len(args) > 1 else kwargs.get("y")
         tasks.build_fit_state(model, x, y)
-        with host_initialization():  # JAX: optimizer slots filled from NumPy
+        # JAX: optimizer slots filled from NumPy.
+        with host_initialization(), runtime_dropout_rates(model):
             return model.fit(*args, **kwargs)
 
 
