@@ -170,3 +170,38 @@ def test_runtime_dropout_rates_train_as_the_constant_rates_did():
     assert type(cell.dropout) is float and cell.dropout == 0.3
     assert type(model.layers[-2].rate) is float
     assert not any(isinstance(s, _rates._State) for s in cell._seed_generators)
+
+
+def test_trial_cleanup_freezes_what_survives_and_frees_the_model(tmp_path, monkeypatch):
+    import gc
+    import importlib
+    import weakref
+
+    search = importlib.import_module("annzoo.tuning.search")
+    hypermodel = importlib.import_module("annzoo.tuning.hypermodel")
+    models, seen = [], []
+    build = hypermodel.AnnzooHyperModel.build
+
+    def recording(self, hp):
+        model = build(self, hp)
+        models.append(weakref.ref(model))
+        return model
+
+    free = search._free_memory
+
+    def measured(state, backend=None):
+        cleared = free(state, backend)
+        # Collections in the next trial walk only what is not frozen.
+        seen.append((len(gc.get_objects()), sum(m() is not None for m in models)))
+        search.JAX_CACHE_BUDGET_MB = -1.0  # from trial 2 on, JAX's caches too
+        return cleared
+
+    monkeypatch.setattr(hypermodel.AnnzooHyperModel, "build", recording)
+    monkeypatch.setattr(search, "_free_memory", measured)
+    monkeypatch.setattr(search, "JAX_CACHE_BUDGET_MB", search.JAX_CACHE_BUDGET_MB)
+    result = tune(_recipe(), max_trials=3, seed=0, output_dir=tmp_path, verbose=0)
+    assert [t["compiled_cache_cleared"] for t in result.trials] == [False, True, True]
+    for unfrozen, alive in seen:
+        assert unfrozen < 1_000, seen  # about 225,000 after a first trial
+        assert alive == 0, seen  # freezing kept no trial's model alive
+    assert gc.get_freeze_count() == 0  # all unfrozen after the search

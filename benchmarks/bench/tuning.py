@@ -557,7 +557,9 @@ def _feeding() -> str:
         f"until resident memory has grown {search.JAX_CACHE_BUDGET_MB:.0f} MiB "
         "(`annzoo.tuning.search.JAX_CACHE_BUDGET_MB`), and a program another "
         "trial compiled already (the same HLO) is taken from the search's "
-        "compilation cache."
+        "compilation cache; nonzero dropout rates are values the compiled step "
+        "reads (`annzoo.tuning._rates`), so trials that differ only in them "
+        "share a program."
     )
 
 
