@@ -138,6 +138,7 @@ def test_runtime_dropout_rates_train_as_the_constant_rates_did():
 
     import numpy as np
 
+    from annzoo.layers import MultiHeadAttention
     from annzoo.tuning import _rates
 
     x = np.random.default_rng(0).integers(1, 20, (64, 9)).astype("int32")
@@ -145,13 +146,12 @@ def test_runtime_dropout_rates_train_as_the_constant_rates_did():
 
     def losses(runtime):
         keras.utils.set_random_seed(5)
-        model = keras.Sequential([
-            keras.Input((9,), dtype="int32"),
-            keras.layers.Embedding(20, 4),
-            keras.layers.GRU(8, dropout=0.3, recurrent_dropout=0.2, name="gru"),
-            keras.layers.Dropout(0.25),
-            keras.layers.Dense(3, activation="softmax"),
-        ])  # fmt: skip
+        tokens = keras.Input((9,), dtype="int32")
+        z = keras.layers.Embedding(20, 4)(tokens)
+        z = MultiHeadAttention(2, 2, dropout=0.1, name="mha")(z, z)
+        z = keras.layers.GRU(8, dropout=0.3, recurrent_dropout=0.2, name="gru")(z)
+        z = keras.layers.Dropout(0.25)(z)
+        model = keras.Model(tokens, keras.layers.Dense(3, activation="softmax")(z))
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         weights = len(model.weights)
         scope = _rates.runtime_dropout_rates if runtime else contextlib.nullcontext
@@ -163,12 +163,13 @@ def test_runtime_dropout_rates_train_as_the_constant_rates_did():
 
     reference, _, _ = losses(runtime=False)  # Keras' own constant rates
     values, moved, model = losses(runtime=True)
-    assert moved == 3  # the cell's two rates and the Dropout layer's
+    assert moved == 4  # the attention's, the cell's two, the Dropout layer's
     assert np.isfinite(reference).all()
     assert values == reference  # bit for bit
     cell = model.get_layer("gru").cell
     assert type(cell.dropout) is float and cell.dropout == 0.3
     assert type(model.layers[-2].rate) is float
+    assert type(model.get_layer("mha").dropout) is float
     assert not any(isinstance(s, _rates._State) for s in cell._seed_generators)
 
 

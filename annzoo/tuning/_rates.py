@@ -28,8 +28,11 @@ from collections.abc import Iterator
 import keras
 import numpy as np
 
+from annzoo.layers.attention import MultiHeadAttention
+
 # Layer attributes holding a dropout rate: Dropout (and its spatial variants,
-# MultiHeadAttention's own) and Keras' recurrent cells.
+# Keras' MultiHeadAttention's own), Keras' recurrent cells, and annzoo's
+# MultiHeadAttention (its rate on the attention weights).
 _DROPOUT_ATTRS = ("rate",)
 _CELL_ATTRS = ("dropout", "recurrent_dropout")
 
@@ -79,6 +82,8 @@ class _State:
 def _rate_attributes(layer) -> tuple[str, ...]:
     if isinstance(layer, keras.layers.Dropout):
         return _DROPOUT_ATTRS
+    if isinstance(layer, MultiHeadAttention):  # annzoo's: attention dropout
+        return ("dropout",)
     if hasattr(layer, "get_dropout_mask") and hasattr(
         layer, "get_recurrent_dropout_mask"
     ):
