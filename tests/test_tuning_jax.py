@@ -194,7 +194,7 @@ def test_trial_cleanup_freezes_what_survives_and_frees_the_model(tmp_path, monke
         cleared = free(state, backend)
         # Collections in the next trial walk only what is not frozen.
         seen.append((len(gc.get_objects()), sum(m() is not None for m in models)))
-        search.JAX_CACHE_BUDGET_MB = -1.0  # from trial 2 on, JAX's caches too
+        search.JAX_CACHE_BUDGET_MB = float("-inf")  # from trial 2 on, JAX caches too
         return cleared
 
     monkeypatch.setattr(hypermodel.AnnzooHyperModel, "build", recording)
