@@ -196,16 +196,12 @@ def affine_chain(layers, images):
     """
     first = layers[0]
     graph = type(images).__module__.startswith("tensorflow")
-    if graph and keras.backend.backend() != "tensorflow":
+    if (graph and keras.backend.backend() != "tensorflow") or len(images.shape) != 4:
         for layer in layers:
             images = layer(images, training=True)
         return images
     b = first.backend
     images = b.cast(b.convert_to_tensor(images), first.compute_dtype)
-    if len(images.shape) != 4:
-        for layer in layers:
-            images = layer(images, training=True)
-        return images
     channels_last = first.data_format == "channels_last"
     height, width = images.shape[1:3] if channels_last else images.shape[2:4]
     drawn = [layer.get_random_transformation(images, training=True) for layer in layers]
