@@ -41,7 +41,12 @@ from annzoo._checks import (
     check_positive_int,
 )
 from annzoo.errors import AnnzooError
-from annzoo.layers.augment import Augmentation, RandomPadCrop, fused_calls
+from annzoo.layers.augment import (
+    Augmentation,
+    RandomPadCrop,
+    fused_calls,
+    is_tf_tensor,
+)
 from annzoo.training.io import write_bytes
 
 __all__ = [
@@ -435,14 +440,10 @@ def _is_numpy(x) -> bool:
     return isinstance(x, (np.ndarray, np.generic))
 
 
-def _is_tf(x) -> bool:
-    return type(x).__module__.startswith("tensorflow")
-
-
 def _check_tensor_backend(images, what: str) -> None:
     # keras.ops under JAX/PyTorch cannot run on TensorFlow's symbolic tensors,
     # so annzoo's own ops (not Keras' data layers) need numpy batches there.
-    if _is_tf(images) and keras.backend.backend() != "tensorflow":
+    if is_tf_tensor(images) and keras.backend.backend() != "tensorflow":
         raise AnnzooError(
             f"{what} runs on TensorFlow tensors (tf.data) only with the TensorFlow "
             f"backend; the backend is {keras.backend.backend()!r}. Apply it to numpy "
@@ -474,7 +475,7 @@ def _one_program(fn: Callable, states: list) -> Callable:
     compiled = jax.jit(stateless)
 
     def run(*args):
-        if any(_is_tf(a) for a in args):  # tf.data: Keras' layers switch backend
+        if any(is_tf_tensor(a) for a in args):  # tf.data: Keras' layers switch backend
             return fn(*args)
         out, values = compiled([v.value for v in states], *args)
         for state, value in zip(states, values, strict=True):

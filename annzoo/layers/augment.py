@@ -134,6 +134,16 @@ def _resampling(layer) -> tuple:
     )
 
 
+def is_tf_tensor(x) -> bool:
+    """Whether ``x`` is a TensorFlow tensor (``tf.data`` hands those out)."""
+    return type(x).__module__.startswith("tensorflow")
+
+
+def _matrices(b, entries):
+    """Nine ``(batch,)`` entries, row by row, as ``(batch, 3, 3)`` matrices."""
+    return b.numpy.reshape(b.numpy.stack(entries, axis=1), (-1, 3, 3))
+
+
 def _affine(layer, transformation, height, width):
     """``(batch, 3, 3)`` float32 matrices taking an output pixel's ``(x, y, 1)``
     to the input point ``layer`` samples it from, for its ``transformation``;
@@ -152,8 +162,7 @@ def _affine(layer, transformation, height, width):
         shift = b.cast(transformation["translations"], "float32")
         dx, dy = shift[:, 0], shift[:, 1]
         one, zero = b.numpy.ones_like(dx), b.numpy.zeros_like(dx)
-        rows = [one, zero, -dx, zero, one, -dy, zero, zero, one]
-        return b.numpy.reshape(b.numpy.stack(rows, axis=1), (-1, 3, 3))
+        return _matrices(b, [one, zero, -dx, zero, one, -dy, zero, zero, one])
     if isinstance(layer, keras.layers.RandomZoom):
         if "width_zoom" not in transformation or "height_zoom" not in transformation:
             return None
@@ -164,7 +173,7 @@ def _affine(layer, transformation, height, width):
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
         one, zero = b.numpy.ones_like(zx), b.numpy.zeros_like(zx)
         rows = [zx, zero, cx * (one - zx), zero, zy, cy * (one - zy), zero, zero, one]
-        return b.numpy.reshape(b.numpy.stack(rows, axis=1), (-1, 3, 3))
+        return _matrices(b, rows)
     return None
 
 
@@ -195,8 +204,8 @@ def affine_chain(layers, images):
     transformation not have the form read here.
     """
     first = layers[0]
-    graph = type(images).__module__.startswith("tensorflow")
-    if (graph and keras.backend.backend() != "tensorflow") or len(images.shape) != 4:
+    graph = is_tf_tensor(images) and keras.backend.backend() != "tensorflow"
+    if graph or len(images.shape) != 4:
         for layer in layers:
             images = layer(images, training=True)
         return images
