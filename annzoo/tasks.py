@@ -26,6 +26,7 @@ from typing import Any
 import keras
 
 from annzoo._checks import check_choice, check_positive_float
+from annzoo._fused_steps import fuse_steps
 from annzoo.errors import AnnzooError
 
 __all__ = [
@@ -240,7 +241,8 @@ def compile_model(
         else metrics,
         **compile_kwargs,
     )
-    return model
+    # On JAX, a call of steps_per_execution steps runs as one XLA program.
+    return fuse_steps(model)
 
 
 def set_steps_per_execution(model: keras.Model, steps: int) -> None:

@@ -46,7 +46,7 @@ case "$command" in
             tests/test_all_models.py tests/test_augment.py tests/test_data.py \
             tests/test_recipe.py tests/test_attention.py tests/test_crf.py \
             tests/test_decode.py tests/test_seq2seq.py tests/test_host_init.py \
-            tests/test_tuning_jax.py \
+            tests/test_tuning_jax.py tests/test_fused_steps.py \
             tests/test_training.py::test_nan_guard_lets_keras_dispatch_steps_ahead_and_keeps_the_first_nan \
             tests/test_recipes.py::test_nan_loss_stops_with_epoch_and_step_and_saves_no_nan \
             "$@"
