@@ -17,7 +17,9 @@ inputs), the state carried through the loop.
   runs only its own, so it reuses the program.
 - A batch of another shape (a partial last batch) starts a group of its own,
   and a program of its own, as Keras' step compiles one per shape.
-- Where only one batch fits in a group, the step runs as Keras' own does.
+- Where only one batch fits in a group, or the step computes something XLA
+  runs much slower inside a loop (`SLOW_IN_LOOPS`: convolutions), the step
+  runs as Keras' own does. The step is traced once, abstractly, to tell.
 - Callbacks see what Keras gives them with ``steps_per_execution``: one
   ``on_*_batch_begin``/``end`` per call, the logs after its last step.
 
@@ -128,19 +130,37 @@ def _nbytes(batch: Any) -> int:
     )
 
 
-def _loop(step, state, batches, count):
+# Primitives XLA runs much slower inside a loop than alone: on the 2-core CPU
+# a digits CNN's training step took 0.69-0.74 ms alone and 5.7-5.9 ms inside a
+# while loop or a scan (XLA:CPU compiles the kernel-gradient convolutions in a
+# loop body to its generic loop code instead of a library call). A step that
+# has one runs as Keras' own does.
+SLOW_IN_LOOPS = frozenset({"conv_general_dilated"})
+
+
+def _primitives(jaxpr) -> set[str]:
+    """The primitives of ``jaxpr`` and of the jaxprs nested in it."""
+    found = set()
+    for equation in jaxpr.eqns:
+        found.add(equation.primitive.name)
+        for value in equation.params.values():
+            for item in value if isinstance(value, list | tuple) else (value,):
+                inner = getattr(item, "jaxpr", item)
+                if hasattr(inner, "eqns"):
+                    found |= _primitives(inner)
+    return found
+
+
+def _loop(step, state, batches, count, logs_spec):
     """Runs ``step`` over ``batches[:count]``; returns the last logs and the
-    state, as Keras' step does for one batch."""
+    state, as Keras' step does for one batch. ``logs_spec``: the logs'
+    structure and ``(shape, dtype)`` leaves, which the loop carries."""
     import jax
     import jax.numpy as jnp
     from jax import lax
 
-    # The loop carries the logs, so it needs their shapes before the first
-    # step: an abstract evaluation (traced, not compiled).
-    logs = jax.tree_util.tree_map(
-        lambda spec: jnp.zeros(spec.shape, spec.dtype),
-        jax.eval_shape(step, state, batches[0])[0],
-    )
+    structure, leaves = logs_spec
+    logs = structure.unflatten([jnp.zeros(shape, dtype) for shape, dtype in leaves])
     pick = [functools.partial(lambda batch: batch, batch) for batch in batches]
 
     def body(index, carry):
@@ -166,28 +186,45 @@ class _Calls:
         import jax
 
         self.model = model
+        self.step = step
         self.single = jax.jit(step, donate_argnums=0)
 
-        def steps(state, batches, count):
-            return _loop(step, state, batches, count)
+        def steps(state, batches, count, logs_spec):
+            return _loop(step, state, batches, count, logs_spec)
 
         # Named after the step ("train_steps"), as JAX's logs show it.
         steps.__name__ = steps.__qualname__ = f"{step.__name__}s"
-        self.group = jax.jit(steps, donate_argnums=0)
-        self.sizes: dict[tuple, int] = {}
+        self.group = jax.jit(steps, donate_argnums=0, static_argnums=3)
+        # Per batch signature: (batches per program, the logs' spec).
+        self.plans: dict[tuple, tuple[int, Any]] = {}
 
-    def _size(self, key: tuple, batch: Any) -> int:
-        if key not in self.sizes:
-            steps = int(self.model.steps_per_execution or 1)
-            fit = MAX_GROUP_BYTES // max(_nbytes(batch), 1)
-            self.sizes[key] = max(1, min(steps, fit))
-        return self.sizes[key]
+    def _plan(self, key: tuple, state, batch: Any) -> tuple[int, Any]:
+        if key in self.plans:
+            return self.plans[key]
+        import jax
 
-    def _run(self, state, batches: list, size: int):
-        if size == 1:
+        steps = int(self.model.steps_per_execution or 1)
+        size = max(1, min(steps, MAX_GROUP_BYTES // max(_nbytes(batch), 1)))
+        spec = None
+        if size > 1:
+            # One abstract trace (no compilation) gives both what the step
+            # computes and the logs' shapes, which the loop needs up front.
+            closed, (logs, _) = jax.make_jaxpr(self.step, return_shape=True)(
+                state, batch
+            )
+            if _primitives(closed.jaxpr) & SLOW_IN_LOOPS:
+                size = 1
+            else:
+                leaves, structure = jax.tree_util.tree_flatten(logs)
+                spec = (structure, tuple((x.shape, str(x.dtype)) for x in leaves))
+        self.plans[key] = (size, spec)
+        return self.plans[key]
+
+    def _run(self, state, batches: list, size: int, spec):
+        if size == 1:  # Keras' own step
             return self.single(state, batches[0])
         padded = tuple(batches) + (batches[-1],) * (size - len(batches))
-        return self.group(state, padded, np.int32(len(batches)))
+        return self.group(state, padded, np.int32(len(batches)), spec)
 
     def __call__(self, state, iterator):
         # The first batch's StopIteration ends the epoch, as in Keras' loop.
@@ -196,7 +233,7 @@ class _Calls:
         logs = None
         while batches:
             key = _signature(batches[0])
-            size = self._size(key, batches[0])
+            size, spec = self._plan(key, state, batches[0])
             other = None
             while left and len(batches) < size:
                 try:
@@ -209,7 +246,7 @@ class _Calls:
                     other = batch
                     break
                 batches.append(batch)
-            logs, state = self._run(state, batches, size)
+            logs, state = self._run(state, batches, size, spec)
             batches = [] if other is None else [other]
             if not batches and left:
                 try:

@@ -111,6 +111,33 @@ def test_batches_over_the_group_budget_run_in_smaller_groups(monkeypatch):
         _same_weights(plain, fast)
 
 
+def test_steps_with_convolutions_run_as_keras_runs_them():
+    # XLA:CPU runs convolutions in a loop body several times slower: a CNN's
+    # calls run Keras' compiled step once per batch (12 batches of 16).
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((192, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, CLASSES, 192).astype("int32")
+    weights = []
+    for fuse in (False, True):
+        keras.utils.set_random_seed(4)
+        model = keras.Sequential([
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(CLASSES, activation="softmax"),
+        ])  # fmt: skip
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      steps_per_execution=4)  # fmt: skip
+        if fuse:
+            fuse_steps(model).make_train_function()
+            counts = _count_calls(model)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        weights.append(model.get_weights())
+    assert counts == {"group": 0, "single": 12}
+    for left, right in zip(*weights, strict=True):
+        np.testing.assert_array_equal(left, right)
+
+
 def test_an_iterator_ending_inside_a_call_ends_the_epoch_as_in_keras():
     # A generator of 13 batches without a length: calls of 4, 4, 4 and 1.
     x, y = _data(13 * 16)

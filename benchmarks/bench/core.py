@@ -64,6 +64,24 @@ class Settings:
 # -- step timing ---------------------------------------------------------------
 
 
+def _wait_for_device(model) -> None:
+    """Returns when the steps dispatched so far have run.
+
+    JAX dispatches asynchronously: a call returns before its program has
+    run. Keras waits for the epoch's last call when it reads the epoch's
+    logs (for ``on_epoch_end``), but validation begins (``on_test_begin``)
+    before that; with several steps in one program (`annzoo._fused_steps`)
+    an epoch is two or three calls, so without waiting there the timer read
+    little more than their dispatch. Keras has put the state back into the
+    model's variables by then.
+    """
+    if keras.backend.backend() != "jax":
+        return
+    import jax
+
+    jax.block_until_ready([variable.value for variable in model.variables])
+
+
 class StepTimer(keras.callbacks.Callback):
     """Seconds spent in the training loop of each epoch, and the steps taken.
 
@@ -92,6 +110,7 @@ class StepTimer(keras.callbacks.Callback):
     def _stop(self) -> None:
         if self._start is None:
             return
+        _wait_for_device(self.model)
         self.seconds += time.perf_counter() - self._start
         self._start = None
         steps = self.steps_per_epoch or (self.params or {}).get("steps")
