@@ -24,19 +24,23 @@ inputs), the state carried through the loop.
   ``on_*_batch_begin``/``end`` per call, the logs after its last step.
 
 Left to Keras' own loop: other backends, ``run_eagerly``, ``jit_compile``
-off, a ``keras.distribution`` set, Flax NNX models and
-``steps_per_execution=1``. Models loaded or cloned by Keras are plain Keras
+off, a ``keras.distribution`` set, Flax NNX models,
+``steps_per_execution=1``, and functions made inside `unfused` (a tuning
+search's trials and retraining). Models loaded or cloned by Keras are plain Keras
 models again (compile them with `annzoo.compile_model` to fuse).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_GROUP_BYTES", "fuse_steps", "fused"]
+__all__ = ["MAX_GROUP_BYTES", "fuse_steps", "fused", "unfused"]
 
 # Inputs one compiled call may take; larger batches run in smaller groups (a
 # group of one runs Keras' own step). The host prepares a group's batches
@@ -48,6 +52,18 @@ __all__ = ["MAX_GROUP_BYTES", "fuse_steps", "fused"]
 MAX_GROUP_BYTES = 2**20
 
 _KINDS = ("train", "test")
+_OFF = contextvars.ContextVar("annzoo_unfused", default=False)
+
+
+@contextlib.contextmanager
+def unfused() -> Iterator[None]:
+    """Functions made inside run Keras' own loop, for work too short to
+    repay the larger program's compilation (a search's trials)."""
+    token = _OFF.set(True)
+    try:
+        yield
+    finally:
+        _OFF.reset(token)
 
 
 def fuse_steps(model: Any) -> Any:
@@ -91,7 +107,8 @@ def _fusable(model: Any) -> bool:
     except ImportError:  # a Keras without Flax NNX support
         nnx = False
     return (
-        int(getattr(model, "steps_per_execution", 1) or 1) > 1
+        not _OFF.get()
+        and int(getattr(model, "steps_per_execution", 1) or 1) > 1
         and not model.run_eagerly
         and bool(model.jit_compile)
         and distribution_lib.distribution() is None

@@ -7,7 +7,7 @@ import pytest
 
 import annzoo
 from annzoo import _fused_steps
-from annzoo._fused_steps import fuse_steps, fused
+from annzoo._fused_steps import fuse_steps, fused, unfused
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="steps are fused on the JAX backend only"
@@ -164,6 +164,16 @@ def test_settings_that_keras_runs_its_own_way_are_left_to_it():
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
                   steps_per_execution=4)  # fmt: skip
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert fused(model)
+
+
+def test_functions_made_inside_unfused_run_keras_loop():
+    x, y = _data(64)
+    model = _model(True, spe=4)
+    with unfused():
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y))
+        assert not fused(model) and not fused(model, "test")
+    model.make_train_function(force=True)
     assert fused(model)
 
 
