@@ -124,7 +124,7 @@ def _make_function(model, kind: str, original, force: bool = False) -> None:
         original(model, force=force)
         return
     step = model.train_step if kind == "train" else model.test_step
-    setattr(model, attribute, _Calls(model, step))
+    setattr(model, attribute, _Calls(model, step, attribute))
 
 
 def _signature(batch: Any) -> tuple:
@@ -199,11 +199,12 @@ class _Calls:
 
     _annzoo_fused = True
 
-    def __init__(self, model, step) -> None:
+    def __init__(self, model, step, attribute: str) -> None:
         import jax
 
         self.model = model
         self.step = step
+        self.attribute = attribute
         self.single = jax.jit(step, donate_argnums=0)
 
         def steps(state, batches, count, logs_spec):
@@ -237,6 +238,15 @@ class _Calls:
         self.plans[key] = (size, spec)
         return self.plans[key]
 
+    def _hand_back(self) -> None:
+        """From the next call on, Keras' own function runs this model's
+        calls (with the step compiled here): the first batch shape runs one
+        step per program, and this one's per-batch bookkeeping would cost
+        1-2% of a small CNN's step."""
+        make = getattr(self.model, "_make_function", None)
+        if make is not None:
+            setattr(self.model, self.attribute, make(self.single))
+
     def _run(self, state, batches: list, size: int, spec):
         if size == 1:  # Keras' own step
             return self.single(state, batches[0])
@@ -248,9 +258,13 @@ class _Calls:
         batches = [next(iterator)]
         left = int(self.model.steps_per_execution or 1) - 1
         logs = None
+        first = not self.plans
         while batches:
             key = _signature(batches[0])
             size, spec = self._plan(key, state, batches[0])
+            if first and size == 1:
+                self._hand_back()
+            first = False
             other = None
             while left and len(batches) < size:
                 try:

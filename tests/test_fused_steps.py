@@ -134,6 +134,8 @@ def test_steps_with_convolutions_run_as_keras_runs_them():
         model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
         weights.append(model.get_weights())
     assert counts == {"group": 0, "single": 12}
+    # After its first call the model runs Keras' own function.
+    assert not fused(model)
     for left, right in zip(*weights, strict=True):
         np.testing.assert_array_equal(left, right)
 
