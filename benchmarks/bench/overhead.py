@@ -223,10 +223,12 @@ def run(settings: core.Settings) -> core.Section:
             "of the annzoo model with the plain `fit`, separating the model from the "
             "runner's input pipeline and callbacks. Median of per-repeat ratios "
             "(lowest-highest); "
-            "target <= 1.02. Step time covers each epoch's training loop; validation "
-            "and the epoch-end callbacks (checkpoint, backup, CSV, TensorBoard) are "
-            "per-epoch costs and not in it. The runner's callbacks acting at every "
-            f"step: {', '.join(first['per_step_callbacks']) or 'none'}.",
+            "target <= 1.02. Step time covers each epoch's training loop, until the "
+            "device has run its last step (JAX returns from a call before); "
+            "validation and the epoch-end callbacks (checkpoint, backup, CSV, "
+            "TensorBoard) are per-epoch costs and not in it. The runner's callbacks "
+            "acting at every step: "
+            f"{', '.join(first['per_step_callbacks']) or 'none'}.",
             "",
             core.table(
                 [
