@@ -246,3 +246,40 @@ def test_philox_dropout_variant_keeps_one_minus_rate_and_rescales():
     # A new mask at every draw, the same masks from the same seed, inputs
     # unchanged at inference, and the step trains under jit.
     assert all(found.values()) and len(found) == 4, found
+
+
+STEP_LOOP_SCRIPT = """
+import sys
+import keras
+import numpy as np
+sys.path.insert(0, "benchmarks")
+import gpu_bench
+import annzoo
+from annzoo._fused_steps import fused
+
+rng = np.random.default_rng(0)
+x, y = rng.random((64, 4), dtype=np.float32), rng.integers(0, 2, 64)
+mlp = annzoo.build_mlp(4, 2, compile=False)
+annzoo.compile_model(mlp, task="multiclass", steps_per_execution=4)
+mlp.fit(x, y, batch_size=8, epochs=1, verbose=0)
+before = fused(mlp)
+changed = gpu_bench._keras_step_loop(mlp)
+mlp.fit(x, y, batch_size=8, epochs=1, verbose=0)
+cnn = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3),
+                        keras.layers.Flatten(), keras.layers.Dense(2)])
+annzoo.compile_model(cnn, task="multiclass", from_logits=True,
+                     steps_per_execution=4)
+images = rng.random((64, 6, 6, 1), dtype=np.float32)
+gpu_bench._all_steps_fused(
+    lambda epochs: cnn.fit(images, y, batch_size=8, epochs=epochs, verbose=0)
+)(1)
+print("RESULT", before, changed, fused(mlp), fused(cnn))
+"""
+
+
+def test_step_loop_variants_change_what_runs():
+    # The (b) variant puts Keras' own loop back on a model annzoo fused; the
+    # (c) contender fuses a CNN's steps, which annzoo's default leaves to Keras.
+    done = run_python("-c", STEP_LOOP_SCRIPT, timeout=300, KERAS_BACKEND="jax")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RESULT True 2 False True" in done.stdout, done.stdout[-2000:]
