@@ -48,7 +48,7 @@ __all__ = ["MAX_GROUP_BYTES", "fuse_steps", "fused", "unfused"]
 # runs one: groups too large leave the device waiting. A 32-64-10 MLP at
 # batch 1024 (132 KB a batch) trained at 1.19 times a naive fit's speed in
 # groups of 15 (2 MiB), 1.43 in groups of 7 (1 MiB), 1.36 in groups of 2;
-# at batch 128, 3.0-3.2 times with all of these (2-core CPU, one run).
+# at batch 128, 2.9-3.2 times with all of these (2-core CPU, one run each).
 MAX_GROUP_BYTES = 2**20
 
 _KINDS = ("train", "test")
