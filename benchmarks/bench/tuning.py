@@ -559,7 +559,8 @@ def _feeding() -> str:
         "trial compiled already (the same HLO) is taken from the search's "
         "compilation cache; nonzero dropout rates are values the compiled step "
         "reads (`annzoo.tuning._rates`), so trials that differ only in them "
-        "share a program."
+        "share a program; a trial's calls run Keras' own loop of one-step "
+        "programs (`annzoo._fused_steps.unfused`)."
     )
 
 
