@@ -774,9 +774,9 @@ def tune(
     # The compilation cache serves the trials and the retraining. Their steps
     # run as Keras' own loop (`annzoo._fused_steps.unfused`): a trial is too
     # short to repay the larger program's compilation (JAX, 2-core CPU: the
-    # digits search took 20.8 s fused, 18.6 s in the run before; the
-    # surnames_char_rnn search spent 11.0% outside training steps fused, 9.6%
-    # unfused), and the retraining then takes the best trial's compiled step.
+    # digits search took 20.8 s fused and 17.5 s unfused; the surnames_char_rnn
+    # search spent 11.0% outside training steps fused and 9.6% unfused), and
+    # the retraining then takes the best trial's compiled step.
     with _compile_cache(), _fused_steps.unfused():
         with atomic_keras_tuner(), tasks.mixed_precision(precision), _frozen_heap():
             engine = tuner_class(**options)
