@@ -20,13 +20,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _hits(messages: list[str], step: str) -> list[str]:
-    """JAX's compilation-cache hits for ``step``'s programs: Keras' one-step
-    function or annzoo's several-step one (`annzoo._fused_steps`)."""
-    names = (f"'jit_{step}'", f"'jit_{step}s'")
-    return [m for m in messages if any(f"cache hit for {n}" in m for n in names)]
-
-
 def _recipe() -> Recipe:
     # One architecture; trials differ in the learning rate and batch size only,
     # which do not change the validation step.
@@ -55,7 +48,7 @@ def test_trials_share_compiled_validation_steps(tmp_path, caplog):
         result = tune(_recipe(), max_trials=3, seed=0, output_dir=tmp_path, verbose=0)
     assert result.completed == 3
     messages = [r.getMessage() for r in caplog.records]
-    hits = _hits(messages, "test_step")
+    hits = [m for m in messages if "cache hit for 'jit_test_step'" in m]
     # The first trial compiles the validation step; the other two find it.
     assert len(hits) == 2, [m for m in messages if "test_step" in m]
     # The search's cache is gone afterwards and JAX's settings are restored.
@@ -73,7 +66,7 @@ def test_retraining_takes_the_best_trials_training_step(tmp_path, caplog):
     assert result.retrained is not None
     messages = [r.getMessage() for r in caplog.records]
     # One trial, then the same network and batch size retrained.
-    hits = _hits(messages, "train_step")
+    hits = [m for m in messages if "cache hit for 'jit_train_step'" in m]
     assert len(hits) == 1, [m for m in messages if "train_step" in m]
 
 
@@ -136,7 +129,7 @@ def test_trials_differing_only_in_dropout_share_the_training_step(tmp_path, capl
     rates = sorted(t["hyperparameters"]["dropout"] for t in result.trials)
     assert rates == [0.1, 0.2, 0.4]
     messages = [r.getMessage() for r in caplog.records]
-    hits = _hits(messages, "train_step")
+    hits = [m for m in messages if "cache hit for 'jit_train_step'" in m]
     assert len(hits) == 2, [m for m in messages if "train_step" in m]
 
 
