@@ -47,7 +47,7 @@ from annzoo.layers.augment import (
     fused_calls,
     is_tf_tensor,
 )
-from annzoo.training.io import write_bytes
+from annzoo.io import write_bytes
 
 __all__ = [
     "MIXING_OPS",

@@ -40,7 +40,7 @@ import numpy as np
 from annzoo._checks import check_choice
 from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError, CheckpointError
-from annzoo.training import io as aio
+from annzoo import io as aio
 
 __all__ = ["FORMATS", "METADATA_NAME", "export"]
 
@@ -229,7 +229,7 @@ def _resolve_target(path: Any, base: Path | None, format: str) -> Path:
 
 def _load(model_file: Path) -> keras.Model:
     import annzoo.layers  # noqa: F401  (registers the custom layers)
-    from annzoo.training.io import check_file
+    from annzoo.io import check_file
 
     check_file(model_file)  # against the run's manifest, when there is one
     try:

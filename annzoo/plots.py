@@ -3,7 +3,7 @@
 Training curves and confusion matrices (the runner draws them for every run),
 and attention maps: a token-by-token heatmap for sequence-to-sequence models
 (`plot_attention`) and per-word overlays on the image for captioners
-(`plot_attention_overlay`). Every file goes through `annzoo.training.io`, so it
+(`plot_attention_overlay`). Every file goes through `annzoo.io`, so it
 is written atomically.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from annzoo.errors import AnnzooError
-from annzoo.training.io import write_bytes
+from annzoo.io import write_bytes
 
 __all__ = [
     "plot_attention",

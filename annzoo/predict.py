@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from annzoo.errors import AnnzooError
-from annzoo.training import io as aio
+from annzoo import io as aio
 
 __all__ = ["load_inputs", "predict_files", "predict_texts"]
 

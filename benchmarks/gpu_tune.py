@@ -135,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     figures = run(args.out, args.trials, args.epochs)
-    from annzoo.training import io as aio
+    from annzoo import io as aio
 
     aio.write_json(args.out / "gpu_tune.json", figures)  # atomically
     print(json.dumps(figures, indent=2))

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(report.merge("", backend, head, blocks))
     if args.json is not None:
-        from annzoo.training import io as aio
+        from annzoo import io as aio
 
         aio.write_text(args.json, json.dumps(raw, indent=2, default=str) + "\n")
     core.say(f"all done in {time.perf_counter() - started:.0f} s")

@@ -18,7 +18,7 @@ import pytest
 
 import annzoo
 from annzoo import AnnzooError, UnknownNameError
-from annzoo.training import io as aio
+from annzoo import io as aio
 from tests.conftest import run_python
 
 if keras.backend.backend() != "tensorflow":

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annzoo.training.io import TMP_PREFIX
+from annzoo.io import TMP_PREFIX
 
 from .conftest import ROOT, subprocess_env
 
@@ -231,7 +231,7 @@ SAVER = r"""
 import os, sys
 os.environ["KERAS_BACKEND"] = "numpy"
 import keras
-from annzoo.training import io
+from annzoo import io
 
 inputs = keras.Input((64,))
 model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Dense(256)(inputs)))
@@ -259,7 +259,7 @@ for line in sys.stdin:  # children are forked from this warm process
 def test_one_hundred_kills_during_saves_leave_no_unreadable_file(tmp_path):
     import keras
 
-    from annzoo.training.io import clean_temporaries
+    from annzoo.io import clean_temporaries
 
     server = subprocess.Popen(
         [sys.executable, "-c", SAVER, str(tmp_path)],

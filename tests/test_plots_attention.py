@@ -8,7 +8,7 @@ import pytest
 
 from annzoo import plots
 from annzoo.errors import AnnzooError
-from annzoo.training.io import TMP_PREFIX
+from annzoo.io import TMP_PREFIX
 
 
 def _read_png(path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from annzoo import AnnzooError, CheckpointError
-from annzoo.training import io as aio
+from annzoo import io as aio
 from annzoo.training import resolve_run_dir
 from annzoo.training.callbacks import BestModelCheckpoint, MetricsLog
 from tests.conftest import ROOT, subprocess_env
@@ -58,7 +58,7 @@ def test_clean_temporaries_removes_only_strays(tmp_path):
 
 WRITER = """
 import sys
-from annzoo.training import io
+from annzoo import io
 i = 0
 while True:
     i += 1

@@ -227,7 +227,7 @@ def _load(model: Any) -> keras.Model:
             f"`model` {str(path)!r} {what}: expected a keras.Model, a .keras file "
             f"or a run directory. Received: model={str(model)!r}"
         )
-    from annzoo.training.io import check_file
+    from annzoo.io import check_file
 
     check_file(path)  # against the run's manifest, when there is one
     try:

@@ -1,4 +1,4 @@
-"""Training runs: recipes, the runner, callbacks and atomic file IO."""
+"""Training runs: recipes, the runner and callbacks."""
 
 from annzoo.training.recipe import Recipe, load_recipe
 from annzoo.training.runner import (

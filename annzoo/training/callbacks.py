@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from annzoo.training import io as aio
+from annzoo import io as aio
 
 __all__ = [
     "BestModelCheckpoint",

@@ -234,7 +234,7 @@ class Recipe:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes the recipe atomically as JSON or YAML (by the file suffix)."""
-        from annzoo.training import io as aio
+        from annzoo import io as aio
 
         path = Path(path)
         text = self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json()

@@ -37,7 +37,7 @@ from annzoo._checks import check_loaded_splits, check_steps_per_epoch
 from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.training import distribute, sequences
-from annzoo.training import io as aio
+from annzoo import io as aio
 from annzoo.training.recipe import Recipe, load_recipe
 
 __all__ = ["RunResult", "train", "main", "resolve_run_dir", "evaluate_run"]

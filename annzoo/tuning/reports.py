@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from annzoo.training import io as aio
+from annzoo import io as aio
 
 __all__ = ["best", "collect", "write"]
 

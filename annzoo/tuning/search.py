@@ -41,7 +41,7 @@ import numpy as np
 from annzoo import _fused_steps, tasks
 from annzoo._checks import check_choice, check_non_negative_int, check_positive_int
 from annzoo.errors import AnnzooError, CheckpointError
-from annzoo.training import io as aio
+from annzoo import io as aio
 from annzoo.training.recipe import Recipe
 
 __all__ = ["TUNERS", "TuneResult", "tune", "search_definition"]

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from annzoo.training import io as aio
+from annzoo import io as aio
 from bench import NAMES, core
 
 BACKEND_TITLES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}

@@ -183,7 +183,7 @@ def plot(records: dict, path: Path, backend: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from annzoo.training import io as aio
+    from annzoo import io as aio
 
     fig, axes = plt.subplots(1, len(records), figsize=(4.2 * len(records), 3.6))
     for ax, (axis, rows) in zip(np.atleast_1d(axes), records.items(), strict=True):
