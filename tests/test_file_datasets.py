@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from annzoo import datasets
-from annzoo.datasets import files
+from annzoo.datasets import _csv_files, _image_folders, files
 from annzoo.errors import AnnzooError, UnknownNameError
 from annzoo.training import Recipe, train
 
@@ -210,8 +210,10 @@ def test_images_info(image_dir):
 
 def test_images_are_decoded_once_per_process(image_dir, monkeypatch):
     calls = []
-    decode = files._decode
-    monkeypatch.setattr(files, "_decode", lambda *a: calls.append(a[0]) or decode(*a))
+    decode = _image_folders._decode
+    monkeypatch.setattr(
+        _image_folders, "_decode", lambda *a: calls.append(a[0]) or decode(*a)
+    )
     name = f"images:{image_dir}"
     _splits(name, image_size=[8, 8])
     datasets.dataset_info(name, image_size=[8, 8])
@@ -422,13 +424,11 @@ def test_csv_feature_columns(tmp_path):
 
 
 def test_csv_info_and_parsed_once(tmp_path, monkeypatch):
-    from annzoo import data
-
     path, _ = _csv_file(tmp_path, labels=["x", "y", "z", "x"] * 10)
     calls = []
-    load_csv = data.load_csv
+    load_csv = _csv_files.load_csv  # annzoo.data.load_csv, as the source calls it
     monkeypatch.setattr(
-        data, "load_csv", lambda *a, **k: calls.append(a) or load_csv(*a, **k)
+        _csv_files, "load_csv", lambda *a, **k: calls.append(a) or load_csv(*a, **k)
     )
     name = f"csv:{path}"
     _splits(name, label_column="label")
