@@ -11,7 +11,8 @@ Downloads cifar10 through TensorFlow Datasets on first use (about 160 MB).
 
 import sys
 
-from annzoo.training import Recipe, main
+from annzoo.cli import recipe_main
+from annzoo.training import Recipe
 
 RECIPE = Recipe(
     name="cifar10_resnet20",
@@ -30,4 +31,4 @@ RECIPE = Recipe(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(RECIPE))
+    sys.exit(recipe_main(RECIPE))

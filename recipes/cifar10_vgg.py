@@ -10,7 +10,8 @@ cifar10 through TensorFlow Datasets on first use (about 160 MB).
 
 import sys
 
-from annzoo.training import Recipe, main
+from annzoo.cli import recipe_main
+from annzoo.training import Recipe
 
 RECIPE = Recipe(
     name="cifar10_vgg",
@@ -35,4 +36,4 @@ RECIPE = Recipe(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(RECIPE))
+    sys.exit(recipe_main(RECIPE))

@@ -10,7 +10,8 @@ loss and a best-model checkpoint. No download; well under a minute on a
 
 import sys
 
-from annzoo.training import Recipe, main
+from annzoo.cli import recipe_main
+from annzoo.training import Recipe
 
 RECIPE = Recipe(
     name="digits_cnn",
@@ -29,4 +30,4 @@ RECIPE = Recipe(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(RECIPE))
+    sys.exit(recipe_main(RECIPE))

@@ -21,7 +21,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from annzoo.training import Recipe, main, train
+from annzoo.cli import recipe_main
+from annzoo.training import Recipe, train
 
 CNN = dict(
     name="cnn",
@@ -114,7 +115,7 @@ def compare(output_dir="runs", seeds=5, sizes=(10, 50), overrides=(), verbose=0)
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "train":  # the pretraining alone
-        sys.exit(main(RECIPE, sys.argv[2:]))
+        sys.exit(recipe_main(RECIPE, sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50])

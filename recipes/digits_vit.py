@@ -11,7 +11,8 @@ AdamW as in the paper. No download; about a minute on a 2-core CPU.
 
 import sys
 
-from annzoo.training import Recipe, main
+from annzoo.cli import recipe_main
+from annzoo.training import Recipe
 
 RECIPE = Recipe(
     name="digits_vit",
@@ -33,4 +34,4 @@ RECIPE = Recipe(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(RECIPE))
+    sys.exit(recipe_main(RECIPE))

@@ -9,7 +9,8 @@ Downloads fashion_mnist through TensorFlow Datasets on first use (about 30 MB).
 
 import sys
 
-from annzoo.training import Recipe, main
+from annzoo.cli import recipe_main
+from annzoo.training import Recipe
 
 RECIPE = Recipe(
     name="fashion_mnist_cnn",
@@ -29,4 +30,4 @@ RECIPE = Recipe(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(RECIPE))
+    sys.exit(recipe_main(RECIPE))

@@ -12,7 +12,8 @@ Downloads imdb_reviews through TensorFlow Datasets on first use (about
 
 import sys
 
-from annzoo.training import Recipe, main
+from annzoo.cli import recipe_main
+from annzoo.training import Recipe
 
 RECIPE = Recipe(
     name="imdb_bilstm",
@@ -28,4 +29,4 @@ RECIPE = Recipe(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(RECIPE))
+    sys.exit(recipe_main(RECIPE))

@@ -11,7 +11,8 @@ No download; a few minutes on a 2-core CPU.
 
 import sys
 
-from annzoo.training import Recipe, main
+from annzoo.cli import recipe_main
+from annzoo.training import Recipe
 
 RECIPE = Recipe(
     name="surnames_char_rnn",
@@ -24,4 +25,4 @@ RECIPE = Recipe(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(RECIPE))
+    sys.exit(recipe_main(RECIPE))

@@ -115,7 +115,7 @@ def test_strategies_of_the_other_backend_are_refused_with_the_alternative():
 
 
 def test_learning_rate_scaling_is_explicit():
-    from annzoo.training.runner import _learning_rates
+    from annzoo.training.build import learning_rates
 
     recipe = Recipe(
         name="r",
@@ -123,11 +123,11 @@ def test_learning_rate_scaling_is_explicit():
         data={"dataset": "digits"},
         compile={"learning_rate": 0.01},
     ).validate()
-    assert _learning_rates(recipe, replicas=4) == (0.01, None)  # never silent
+    assert learning_rates(recipe, replicas=4) == (0.01, None)  # never silent
     scaled = Recipe.from_dict(
         {**recipe.to_dict(), "distribute": {"scale_learning_rate": True}}
     )
-    assert _learning_rates(scaled, replicas=4) == (pytest.approx(0.04), None)
+    assert learning_rates(scaled, replicas=4) == (pytest.approx(0.04), None)
 
 
 @pytest.mark.slow

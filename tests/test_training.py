@@ -242,8 +242,7 @@ def test_corrupt_state_is_named_not_silently_restarted(interrupted_run, damage):
 def test_finished_run_has_a_manifest_and_damaged_files_are_named(tmp_path):
     import hashlib
 
-    from annzoo.training import load_recipe, train
-    from annzoo.training.runner import evaluate_run
+    from annzoo.training import evaluate_run, load_recipe, train
 
     recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
         ["fit.epochs=1", "data.limit=64", "callbacks.tensorboard=false"]
@@ -300,7 +299,7 @@ def test_a_model_fit_before_runs_the_streams_steps_per_call():
     """A model fit before with 32 steps per call trains exactly the stream's steps."""
     from annzoo import build_mlp, data
     from annzoo.training import load_recipe
-    from annzoo.training.runner import _fit_steps
+    from annzoo.training.inputs import fit_steps
 
     recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py")
     rng = np.random.default_rng(0)
@@ -311,7 +310,7 @@ def test_a_model_fit_before_runs_the_streams_steps_per_call():
     assert int(model.optimizer.iterations.numpy()) == 40
     stream = data.make_dataset(x, y, batch_size=10, shuffle=True, repeat=True)
     stream.execution_block = data.execution_block(40, 32)  # as the runner sets it
-    steps = _fit_steps(recipe, model, stream)
+    steps = fit_steps(recipe, model, stream)
     assert steps == 40 and model.steps_per_execution == 20
     model.fit(stream, epochs=2, steps_per_epoch=steps, shuffle=False, verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 40 + 2 * 40
@@ -319,8 +318,8 @@ def test_a_model_fit_before_runs_the_streams_steps_per_call():
 
 def test_a_recipe_in_mixed_bfloat16_trains_saves_and_restores_the_policy(tmp_path):
     from annzoo.cli import build_parser
+    from annzoo.cli.recipes import apply_arguments
     from annzoo.training import load_recipe, train
-    from annzoo.training.runner import apply_arguments
 
     args = build_parser().parse_args(
         ["train", "digits_mlp", "--epochs", "1", "--mixed-precision", "bfloat16"]
@@ -440,14 +439,16 @@ def test_evaluation_batches_are_whole_where_the_step_is_compiled_for_fixed_shape
 ):
     # 270 samples: at batch 32, 8 batches and one of 14 (a second compiled
     # step); 54 is the largest divisor of 270 between 16 and 64.
-    from annzoo.training import load_recipe, runner
+    from annzoo.training import build, inputs, load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py")
-    split = runner._load_splits(recipe)["test"]
+    split = inputs.load_splits(recipe)["test"]
     assert len(split) == 270
-    model = runner._build(recipe, runner._model_arguments(recipe, split))
+    model = build.build_model(recipe, inputs.model_arguments(recipe, split))
     model.jit_compile = jit
-    pipeline = runner._inputs(recipe, split, model, training=False, num_classes=10)
+    pipeline = inputs.input_pipeline(
+        recipe, split, model, training=False, num_classes=10
+    )
     seen = [np.asarray(y) for _, y in pipeline]
     assert {len(y) for y in seen} == sizes
     np.testing.assert_array_equal(np.concatenate(seen), split.y)

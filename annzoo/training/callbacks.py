@@ -13,6 +13,7 @@ import csv
 import io
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import keras
 import numpy as np
 
 from annzoo import io as aio
+from annzoo.data import set_epoch
 
 __all__ = [
     "BestModelCheckpoint",
@@ -217,8 +219,6 @@ class EpochOrder(keras.callbacks.Callback):
         self.extra = tuple(extra)
 
     def on_epoch_begin(self, epoch, logs=None):
-        from annzoo.data import set_epoch
-
         set_epoch(self.inputs, epoch)
         for index, state in enumerate(random_states(self.model, *self.extra)):
             value = np.array([epoch_seed(self.seed, epoch, index), 0])
@@ -290,13 +290,9 @@ class RunBackup(keras.callbacks.Callback):
         self._started = None
 
     def on_train_begin(self, logs=None):
-        import time
-
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
-
         logs = logs or {}
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
@@ -341,7 +337,7 @@ def _tensorboard_available() -> bool:
     """TensorBoard logs need TensorFlow's summary writer and the tensorboard package."""
     if keras.backend.backend() != "tensorflow":
         return False
-    try:
+    try:  # deferred: whether the optional, heavy packages are installed at all
         import tensorboard  # noqa: F401
         import tensorflow  # noqa: F401
     except ImportError:

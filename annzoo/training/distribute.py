@@ -7,7 +7,8 @@ A recipe's ``distribute`` section picks the strategy:
   (or its logical CPU devices when there is no GPU); TensorFlow backend.
 - ``"data-parallel"``: ``keras.distribution.DataParallel`` over every device
   of every process of the job; JAX backend. Several processes (one per GPU
-  or per machine) form one job through `join`.
+  or per machine) form one job through `join` (`annzoo.training.launch`
+  starts them on one machine).
 - ``"model-parallel"``: ``keras.distribution.ModelParallel`` on a
   ``(batch, model)`` device mesh, each large kernel split along its last axis
   over the ``model`` axis; JAX backend, for models too large for one device.
@@ -30,18 +31,15 @@ backend, and asking for one on TensorFlow is an error that says so.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import subprocess
-import sys
-import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
+
 from annzoo.errors import AnnzooError
 
-__all__ = ["STRATEGIES", "Plan", "plan", "join", "joined", "launch"]
+__all__ = ["STRATEGIES", "Plan", "plan", "join", "joined"]
 
 STRATEGIES = ("auto", "none", "mirrored", "data-parallel", "model-parallel")
 MULTI_WORKER_TF = (
@@ -56,8 +54,6 @@ _JOB: tuple[int, int] | None = None
 
 
 def _backend() -> str:
-    import keras
-
     return keras.backend.backend()
 
 
@@ -112,8 +108,7 @@ def join(coordinator: str, num_processes: int, process_id: int) -> None:
         _JOB = (1, 0)
         return
     check_multi_process_backend()
-    import jax
-    import keras
+    import jax  # deferred: JAX is optional (the jax extra)
 
     # CPU devices of different processes talk through gloo (the default CPU
     # client has no cross-process collectives); GPUs use NCCL regardless.
@@ -166,6 +161,7 @@ class Plan:
     def barrier(self, name: str) -> None:
         """Waits until every process of the job reaches ``name``."""
         if self.num_processes > 1:
+            # deferred: JAX is optional (a job of several processes runs on it)
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices(name)
@@ -190,14 +186,14 @@ class Plan:
 
 
 def _tf_devices() -> list[str]:
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: heavy, and only the mirrored strategy's
 
     gpus = tf.config.list_logical_devices("GPU")
     return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
 
 
 def _jax_devices():
-    import jax
+    import jax  # deferred: JAX is optional (the jax extra)
 
     return jax.devices()
 
@@ -223,7 +219,7 @@ def plan(section: dict) -> Plan:
         if num_processes > 1:
             strategy = "data-parallel"
         elif backend == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # deferred: heavy, loaded with its backend
 
             several = len(tf.config.list_logical_devices("GPU")) > 1
             strategy = "mirrored" if several else "none"
@@ -247,7 +243,7 @@ def plan(section: dict) -> Plan:
                 f"the Keras backend is {backend!r}. Use 'data-parallel' (JAX) or "
                 "'auto'."
             )
-        import tensorflow as tf
+        import tensorflow as tf  # deferred: heavy, loaded with its backend
 
         devices = _pick(_tf_devices(), wanted)
         return Plan(
@@ -262,8 +258,6 @@ def plan(section: dict) -> Plan:
             f"runs on the JAX backend; the Keras backend is {backend!r}. Use "
             "'mirrored' on TensorFlow, or KERAS_BACKEND=jax."
         )
-    import keras
-
     devices = _jax_devices()
     if num_processes == 1:
         devices = _pick(devices, wanted)
@@ -321,8 +315,6 @@ def model_parallel(plan: Plan, build) -> Any:
     paths and shapes; every variable of rank >= 2 whose last axis divides by
     the model axis is split along it, the rest are replicated.
     """
-    import keras
-
     probe = build()
     shapes = {v.path: tuple(v.shape) for v in probe.weights}
     del probe
@@ -339,101 +331,3 @@ def model_parallel(plan: Plan, build) -> Any:
         layout_map=layout_map, batch_dim_name="batch", auto_shard_dataset=False
     )
     return plan.distribution
-
-
-# -- launching a job on this machine ---------------------------------------------
-
-
-def _stream(pipe, prefix: str) -> None:
-    for line in iter(pipe.readline, ""):
-        sys.stderr.write(prefix + line)
-    pipe.close()
-
-
-def launch(
-    command: Sequence[str], workers: int, *, timeout: float | None = None
-) -> int:
-    """Runs ``command`` as ``workers`` processes of one job on this machine.
-
-    Each gets ``--coordinator 127.0.0.1:PORT --num-processes N --process-id I``
-    appended (and, with GPUs, sees only its own). Process 0 keeps this
-    terminal; the others' output is prefixed ``[process I]``. When one fails,
-    the rest are stopped. Returns the first non-zero exit status, or 0.
-    """
-    from annzoo.tuning.distributed import _free_port, _gpu_count
-
-    if not isinstance(workers, int) or workers < 1:
-        raise AnnzooError(
-            f"`--workers` must be an integer >= 1. Received: --workers={workers!r}"
-        )
-    coordinator = f"127.0.0.1:{_free_port()}"
-    gpus = _gpu_count()
-    processes = []
-    threads = []
-    for i in range(workers):
-        env = dict(os.environ)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        argv = [
-            *command,
-            "--coordinator",
-            coordinator,
-            "--num-processes",
-            str(workers),
-            "--process-id",
-            str(i),
-        ]
-        if i == 0:
-            processes.append(subprocess.Popen(argv, env=env))
-            continue
-        process = subprocess.Popen(
-            [*argv, "--quiet"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        thread = threading.Thread(
-            target=_stream, args=(process.stdout, f"[process {i}] "), daemon=True
-        )
-        thread.start()
-        processes.append(process)
-        threads.append(thread)
-    print(
-        f"annzoo: {workers} processes, coordinator {coordinator}"
-        + (f", {gpus} GPUs" if gpus else ""),
-        file=sys.stderr,
-        flush=True,
-    )
-    return _wait_all(processes, threads, timeout)
-
-
-def _wait_all(processes, threads, timeout: float | None) -> int:
-    import time
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    failed = 0
-    try:
-        while any(p.poll() is None for p in processes):
-            for p in processes:
-                code = p.poll()
-                if code not in (None, 0) and not failed:
-                    failed = code
-            if failed:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                failed = 124
-                break
-            time.sleep(0.2)
-        for p in processes:
-            code = p.poll()
-            if code not in (None, 0) and not failed:
-                failed = code
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        for t in threads:
-            t.join(timeout=5)
-    return failed if failed > 0 else (1 if failed else 0)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 
 from annzoo.errors import AnnzooError
+from annzoo.training.launch import free_port, gpu_count
 
 __all__ = ["launch", "role_environment", "parse_oracle"]
 
@@ -60,22 +61,6 @@ def role_environment(role: str, oracle: str, worker_id: str | None = None) -> di
     return {ENV_ID: tuner_id, ENV_IP: host, ENV_PORT: str(port)}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _gpu_count() -> int:
-    try:
-        found = subprocess.run(
-            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(line.startswith("GPU ") for line in found.stdout.splitlines())
-
-
 def launch(tune_argv: Sequence[str], workers: int, *, timeout: float | None = None):
     """Runs ``annzoo tune TUNE_ARGV`` as a chief and ``workers`` local workers.
 
@@ -85,8 +70,8 @@ def launch(tune_argv: Sequence[str], workers: int, *, timeout: float | None = No
         raise AnnzooError(
             f"`--workers` must be an integer >= 1. Received: --workers={workers!r}"
         )
-    oracle = f"127.0.0.1:{_free_port()}"
-    gpus = _gpu_count()
+    oracle = f"127.0.0.1:{free_port()}"
+    gpus = gpu_count()
     command = [sys.executable, "-m", "annzoo.cli", "tune", *tune_argv]
     processes = []
     chief_env = {**os.environ, **role_environment("chief", oracle)}

@@ -1,0 +1,64 @@
+"""The ``annzoo`` command.
+
+    annzoo list [PATTERN]                 registered models with family and size
+    annzoo info NAME                      one model's description and reference
+    annzoo datasets                       the datasets annzoo.datasets.load knows
+    annzoo train RECIPE [options]         run a recipe (name, .py, .json or .yaml)
+    annzoo evaluate RUN_DIR [--split S]   evaluate a run's best model again
+    annzoo predict RUN_DIR INPUT...       predictions for .npy/.npz/.csv/images
+    annzoo predict RUN_DIR --text TEXT    translate, tag or classify raw text
+    annzoo tune RECIPE [--max-trials N]   hyperparameter search (resumable)
+    annzoo finetune SOURCE RECIPE         fine-tune trained weights on a recipe
+    annzoo export RUN_DIR --format F      keras, savedmodel or onnx
+
+Errors print one sentence and exit with status 2; ``--debug`` shows the
+traceback.
+
+argparse lives in this package only: `annzoo.cli.models` (list, info,
+datasets), `annzoo.cli.train` (train, finetune), `annzoo.cli.tune`,
+`annzoo.cli.runs` (evaluate, predict, export) and `annzoo.cli.recipes` (the
+options of a recipe, and `recipe_main`, the entry point of recipe scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from annzoo.cli import models, runs, train, tune
+from annzoo.cli.recipes import recipe_main
+from annzoo.errors import AnnzooError
+
+__all__ = ["build_parser", "main", "recipe_main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="annzoo",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+    models.add_commands(commands)
+    train.add_commands(commands)
+    tune.add_commands(commands)
+    runs.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``annzoo`` command's entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        status = args.run(args)
+    except AnnzooError as error:
+        if args.debug:
+            raise
+        print(f"annzoo: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `annzoo list | head`
+        sys.stderr.close()
+        return 0
+    return int(status or 0)

@@ -1,0 +1,79 @@
+"""``annzoo evaluate``, ``annzoo predict`` and ``annzoo export``: a run's model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from annzoo.errors import AnnzooError
+from annzoo.export import export
+from annzoo.predict import predict_files, predict_texts
+from annzoo.training.report import evaluate_run
+
+__all__ = ["add_commands"]
+
+
+def add_commands(commands) -> None:
+    """Adds the ``evaluate``, ``predict`` and ``export`` subcommands."""
+    evaluate = commands.add_parser("evaluate", help="evaluate a run again")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--split", default="test", help="train, validation or test")
+    evaluate.add_argument("--which", default="best", choices=("best", "final"))
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser("predict", help="predict with a run's model")
+    predict.add_argument("run_dir")
+    predict.add_argument("inputs", nargs="*", help=".npy, .npz, .csv or image files")
+    predict.add_argument(
+        "--text",
+        action="append",
+        help="raw text for a run trained on token data (repeatable)",
+    )
+    predict.add_argument(
+        "--beam-width", type=int, default=1, help="beam search width (seq2seq)"
+    )
+    predict.add_argument("--output", help="CSV to write (default RUN_DIR/predictions/)")
+    predict.add_argument("--which", default="best", choices=("best", "final"))
+    predict.set_defaults(run=_predict)
+
+    exporting = commands.add_parser("export", help="export a run's model")
+    exporting.add_argument("run_dir")
+    exporting.add_argument(
+        "--format", default="keras", help="keras, savedmodel or onnx"
+    )
+    exporting.add_argument("--output", help="destination (default RUN_DIR/export/...)")
+    exporting.add_argument("--which", default="best", choices=("best", "final"))
+    exporting.set_defaults(run=_export)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    metrics = evaluate_run(args.run_dir, split=args.split, which=args.which)
+    print(json.dumps({"split": args.split, "model": args.which, **metrics}, indent=2))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    if bool(args.inputs) == bool(args.text):
+        raise AnnzooError(
+            "`annzoo predict` takes input files or --text, not both nor neither. "
+            f"Received: {len(args.inputs)} files and {len(args.text or [])} texts."
+        )
+    if args.text:
+        written, predictions = predict_texts(
+            args.run_dir,
+            args.text,
+            output=args.output,
+            which=args.which,
+            beam_width=args.beam_width,
+        )
+        for text, prediction in zip(args.text, predictions, strict=True):
+            print(f"{text}\t{prediction}")
+    else:
+        written = predict_files(
+            args.run_dir, args.inputs, output=args.output, which=args.which
+        )
+    print(f"predictions: {written}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    path = export(args.run_dir, args.output, format=args.format, which=args.which)
+    print(f"exported: {path}")

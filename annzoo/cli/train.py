@@ -1,0 +1,50 @@
+"""``annzoo train`` and ``annzoo finetune``: run a recipe."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from annzoo.cli.recipes import add_train_arguments, run_and_report
+from annzoo.training.recipe import Recipe, find_recipe, load_recipe
+
+__all__ = ["add_commands"]
+
+
+def add_commands(commands) -> None:
+    """Adds the ``train`` and ``finetune`` subcommands."""
+    train = commands.add_parser(
+        "train",
+        help="run a recipe",
+        description="Run a recipe and write a run directory.",
+    )
+    train.add_argument("recipe", help="recipe name (recipes/NAME.py) or file")
+    add_train_arguments(train)
+    train.set_defaults(run=_train)
+
+    finetune = commands.add_parser(
+        "finetune",
+        help="fine-tune trained weights on a recipe's data",
+        description="Train RECIPE starting from SOURCE (a .keras file, a run "
+        "directory or a preset such as mobilenetv2_imagenet): new head, frozen "
+        "base, reduced learning rate (see the recipe's finetune section).",
+    )
+    finetune.add_argument("source", help=".keras file, run directory or preset")
+    finetune.add_argument("recipe", help="recipe file or name in recipes/")
+    add_train_arguments(finetune)
+    finetune.set_defaults(run=_finetune)
+
+
+def _train(args: argparse.Namespace) -> int:
+    recipe = load_recipe(find_recipe(args.recipe))
+    return run_and_report(recipe, args)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    recipe = load_recipe(find_recipe(args.recipe))
+    source = args.source
+    if Path(source).exists():  # record where the weights came from, exactly
+        source = str(Path(source).resolve())
+    data = recipe.to_dict()
+    data["finetune"]["source"] = source
+    return run_and_report(Recipe.from_dict(data), args)
