@@ -1,24 +1,29 @@
 """The model registry: one name -> one builder call.
 
 Families (``"mlp"``, ``"cnn"``) are builder functions registered with
-:func:`register`; presets are named argument sets for a family, registered with
-:func:`register_preset` next to the family's code, each carrying the published
-parameter count it reproduces and where that figure comes from.
+:func:`register`, each with a :class:`FamilySpec` declaring, next to the
+builder, what the rest of annzoo needs to know about it (its tasks, the data it
+trains on, its search space, a smoke configuration for tests, how predictions
+read raw input and what its run report draws); presets are named argument
+sets for a family, registered with :func:`register_preset` next to the family's
+code, each carrying the published parameter count it reproduces and where that
+figure comes from.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from annzoo._checks import check_choice
-from annzoo._host_init import with_host_initialization
 from annzoo.errors import AnnzooError
+from annzoo.speedups import with_host_initialization
 
 __all__ = [
+    "FamilySpec",
     "Reference",
     "ModelInfo",
     "register",
@@ -27,13 +32,71 @@ __all__ = [
     "list_models",
     "list_families",
     "model_info",
+    "family_spec",
 ]
 
 _FAMILIES: dict[str, Callable[..., Any]] = {}
-# family -> function(resolved config) -> {"input_shape": ..., "output_shape": ...}
-# for families whose shapes are not simply `input_shape` and `(num_classes,)`.
-_SHAPES: dict[str, Callable[[dict[str, Any]], dict[str, tuple]]] = {}
+_SPECS: dict[str, FamilySpec] = {}
 _PRESETS: dict[str, _Preset] = {}
+
+# How `annzoo predict` reads raw input for a family.
+PREDICT_INPUTS = ("arrays", "text")
+# What a run's report may draw beyond the learning curves.
+REPORTS = ("confusion_matrix", "entities", "decoded", "attention")
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What annzoo needs to know about a family, declared next to its builder.
+
+    The runner, the tuner, ``predict``, ``finetune`` and the tests read this
+    instead of branching on family names: a new family is one module with its
+    builder and spec, registered with :func:`register`.
+
+    Attributes:
+        tasks: the task names (:mod:`annzoo.tasks`) its builder accepts.
+        data: the dataset structures it trains on (``"sample"``,
+            ``"tagging"``, ``"sequence"``; see :class:`annzoo.datasets.ArrayDataset`).
+        dataset_arguments: ``function(train_split) -> dict`` of the builder
+            arguments a dataset determines (input shape, vocabulary sizes,
+            output width, task): how a recipe's data fills the builder.
+        search_space: the default hyperparameter space of
+            :func:`annzoo.tuning.default_space`, in its format.
+        space_requires: default-space keys that only mean something when
+            another builder argument is set (``{"embedding_dim":
+            "vocabulary_size"}``).
+        smoke: builder arguments of a tiny model, for tests and smoke runs.
+        predict: how ``annzoo predict`` reads raw input: ``"arrays"`` (.npy,
+            .npz, .csv or image files) or ``"text"`` (raw strings tokenized
+            with the run's vocabulary).
+        report: what a run's report draws beyond the learning curves
+            (``"confusion_matrix"``, ``"entities"``, ``"decoded"``,
+            ``"attention"``), when the task and model allow it.
+        shapes: ``function(config) -> {"input_shape": ..., "output_shape":
+            ...}`` for :func:`model_info`, where the shapes are not simply
+            ``config["input_shape"]`` and ``(num_classes,)``.
+    """
+
+    tasks: tuple[str, ...]
+    data: tuple[str, ...]
+    dataset_arguments: Callable[[Any], dict[str, Any]]
+    search_space: Mapping[str, Any]
+    smoke: Mapping[str, Any]
+    predict: str = "arrays"
+    report: tuple[str, ...] = ()
+    space_requires: Mapping[str, str] = field(default_factory=dict)
+    shapes: Callable[[dict[str, Any]], dict[str, tuple]] | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("spec.predict", self.predict, PREDICT_INPUTS)
+        for item in self.report:
+            check_choice("spec.report", item, REPORTS)
+        for structure in self.data:
+            check_choice("spec.data", structure, ("sample", "tagging", "sequence"))
+        if not self.tasks:
+            raise AnnzooError(
+                "`spec.tasks` must name at least one task. Received: spec.tasks=()"
+            )
 
 
 @dataclass(frozen=True)
@@ -89,26 +152,33 @@ class ModelInfo:
         return asdict(self)
 
 
-def register(family: str, *, shapes: Callable | None = None) -> Callable:
+def register(family: str, *, spec: FamilySpec) -> Callable:
     """Decorator registering a family builder under ``family``.
 
     Args:
         family: the family's name.
-        shapes: optional ``function(config) -> {"input_shape": ...,
-            "output_shape": ...}`` for :func:`model_info`, where the shapes are
-            not simply ``config["input_shape"]`` and ``(num_classes,)`` (token
-            sequences, several inputs, one output per time step).
+        spec: what the rest of annzoo needs to know about the family.
     """
+    if not isinstance(spec, FamilySpec):
+        raise AnnzooError(
+            f"`spec` must be an annzoo.registry.FamilySpec. Received: spec={spec!r}"
+        )
 
     def decorate(builder: Callable) -> Callable:
         if family in _FAMILIES or family in _PRESETS:
             raise AnnzooError(f"`family` {family!r} is already registered.")
+        parameters = inspect.signature(builder).parameters
+        unknown = sorted(set(spec.smoke) - set(parameters))
+        if unknown:
+            raise AnnzooError(
+                f"`spec.smoke` of family {family!r} must hold builder arguments. "
+                f"Received: {unknown}"
+            )
         # On JAX, new weights are filled from NumPy: no XLA program per
         # weight shape (ResNet-50's build: 4.2 s -> 0.3 s on the 2-core CPU).
         builder = with_host_initialization(builder)
         _FAMILIES[family] = builder
-        if shapes is not None:
-            _SHAPES[family] = shapes
+        _SPECS[family] = spec
         return builder
 
     return decorate
@@ -141,7 +211,6 @@ def _check_arguments(family: str, arguments: dict[str, Any]) -> None:
 
 
 def _lookup(name: Any) -> tuple[str, dict[str, Any], _Preset | None]:
-    _ensure_loaded()
     check_choice("name", name, [*_PRESETS, *_FAMILIES])
     if name in _PRESETS:
         preset = _PRESETS[name]
@@ -173,13 +242,11 @@ def create_model(name: str, /, **overrides: Any):
 
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted preset names matching the shell-style ``pattern``."""
-    _ensure_loaded()
     return sorted(n for n in _PRESETS if fnmatch.fnmatchcase(n, pattern))
 
 
 def list_families() -> list[str]:
     """Sorted family names (builders usable with :func:`create_model`)."""
-    _ensure_loaded()
     return sorted(_FAMILIES)
 
 
@@ -197,8 +264,9 @@ def model_info(name: str) -> ModelInfo:
         "input_shape": tuple(input_shape) if input_shape else (),
         "output_shape": (outputs,) if outputs else (),
     }
-    if family in _SHAPES:
-        shapes.update({k: tuple(v) for k, v in _SHAPES[family](resolved).items()})
+    spec = _SPECS[family]
+    if spec.shapes is not None:
+        shapes.update({k: tuple(v) for k, v in spec.shapes(resolved).items()})
     return ModelInfo(
         name=name,
         family=family,
@@ -213,10 +281,23 @@ def model_info(name: str) -> ModelInfo:
     )
 
 
-def _ensure_loaded() -> None:
-    # The families register themselves on import; importing here lets
-    # ``annzoo.registry`` be used on its own.
-    import annzoo.models  # noqa: F401
+def builder(family: str) -> Callable[..., Any]:
+    """The builder function registered as ``family``."""
+    check_choice("family", family, _FAMILIES)
+    return _FAMILIES[family]
+
+
+def family_spec(name: str) -> FamilySpec:
+    """The :class:`FamilySpec` of the family behind preset or family ``name``."""
+    family, _, _ = _lookup(name)
+    return _SPECS[family]
+
+
+def resolve(name: str) -> tuple[str, dict[str, Any]]:
+    """``(family, preset arguments)`` of preset or family ``name`` (``{}`` for a
+    family)."""
+    family, config, _ = _lookup(name)
+    return family, config
 
 
 def builder_parameters(name: str) -> list[str]:

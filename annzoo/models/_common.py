@@ -109,3 +109,44 @@ def finish(model: keras.Model, task: str, compile: Any) -> keras.Model:
     options = {} if compile is True else dict(compile)
     options.setdefault("task", task)
     return tasks.compile_model(model, **options)
+
+
+# -- what a dataset fills in a builder (FamilySpec.dataset_arguments) ----------
+#
+# A split is an `annzoo.datasets.ArrayDataset` (read by attribute only: models
+# sit below the data layer). Each family's spec composes these.
+
+# Dropout rates of the default search spaces (`FamilySpec.search_space`).
+DROPOUT_RATES = [0.0, 0.1, 0.2, 0.3, 0.5]
+SEQUENCE_DROPOUT_RATES = [0.0, 0.1, 0.2, 0.3]
+
+
+def shape_arguments(train: Any) -> dict[str, Any]:
+    """``input_shape``: the per-sample shape of features, images or series."""
+    return {"input_shape": [int(d) for d in train.input_shape]}
+
+
+def token_arguments(train: Any, *, length: str | None) -> dict[str, Any]:
+    """``vocabulary_size`` and the token length, for token inputs.
+
+    ``length`` names the builder argument that takes the number of steps
+    (``"sequence_length"``); None puts it in ``input_shape`` instead.
+    """
+    steps = int(train.x.shape[1])
+    args: dict[str, Any] = {"vocabulary_size": len(train.vocabulary)}
+    args.update({length: steps} if length else {"input_shape": [steps]})
+    return args
+
+
+def output_arguments(train: Any, *, width: str) -> dict[str, Any]:
+    """The output width (``num_classes`` or ``num_outputs``) and the task."""
+    return {width: int(train.num_outputs), "task": train.task}
+
+
+def target_arguments(train: Any, *, prefix: str = "target_") -> dict[str, Any]:
+    """The target vocabulary and length of a sequence dataset, ``task="sequence"``."""
+    return {
+        f"{prefix}vocabulary_size": len(train.target_vocabulary),
+        f"{prefix}sequence_length": int(train.y.shape[1]),
+        "task": "sequence",
+    }

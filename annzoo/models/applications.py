@@ -23,8 +23,16 @@ import keras
 from annzoo import tasks
 from annzoo._checks import check_choice, check_input_shape, check_rate
 from annzoo.errors import AnnzooError
-from annzoo.models._common import check_compile, check_outputs, finish, output_head
-from annzoo.registry import Reference, register, register_preset
+from annzoo.models._common import (
+    DROPOUT_RATES,
+    check_compile,
+    check_outputs,
+    finish,
+    output_arguments,
+    output_head,
+    shape_arguments,
+)
+from annzoo.registry import FamilySpec, Reference, register, register_preset
 
 __all__ = ["build_application", "ARCHITECTURES"]
 
@@ -39,7 +47,29 @@ ARCHITECTURES = tuple(
 POOLINGS = ("avg", "max")
 
 
-@register("applications")
+def _dataset_arguments(train: Any) -> dict[str, Any]:
+    return {**shape_arguments(train), **output_arguments(train, width="num_classes")}
+
+
+SPEC = FamilySpec(
+    tasks=tasks.SAMPLE_TASKS,
+    data=("sample",),
+    dataset_arguments=_dataset_arguments,
+    # A pretrained backbone is fine-tuned, not searched: the search varies only
+    # the optimizer, learning rate and batch size (annzoo.tuning.COMMON_SPACE).
+    search_space={},
+    smoke=dict(
+        architecture="MobileNetV2",
+        input_shape=(32, 32, 3),
+        num_classes=3,
+        weights=None,
+    ),  # fmt: skip
+    predict="arrays",
+    report=("confusion_matrix",),
+)
+
+
+@register("applications", spec=SPEC)
 def build_application(
     architecture: str,
     input_shape: tuple[int, int, int] = (224, 224, 3),

@@ -15,7 +15,13 @@ import keras
 
 from annzoo._checks import check_input_shape, check_int_sequence, check_positive_int
 from annzoo.errors import AnnzooError
-from annzoo.models._common import check_compile, finish
+from annzoo.models._common import (
+    SEQUENCE_DROPOUT_RATES,
+    check_compile,
+    finish,
+    shape_arguments,
+    target_arguments,
+)
 from annzoo.models.cnn import _check_spatial_size, _conv_bn_act
 from annzoo.models.seq2seq import (
     attention_decoder,
@@ -23,7 +29,7 @@ from annzoo.models.seq2seq import (
     check_dot_attention,
     decoder_initial_state,
 )
-from annzoo.registry import Reference, register, register_preset
+from annzoo.registry import FamilySpec, Reference, register, register_preset
 
 __all__ = ["build_captioner"]
 
@@ -38,7 +44,40 @@ def _shapes(config: dict[str, Any]) -> dict[str, tuple]:
     }
 
 
-@register("captioning", shapes=_shapes)
+def _dataset_arguments(train: Any) -> dict[str, Any]:
+    # The captions are the captioner's only vocabulary.
+    return {**shape_arguments(train), **target_arguments(train, prefix="")}
+
+
+SPEC = FamilySpec(
+    tasks=("sequence",),
+    data=("sequence",),
+    dataset_arguments=_dataset_arguments,
+    search_space={
+        "filters": {"type": "layers", "depth": [2, 3], "values": [16, 32, 64]},
+        "cell": ["gru", "lstm"],
+        "units": [64, 128],
+        "embedding_dim": [32, 64],
+        "attention": ["bahdanau", "luong_general"],
+        "dropout": SEQUENCE_DROPOUT_RATES,
+    },
+    smoke=dict(
+        input_shape=(16, 16, 3),
+        vocabulary_size=10,
+        sequence_length=5,
+        filters=(4, 8),
+        embedding_dim=4,
+        units=8,
+    ),  # fmt: skip
+    # Captions are decoded with annzoo.decode; `annzoo predict` has no
+    # image-to-caption path yet.
+    predict="arrays",
+    report=("decoded", "attention"),
+    shapes=_shapes,
+)
+
+
+@register("captioning", spec=SPEC)
 def build_captioner(
     input_shape: tuple[int, int, int],
     vocabulary_size: int,

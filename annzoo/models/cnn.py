@@ -19,14 +19,17 @@ from annzoo._checks import (
 from annzoo.errors import AnnzooError
 from annzoo.layers import PaddedIdentity
 from annzoo.models._common import (
+    DROPOUT_RATES,
     check_activation,
     check_compile,
     check_outputs,
     dense_stack,
     finish,
+    output_arguments,
     output_head,
+    shape_arguments,
 )
-from annzoo.registry import Reference, register, register_preset
+from annzoo.registry import FamilySpec, Reference, register, register_preset
 
 __all__ = ["build_cnn"]
 
@@ -39,7 +42,28 @@ PADDINGS = ("same", "valid")
 BOTTLENECK_EXPANSION = 4
 
 
-@register("cnn")
+def _dataset_arguments(train: Any) -> dict[str, Any]:
+    return {**shape_arguments(train), **output_arguments(train, width="num_classes")}
+
+
+SPEC = FamilySpec(
+    tasks=tasks.SAMPLE_TASKS,
+    data=("sample",),
+    dataset_arguments=_dataset_arguments,
+    search_space={
+        "filters": {"type": "layers", "depth": [1, 3], "values": [16, 32, 64]},
+        "kernel_size": [3, 5],
+        "batch_norm": {"type": "boolean"},
+        "hidden_units": {"type": "layers", "depth": [0, 1], "values": [64, 128]},
+        "dropout": DROPOUT_RATES,
+    },
+    smoke=dict(input_shape=(8, 8, 1), num_classes=3, filters=(4,)),
+    predict="arrays",
+    report=("confusion_matrix",),
+)
+
+
+@register("cnn", spec=SPEC)
 def build_cnn(
     input_shape: tuple[int, int, int],
     num_classes: int,

@@ -9,19 +9,41 @@ import keras
 from annzoo import tasks
 from annzoo._checks import check_input_shape, check_int_sequence, check_rate
 from annzoo.models._common import (
+    DROPOUT_RATES,
     check_activation,
     check_compile,
     check_outputs,
     dense_stack,
     finish,
+    output_arguments,
     output_head,
+    shape_arguments,
 )
-from annzoo.registry import Reference, register, register_preset
+from annzoo.registry import FamilySpec, Reference, register, register_preset
 
 __all__ = ["build_mlp"]
 
 
-@register("mlp")
+def _dataset_arguments(train: Any) -> dict[str, Any]:
+    return {**shape_arguments(train), **output_arguments(train, width="num_outputs")}
+
+
+SPEC = FamilySpec(
+    tasks=tasks.SAMPLE_TASKS,
+    data=("sample",),
+    dataset_arguments=_dataset_arguments,
+    search_space={
+        "hidden_units": dict(type="layers", depth=[1, 3], values=[32, 64, 128, 256]),
+        "activation": ["relu", "gelu"],
+        "dropout": DROPOUT_RATES,
+    },
+    smoke=dict(input_shape=4, num_outputs=3, hidden_units=(8,)),
+    predict="arrays",
+    report=("confusion_matrix",),
+)
+
+
+@register("mlp", spec=SPEC)
 def build_mlp(
     input_shape: int | tuple[int, ...],
     num_outputs: int,

@@ -24,8 +24,17 @@ from annzoo._checks import (
 )
 from annzoo.errors import AnnzooError
 from annzoo.layers.crf import CRF, CRFLoss, viterbi_decode
-from annzoo.models._common import check_compile, check_outputs, finish, output_head
-from annzoo.registry import Reference, register, register_preset
+from annzoo.models._common import (
+    SEQUENCE_DROPOUT_RATES,
+    check_compile,
+    check_outputs,
+    finish,
+    output_arguments,
+    output_head,
+    shape_arguments,
+    token_arguments,
+)
+from annzoo.registry import FamilySpec, Reference, register, register_preset
 
 __all__ = ["build_rnn", "decode_tags"]
 
@@ -60,7 +69,41 @@ def _check_input(input_shape: Any, vocabulary_size: int | None) -> tuple:
     return input_shape
 
 
-@register("rnn", shapes=_shapes)
+def _dataset_arguments(train: Any) -> dict[str, Any]:
+    if train.vocabulary is not None:
+        args = token_arguments(train, length=None)
+    else:
+        args = shape_arguments(train)
+    return {**args, **output_arguments(train, width="num_outputs")}
+
+
+SPEC = FamilySpec(
+    tasks=tasks.SAMPLE_TASKS,
+    data=("sample", "tagging"),
+    dataset_arguments=_dataset_arguments,
+    search_space={
+        "cell": ["gru", "lstm"],
+        "units": {"type": "layers", "depth": [1, 2], "values": [32, 64, 128]},
+        "bidirectional": {"type": "boolean"},
+        "embedding_dim": [32, 64, 128],
+        "dropout": SEQUENCE_DROPOUT_RATES,
+    },
+    # An embedding exists only for token inputs.
+    space_requires={"embedding_dim": "vocabulary_size"},
+    smoke=dict(
+        input_shape=(6,),
+        num_outputs=3,
+        vocabulary_size=12,
+        embedding_dim=4,
+        units=(8,),
+    ),  # fmt: skip
+    predict="text",
+    report=("confusion_matrix", "entities"),
+    shapes=_shapes,
+)
+
+
+@register("rnn", spec=SPEC)
 def build_rnn(
     input_shape: int | tuple[int | None, ...],
     num_outputs: int,

@@ -17,8 +17,15 @@ from annzoo import tasks
 from annzoo._checks import check_choice, check_positive_int, check_rate
 from annzoo.errors import AnnzooError
 from annzoo.layers import RecurrentAttention
-from annzoo.models._common import check_compile, finish, output_head
-from annzoo.registry import Reference, register, register_preset
+from annzoo.models._common import (
+    SEQUENCE_DROPOUT_RATES,
+    check_compile,
+    finish,
+    output_head,
+    target_arguments,
+    token_arguments,
+)
+from annzoo.registry import FamilySpec, Reference, register, register_preset
 
 __all__ = ["build_seq2seq", "attention_decoder", "decoder_initial_state"]
 
@@ -133,7 +140,39 @@ def attention_decoder(
     return output_head(x, vocabulary_size, "sequence")
 
 
-@register("seq2seq", shapes=_shapes)
+def _dataset_arguments(train: Any) -> dict[str, Any]:
+    return {
+        **token_arguments(train, length="sequence_length"),
+        **target_arguments(train),
+    }
+
+
+SPEC = FamilySpec(
+    tasks=("sequence",),
+    data=("sequence",),
+    dataset_arguments=_dataset_arguments,
+    search_space={
+        "cell": ["gru", "lstm"],
+        "units": [64, 128, 256],
+        "embedding_dim": [32, 64],
+        "attention": ["bahdanau", "luong_general", None],
+        "dropout": SEQUENCE_DROPOUT_RATES,
+    },
+    smoke=dict(
+        vocabulary_size=12,
+        sequence_length=6,
+        target_vocabulary_size=10,
+        target_sequence_length=5,
+        embedding_dim=4,
+        units=8,
+    ),  # fmt: skip
+    predict="text",
+    report=("decoded", "attention"),
+    shapes=_shapes,
+)
+
+
+@register("seq2seq", spec=SPEC)
 def build_seq2seq(
     vocabulary_size: int,
     sequence_length: int,

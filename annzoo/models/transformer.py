@@ -31,14 +31,19 @@ from annzoo.layers import (
 )
 from annzoo.layers.transformer import _pair
 from annzoo.models._common import (
+    SEQUENCE_DROPOUT_RATES,
     check_activation,
     check_compile,
     check_outputs,
     dense_stack,
     finish,
+    output_arguments,
     output_head,
+    shape_arguments,
+    target_arguments,
+    token_arguments,
 )
-from annzoo.registry import Reference, register, register_preset
+from annzoo.registry import FamilySpec, Reference, register, register_preset
 
 __all__ = ["build_transformer"]
 
@@ -82,7 +87,47 @@ def _shapes(config: dict[str, Any]) -> dict[str, tuple]:
     return {"input_shape": ((source,), (target,)), "output_shape": (target, vocabulary)}
 
 
-@register("transformer", shapes=_shapes)
+def _dataset_arguments(train: Any) -> dict[str, Any]:
+    # The data decides the variant: images make a vision transformer, token
+    # targets an encoder-decoder, token inputs with labels an encoder.
+    if train.vocabulary is None:
+        args = {"variant": "vit", **shape_arguments(train)}
+    else:
+        args = token_arguments(train, length="sequence_length")
+        args["variant"] = "encoder"
+    if train.structure == "sequence":
+        return {**args, "variant": "encoder_decoder", **target_arguments(train)}
+    return {**args, **output_arguments(train, width="num_classes")}
+
+
+SPEC = FamilySpec(
+    tasks=(*tasks.SAMPLE_TASKS, "sequence"),
+    data=("sample", "sequence"),
+    dataset_arguments=_dataset_arguments,
+    search_space={
+        "num_layers": {"type": "int", "min": 1, "max": 4},
+        # Every d_model is divisible by every head count (key_dim = d / heads).
+        "d_model": [32, 64, 128],
+        "num_heads": [2, 4, 8],
+        "ff_dim": [64, 128, 256],
+        "dropout": SEQUENCE_DROPOUT_RATES,
+    },
+    smoke=dict(
+        vocabulary_size=20,
+        sequence_length=8,
+        num_classes=3,
+        d_model=8,
+        num_heads=2,
+        ff_dim=16,
+        num_layers=1,
+    ),  # fmt: skip
+    predict="text",
+    report=("confusion_matrix", "decoded", "attention"),
+    shapes=_shapes,
+)
+
+
+@register("transformer", spec=SPEC)
 def build_transformer(
     variant: str = "encoder",
     *,

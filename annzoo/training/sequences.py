@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from annzoo import registry
 from annzoo._checks import check_positive_int
 from annzoo.datasets import ArrayDataset
 from annzoo.errors import AnnzooError
@@ -30,6 +31,7 @@ from annzoo.text import PAD_ID, Vocabulary, shift_right, tokenize_words
 __all__ = [
     "TEXT_DEFAULTS",
     "check_targets",
+    "dataset_arguments",
     "model_arguments",
     "model_inputs",
     "prepare_text",
@@ -73,6 +75,12 @@ def prepare_text(
         )
         out[name] = dataclasses.replace(split, x=ids, vocabulary=vocabulary)
     return out
+
+
+def dataset_arguments(name: str, train: ArrayDataset) -> dict[str, Any]:
+    """The builder arguments a dataset determines, as the family declares them
+    (``FamilySpec.dataset_arguments``), for preset or family ``name``."""
+    return registry.family_spec(name).dataset_arguments(train)
 
 
 def model_arguments(parameters: set[str], train: ArrayDataset) -> dict[str, Any]:

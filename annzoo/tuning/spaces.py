@@ -27,8 +27,8 @@ tuple of the active layers' values. Choices may hold values keras-tuner cannot
 (None, lists, mixed types): the hyperparameter then holds a label (``"none"``,
 ``"[64, 32]"``) that is decoded before the builder sees it.
 
-The default space of a family is a small table below (:data:`FAMILY_SPACES`
-plus :data:`COMMON_SPACE`). A preset starts from its own configuration: the
+The default space of a family is declared by the family, next to its builder
+(``FamilySpec.search_space``), plus :data:`COMMON_SPACE`. A preset starts from its own configuration: the
 arguments it fixes are not tuned unless a user's space names them, so only the
 common keys and ``dropout`` (when the builder has it) are searched by default.
 Input and output sizes (:data:`NEVER_TUNED`) are never tuned.
@@ -50,7 +50,6 @@ from annzoo.tasks import OPTIMIZERS
 
 __all__ = [
     "COMMON_SPACE",
-    "FAMILY_SPACES",
     "NEVER_TUNED",
     "SPECIAL_KEYS",
     "default_space",
@@ -75,57 +74,6 @@ COMMON_SPACE: dict[str, Any] = {
     ),
     "batch_size": {"type": "choice", "values": [16, 32, 64, 128], "default": 32},
 }
-
-_DROPOUT = [0.0, 0.1, 0.2, 0.3, 0.5]
-_SEQUENCE_DROPOUT = [0.0, 0.1, 0.2, 0.3]
-
-FAMILY_SPACES: dict[str, dict[str, Any]] = {
-    "mlp": {
-        "hidden_units": dict(type="layers", depth=[1, 3], values=[32, 64, 128, 256]),
-        "activation": ["relu", "gelu"],
-        "dropout": _DROPOUT,
-    },
-    "cnn": {
-        "filters": {"type": "layers", "depth": [1, 3], "values": [16, 32, 64]},
-        "kernel_size": [3, 5],
-        "batch_norm": {"type": "boolean"},
-        "hidden_units": {"type": "layers", "depth": [0, 1], "values": [64, 128]},
-        "dropout": _DROPOUT,
-    },
-    "rnn": {
-        "cell": ["gru", "lstm"],
-        "units": {"type": "layers", "depth": [1, 2], "values": [32, 64, 128]},
-        "bidirectional": {"type": "boolean"},
-        "embedding_dim": [32, 64, 128],
-        "dropout": _SEQUENCE_DROPOUT,
-    },
-    "transformer": {
-        "num_layers": {"type": "int", "min": 1, "max": 4},
-        # Every d_model is divisible by every head count (key_dim = d / heads).
-        "d_model": [32, 64, 128],
-        "num_heads": [2, 4, 8],
-        "ff_dim": [64, 128, 256],
-        "dropout": _SEQUENCE_DROPOUT,
-    },
-    "seq2seq": {
-        "cell": ["gru", "lstm"],
-        "units": [64, 128, 256],
-        "embedding_dim": [32, 64],
-        "attention": ["bahdanau", "luong_general", None],
-        "dropout": _SEQUENCE_DROPOUT,
-    },
-    "captioning": {
-        "filters": {"type": "layers", "depth": [2, 3], "values": [16, 32, 64]},
-        "cell": ["gru", "lstm"],
-        "units": [64, 128],
-        "embedding_dim": [32, 64],
-        "attention": ["bahdanau", "luong_general"],
-        "dropout": _SEQUENCE_DROPOUT,
-    },
-}
-# Default-space keys that only mean something when another argument is set:
-# an embedding exists only for token inputs.
-_ONLY_WITH = {("rnn", "embedding_dim"): "vocabulary_size"}
 
 _FIELDS = {
     "int": ({"min", "max"}, {"step", "sampling", "default"}),
@@ -322,8 +270,8 @@ def _labels(key: str, values: list) -> dict[str, Any] | None:
 
 def _target(name: Any, fixed: Mapping[str, Any]) -> tuple[str, dict, dict]:
     """(family, preset config, builder parameters), with ``fixed`` checked."""
-    family, config, _ = registry._lookup(name)  # raises UnknownNameError
-    parameters = dict(inspect.signature(registry._FAMILIES[family]).parameters)
+    family, config = registry.resolve(name)  # raises UnknownNameError
+    parameters = dict(inspect.signature(registry.builder(family)).parameters)
     for key in fixed:
         if key == "compile":
             raise AnnzooError(
@@ -359,8 +307,8 @@ def _suggest(key: str, choices: list[str]) -> str:
 def default_space(name: str, /, **fixed: Any) -> dict[str, dict[str, Any]]:
     """The default search space of preset or family ``name``, in long form.
 
-    A family searches :data:`COMMON_SPACE` and its row of
-    :data:`FAMILY_SPACES`; a preset searches :data:`COMMON_SPACE` and
+    A family searches :data:`COMMON_SPACE` and its own default space
+    (``FamilySpec.search_space``); a preset searches :data:`COMMON_SPACE` and
     ``dropout`` only, so that it keeps its architecture. Arguments in
     ``fixed`` are left out.
 
@@ -369,13 +317,14 @@ def default_space(name: str, /, **fixed: Any) -> dict[str, dict[str, Any]]:
         {'type': 'layers', 'depth': [1, 3], 'values': [32, 64, 128, 256]}
     """
     family, config, parameters = _target(name, fixed)
-    table = FAMILY_SPACES.get(family, {})
+    spec = registry.family_spec(family)
+    table = dict(spec.search_space)
     if config:
         table = {k: v for k, v in table.items() if k == "dropout"}
     given = {**config, **fixed}
     space = {}
     for key, value in {**COMMON_SPACE, **table}.items():
-        needs = _ONLY_WITH.get((family, key))
+        needs = spec.space_requires.get(key)
         if key in fixed or (needs is not None and given.get(needs) is None):
             continue
         if key in parameters or key in SPECIAL_KEYS:

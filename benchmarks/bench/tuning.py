@@ -179,11 +179,12 @@ def plain_search(
     """
     import keras_tuner
 
+    from annzoo import registry
     from annzoo.tuning import spaces
     from bench import handmade
 
     train, validation = splits["train"], splits["validation"]
-    mlp_space = spaces.FAMILY_SPACES["mlp"]
+    mlp_space = registry.family_spec("mlp").search_space
     common = spaces.COMMON_SPACE
     num_classes = int(np.max(train.y)) + 1
 
