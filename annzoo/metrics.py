@@ -16,6 +16,8 @@ from typing import Any
 
 import keras
 
+from annzoo.errors import AnnzooError
+
 __all__ = ["TokenAccuracy", "bio_spans", "entity_scores", "exact_match"]
 
 
@@ -99,8 +101,6 @@ def entity_scores(
     correct: Counter[str] = Counter()
     for truth, guess in zip(true_tags, predicted_tags, strict=True):
         if len(truth) != len(guess):
-            from annzoo.errors import AnnzooError
-
             raise AnnzooError(
                 "Each predicted tag sequence must be as long as its gold sequence. "
                 f"Received lengths {len(guess)} and {len(truth)}."

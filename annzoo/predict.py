@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from annzoo.errors import AnnzooError
 from annzoo import io as aio
+from annzoo import registry
+from annzoo.decode import decode
+from annzoo.errors import AnnzooError
+from annzoo.tasks import get_task
+from annzoo.text import Vocabulary, tokenize_words
 
 __all__ = ["load_inputs", "predict_files", "predict_texts"]
 
@@ -34,6 +39,26 @@ def _model_path(run_dir: Path, which: str) -> Path:
             f"Received: {str(run_dir)!r}"
         )
     return path
+
+
+def _saved_recipe(run_dir: Path) -> dict:
+    path = run_dir / "recipe.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _check_reads(recipe: dict, kind: str, run_dir: Path) -> None:
+    """The run's family must say that ``annzoo predict`` reads ``kind`` for it."""
+    name = recipe.get("model", {}).get("name")
+    if name is None:
+        return
+    family = registry.family_of(name)
+    kinds = registry.family_spec(name).predict
+    if kind not in kinds:
+        takes = " or ".join(repr(k) for k in kinds) or "no raw input"
+        raise AnnzooError(
+            f"`run_dir` {str(run_dir)!r} holds a {family!r} model, for which "
+            f"`annzoo predict` reads {takes}. Received: {kind!r} input."
+        )
 
 
 def _load_image(path: Path, shape: tuple) -> np.ndarray:
@@ -138,9 +163,9 @@ def predict_files(
     Returns:
         The CSV's path (default ``RUN_DIR/predictions/predictions.csv``).
     """
-    import json
-
     run_dir = Path(run_dir)
+    recipe = _saved_recipe(run_dir)
+    _check_reads(recipe, "arrays", run_dir)
     model = aio.load_model(_model_path(run_dir, which))
     input_shape = tuple(model.input_shape[1:])
     sources: list[str] = []
@@ -153,18 +178,10 @@ def predict_files(
         ]
     x = np.concatenate(batches)
     outputs = np.asarray(model.predict(x, verbose=0))
-    recipe = (
-        json.loads((run_dir / "recipe.json").read_text())
-        if (run_dir / "recipe.json").is_file()
-        else {}
-    )
-    task = recipe.get("model", {}).get("task", "multiclass")
-    if task == "multiclass":
-        predictions = outputs.argmax(axis=-1)
-    elif task == "binary":
-        predictions = (outputs[:, 0] > 0.5).astype(int)
-    else:
-        predictions = outputs[:, 0]
+    task = get_task(recipe.get("model", {}).get("task", "multiclass"))
+    predictions = task.predictions(outputs)
+    if predictions.ndim > 1:  # several regression targets: the first, as a column
+        predictions = predictions[:, 0]
     output = Path(output) if output else run_dir / "predictions" / "predictions.csv"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -184,8 +201,6 @@ def predict_files(
 
 
 def _tokens(text: str, tokenizer: str) -> list[str]:
-    from annzoo.text import tokenize_words
-
     if tokenizer == "characters":
         return list(text)
     if tokenizer == "lowercase_words":
@@ -212,11 +227,8 @@ def predict_texts(
         The CSV written (``source``, ``prediction``; default
         ``RUN_DIR/predictions/texts.csv``) and the predictions.
     """
-    import json
-
-    from annzoo.text import Vocabulary
-
     run_dir = Path(run_dir)
+    _check_reads(_saved_recipe(run_dir), "text", run_dir)
     path = run_dir / "vocabulary.json"
     if not path.is_file():
         raise AnnzooError(
@@ -234,21 +246,12 @@ def predict_texts(
     length = source.shape[1] or max(len(t) for t in tokenized)
     x = inputs.encode_batch(tokenized, length=length)
     if "targets" in saved:
-        from annzoo.decode import decode
-
         targets = Vocabulary(saved["targets"])
         join = "" if all(len(t) == 1 for t in targets.tokens[4:]) else " "
         result = decode(model, x, beam_width=beam_width, vocabulary=targets)
         predictions = result.texts(targets, join=join)
     elif "tags" in saved:
-        from annzoo.training.sequences import _has_crf
-
-        if _has_crf(model):
-            from annzoo.models.rnn import decode_tags
-
-            tags = decode_tags(model, x)
-        else:
-            tags = np.argmax(model.predict(x, verbose=0), axis=-1)
+        tags = get_task("tagging").predict(model, x)
         predictions = [
             " ".join(
                 f"{word}/{saved['tags'][tag]}"
@@ -259,10 +262,8 @@ def predict_texts(
     else:
         outputs = np.asarray(model.predict(x, verbose=0))
         classes = saved.get("classes")
-        if outputs.shape[-1] == 1:
-            ids = (outputs[:, 0] > 0.5).astype(int)
-        else:
-            ids = outputs.argmax(axis=-1)
+        task = "binary" if outputs.shape[-1] == 1 else "multiclass"
+        ids = get_task(task).predictions(outputs)
         predictions = [classes[i] if classes else str(i) for i in ids]
     output = Path(output) if output else run_dir / "predictions" / "texts.csv"
     buffer = io.StringIO()

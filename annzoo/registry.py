@@ -66,9 +66,9 @@ class FamilySpec:
             another builder argument is set (``{"embedding_dim":
             "vocabulary_size"}``).
         smoke: builder arguments of a tiny model, for tests and smoke runs.
-        predict: how ``annzoo predict`` reads raw input: ``"arrays"`` (.npy,
-            .npz, .csv or image files) or ``"text"`` (raw strings tokenized
-            with the run's vocabulary).
+        predict: how ``annzoo predict`` can read raw input for the family's
+            runs: ``"arrays"`` (.npy, .npz, .csv or image files) and/or
+            ``"text"`` (raw strings tokenized with the run's vocabulary).
         report: what a run's report draws beyond the learning curves
             (``"confusion_matrix"``, ``"entities"``, ``"decoded"``,
             ``"attention"``), when the task and model allow it.
@@ -82,13 +82,14 @@ class FamilySpec:
     dataset_arguments: Callable[[Any], dict[str, Any]]
     search_space: Mapping[str, Any]
     smoke: Mapping[str, Any]
-    predict: str = "arrays"
+    predict: tuple[str, ...] = ("arrays",)
     report: tuple[str, ...] = ()
     space_requires: Mapping[str, str] = field(default_factory=dict)
     shapes: Callable[[dict[str, Any]], dict[str, tuple]] | None = None
 
     def __post_init__(self) -> None:
-        check_choice("spec.predict", self.predict, PREDICT_INPUTS)
+        for kind in self.predict:
+            check_choice("spec.predict", kind, PREDICT_INPUTS)
         for item in self.report:
             check_choice("spec.report", item, REPORTS)
         for structure in self.data:

@@ -410,3 +410,94 @@ def test_build_fit_state_leaves_other_inputs_to_keras():
     assert not annzoo.tasks.build_fit_state(
         annzoo.build_mlp(3, 4, hidden_units=(8,), compile=False), X, np.zeros(N)
     )
+
+
+# -- task objects: labels, predictions, what a report draws --------------------
+
+
+def _task(name):
+    from annzoo.tasks import get_task
+
+    return get_task(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "y", "width", "fragment"),
+    [
+        ("multiclass", np.array([0, 1, 3]), 3, "class ids in [0, 2]"),
+        ("multiclass", np.array([0.0, 1.5]), 3, "integer class ids"),
+        ("multiclass", np.eye(3)[[0, 1]] * 0.5, 3, "one-hot rows"),
+        ("binary", np.array([0, 1, 2]), 1, "must be 0 or 1"),
+        ("binary", np.zeros((3, 2)), 1, "must have shape (3,) or (3, 1)"),
+        ("regression", np.array([[np.nan], [1.0]]), 1, "finite"),
+        ("regression", np.zeros((2, 3)), 2, "must have shape (2, 2)"),
+        ("sequence", np.array([[1, 2, 9]]), 9, "token ids in [0, 8]"),
+        ("sequence", np.array([[1.0, 2.0]]), 9, "integer token ids"),
+        ("tagging", np.array([[0, -2]]), 3, "tag ids (-1 at padding) in [-1, 2]"),
+        ("tagging", np.array([[0, 3]]), 3, "in [-1, 2]"),
+    ],
+)
+def test_task_refuses_labels_its_loss_cannot_take(name, y, width, fragment):
+    with pytest.raises(annzoo.AnnzooError) as error:
+        _task(name).check_labels(y, num_outputs=width, where="`y`")
+    assert fragment in str(error.value)
+    assert str(error.value).startswith("`y`")
+
+
+@pytest.mark.parametrize(
+    ("name", "y", "width"),
+    [
+        ("multiclass", np.array([0, 2, 1]), 3),
+        ("multiclass", np.eye(3)[[0, 2]], 3),
+        ("binary", np.array([[0], [1]]), 1),
+        ("regression", np.array([0.5, -3.0]), 1),
+        ("sequence", np.array([[4, 5, 2, 0]]), 6),
+        ("tagging", np.array([[0, 2, -1]]), 3),
+    ],
+)
+def test_task_accepts_labels_that_fit(name, y, width):
+    _task(name).check_labels(y, num_outputs=width, where="`y`")
+
+
+def test_tagging_labels_need_one_tag_per_token():
+    tokens = np.ones((2, 4), dtype="int32")
+    with pytest.raises(annzoo.AnnzooError, match=r"one tag id per token, shape \(2, 4\)"):
+        _task("tagging").check_labels(
+            np.zeros((2, 3), "int32"), num_outputs=3, where="`y`", x=tokens
+        )
+
+
+def test_task_predictions_are_the_numpy_decisions():
+    outputs = np.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
+    np.testing.assert_array_equal(_task("multiclass").predictions(outputs), [1, 0])
+    probabilities = np.array([[0.2], [0.51], [0.5]])
+    np.testing.assert_array_equal(_task("binary").predictions(probabilities), [0, 1, 0])
+    values = np.array([[1.5], [-2.0]])
+    np.testing.assert_array_equal(_task("regression").predictions(values), [1.5, -2.0])
+
+
+def test_tasks_say_what_a_report_draws_and_what_they_train_on():
+    # Classes of one label per sample get a confusion matrix; tags are scored
+    # by entity F1 instead; values and token sequences have no classes to confuse.
+    drawn = {name for name in annzoo.tasks.TASKS if _task(name).confusion_matrix}
+    assert drawn == {"multiclass"}
+    structures = {name: _task(name).structure for name in annzoo.tasks.TASKS}
+    assert structures == {
+        "binary": "sample",
+        "multiclass": "sample",
+        "regression": "sample",
+        "sequence": "sequence",
+        "tagging": "tagging",
+    }
+    activations = {name: _task(name).activation for name in annzoo.tasks.TASKS}
+    assert activations["binary"] == "sigmoid" and activations["regression"] == "linear"
+
+
+def test_register_task_refuses_a_second_task_of_the_same_name():
+    from annzoo.tasks import Task, register_task
+
+    class Twice(Task):
+        name = "multiclass"
+
+    with pytest.raises(annzoo.AnnzooError, match="already registered"):
+        register_task(Twice())

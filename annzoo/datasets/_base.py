@@ -31,6 +31,7 @@ __all__ = [
     "list_datasets",
     "dataset_info",
     "load",
+    "check_loaded_splits",
 ]
 
 TASKS: tuple[str, ...] = ("multiclass", "binary", "regression", "sequence")
@@ -344,3 +345,38 @@ def load(
     seed = check_non_negative_int("seed", seed)
     _check_options(name, entry, options)
     return entry.loader(name, split, seed, **options)
+
+
+def check_loaded_splits(name: str, dataset: Any, splits: Any) -> None:
+    """Each split a loader returned must be an `annzoo.datasets.ArrayDataset`.
+
+    A registered loader that returns bare features (no labels), an ``(x, y)``
+    tuple or a ``tf.data.Dataset`` is named here rather than failing later on
+    a missing attribute.
+    """
+    for split, value in splits.items():
+        if not isinstance(value, ArrayDataset):
+            raise AnnzooError(
+                f"`{name}` {dataset!r} must load every split as an "
+                "annzoo.datasets.ArrayDataset holding features `x` and labels `y`. "
+                f"Received: {type(value).__name__} for the {split} split."
+            )
+        for field in ("x", "y"):
+            array = getattr(value, field)
+            if not isinstance(array, np.ndarray):
+                raise AnnzooError(
+                    f"`{name}` {dataset!r} must load NumPy arrays as `{field}`. "
+                    f"Received: {field} of type {type(array).__name__} in the "
+                    f"{split} split."
+                )
+        x = value.x
+        text = x.dtype.kind in "US" or (
+            x.dtype == object and x.ndim == 1 and any(isinstance(v, str) for v in x)
+        )
+        if text and (x.ndim != 1 or not all(isinstance(v, str) for v in x.flat)):
+            raise AnnzooError(
+                f"`{name}` {dataset!r} must load text as a 1-D array of strings, one "
+                "text per sample (numeric features must be numbers, not strings). "
+                f"Received: features of dtype {x.dtype} and shape {x.shape} in the "
+                f"{split} split."
+            )

@@ -64,7 +64,7 @@ SPEC = FamilySpec(
         num_classes=3,
         weights=None,
     ),  # fmt: skip
-    predict="arrays",
+    predict=("arrays",),
     report=("confusion_matrix",),
 )
 

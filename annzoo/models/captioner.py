@@ -69,9 +69,9 @@ SPEC = FamilySpec(
         embedding_dim=4,
         units=8,
     ),  # fmt: skip
-    # Captions are decoded with annzoo.decode; `annzoo predict` has no
-    # image-to-caption path yet.
-    predict="arrays",
+    # Captions are decoded with annzoo.decode(model, images); `annzoo predict`
+    # has no image-to-caption path.
+    predict=(),
     report=("decoded", "attention"),
     shapes=_shapes,
 )

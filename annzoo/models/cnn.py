@@ -58,7 +58,7 @@ SPEC = FamilySpec(
         "dropout": DROPOUT_RATES,
     },
     smoke=dict(input_shape=(8, 8, 1), num_classes=3, filters=(4,)),
-    predict="arrays",
+    predict=("arrays",),
     report=("confusion_matrix",),
 )
 

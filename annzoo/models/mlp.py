@@ -38,7 +38,7 @@ SPEC = FamilySpec(
         "dropout": DROPOUT_RATES,
     },
     smoke=dict(input_shape=4, num_outputs=3, hidden_units=(8,)),
-    predict="arrays",
+    predict=("arrays",),
     report=("confusion_matrix",),
 )
 

@@ -23,7 +23,7 @@ from annzoo._checks import (
     check_rate,
 )
 from annzoo.errors import AnnzooError
-from annzoo.layers.crf import CRF, CRFLoss, viterbi_decode
+from annzoo.layers.crf import CRF, CRFLoss
 from annzoo.models._common import (
     SEQUENCE_DROPOUT_RATES,
     check_compile,
@@ -97,7 +97,7 @@ SPEC = FamilySpec(
         embedding_dim=4,
         units=(8,),
     ),  # fmt: skip
-    predict="text",
+    predict=("arrays", "text"),
     report=("confusion_matrix", "entities"),
     shapes=_shapes,
 )
@@ -270,16 +270,7 @@ def decode_tags(model: keras.Model, x: Any, *, batch_size: int = 32) -> np.ndarr
             "`model` must have exactly one annzoo.layers.CRF layer (build it with "
             f"crf=True). Received: model={model.name!r} with {len(layers)} CRF layers"
         )
-    tokens = x["tokens"] if isinstance(x, dict) else x
-    tokens = np.asarray(tokens)
-    if tokens.ndim != 2:
-        raise AnnzooError(
-            f"`x` must be token ids of shape (batch, steps). Received: x.shape="
-            f"{tokens.shape}"
-        )
-    emissions = model.predict(tokens, batch_size=batch_size, verbose=0)
-    tags, _ = viterbi_decode(emissions, *layers[0].get_weights(), mask=tokens != PAD_ID)
-    return tags
+    return tasks.get_task("tagging").predict(model, x, batch_size=batch_size)
 
 
 # Parameter formulas behind the references (Keras layers, biases included):

@@ -166,7 +166,7 @@ SPEC = FamilySpec(
         embedding_dim=4,
         units=8,
     ),  # fmt: skip
-    predict="text",
+    predict=("text",),
     report=("decoded", "attention"),
     shapes=_shapes,
 )

@@ -121,7 +121,7 @@ SPEC = FamilySpec(
         ff_dim=16,
         num_layers=1,
     ),  # fmt: skip
-    predict="text",
+    predict=("arrays", "text"),
     report=("confusion_matrix", "decoded", "attention"),
     shapes=_shapes,
 )

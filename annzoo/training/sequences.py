@@ -22,10 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from annzoo import registry
+from annzoo import plots, registry
 from annzoo._checks import check_positive_int
 from annzoo.datasets import ArrayDataset
+from annzoo.decode import decode, source_name
 from annzoo.errors import AnnzooError
+from annzoo.layers.crf import CRF
+from annzoo.metrics import entity_scores, exact_match
+from annzoo.tasks import get_task
 from annzoo.text import PAD_ID, Vocabulary, shift_right, tokenize_words
 
 __all__ = [
@@ -114,39 +118,21 @@ def model_arguments(parameters: set[str], train: ArrayDataset) -> dict[str, Any]
 
 
 def check_targets(split: ArrayDataset, *, num_outputs: int, where: str) -> None:
-    """Tags and target tokens must be valid ids, checked before training."""
-    y = np.asarray(split.y)
-    if y.dtype.kind not in "iu":
-        raise AnnzooError(
-            f"`{where}` targets must be integer ids. Received dtype {y.dtype}."
-        )
-    if split.structure == "tagging":
-        if y.shape != split.x.shape[: y.ndim] or y.ndim != 2:
-            raise AnnzooError(
-                f"`{where}` tags must have one id per token, shape {split.x.shape}. "
-                f"Received shape {y.shape}."
-            )
-        low, high = -1, num_outputs - 1
-    else:
-        low, high = 0, num_outputs - 1
-    if y.size and (y.min() < low or y.max() > high):
-        raise AnnzooError(
-            f"`{where}` target ids must lie in [{low}, {high}]. Received values "
-            f"from {int(y.min())} to {int(y.max())}."
-        )
+    """Tags and target tokens must be valid ids, checked before training by the
+    split's task (:class:`annzoo.tasks.Tagging` or :class:`annzoo.tasks.Sequence`)."""
+    task = get_task("tagging" if split.structure == "tagging" else "sequence")
+    task.check_labels(split.y, num_outputs=num_outputs, where=where, **(
+        {"x": split.x} if split.structure == "tagging" else {}
+    ))  # fmt: skip
 
 
 def _source_name(model) -> str:
-    from annzoo.decode import source_name
-
     return source_name(
         model, why="A dataset of target sequences needs a sequence-to-sequence model: "
     )
 
 
 def _has_crf(model) -> bool:
-    from annzoo.layers.crf import CRF
-
     return any(isinstance(layer, CRF) for layer in model.layers)
 
 
@@ -186,23 +172,26 @@ def vocabularies(train: ArrayDataset) -> dict[str, Any] | None:
     return found or None
 
 
-def report(model, test: ArrayDataset, run_dir: Path, *, title: str) -> dict[str, Any]:
-    """Scores a tagger or sequence model on the test split; writes its PNGs."""
+def report(
+    model,
+    test: ArrayDataset,
+    run_dir: Path,
+    *,
+    title: str,
+    drawn: tuple[str, ...] = ("confusion_matrix", "attention"),
+) -> dict[str, Any]:
+    """Scores a tagger or sequence model on the test split; writes its PNGs.
+
+    ``drawn`` is what the family's report draws (``FamilySpec.report``): the
+    tag confusion matrix and the attention picture only when it names them.
+    """
     if test.structure == "tagging":
-        return _report_tagging(model, test, run_dir, title)
-    return _report_sequence(model, test, run_dir, title)
+        return _report_tagging(model, test, run_dir, title, drawn)
+    return _report_sequence(model, test, run_dir, title, drawn)
 
 
-def _report_tagging(model, test, run_dir, title):
-    from annzoo.metrics import entity_scores
-    from annzoo.plots import plot_confusion_matrix
-
-    if _has_crf(model):
-        from annzoo.models.rnn import decode_tags
-
-        predicted = decode_tags(model, test.x)
-    else:
-        predicted = np.argmax(model.predict(test.x, verbose=0), axis=-1)
+def _report_tagging(model, test, run_dir, title, drawn):
+    predicted = get_task("tagging").predict(model, test.x)
     names = list(test.class_names)
     lengths = (test.x != PAD_ID).sum(axis=1)
     gold = [[names[t] for t in row[:n]] for row, n in zip(test.y, lengths, strict=True)]
@@ -213,12 +202,13 @@ def _report_tagging(model, test, run_dir, title):
     valid = test.y >= 0
     matrix = np.zeros((len(names), len(names)), dtype=int)
     np.add.at(matrix, (test.y[valid], predicted[valid]), 1)
-    plot_confusion_matrix(
-        matrix,
-        run_dir / "confusion.png",
-        class_names=names,
-        title=f"{title}: test tags",
-    )
+    if "confusion_matrix" in drawn:
+        plots.plot_confusion_matrix(
+            matrix,
+            run_dir / "confusion.png",
+            class_names=names,
+            title=f"{title}: test tags",
+        )
     return {
         "test": {
             "entity_f1": scores["f1"],
@@ -230,12 +220,11 @@ def _report_tagging(model, test, run_dir, title):
     }
 
 
-def _report_sequence(model, test, run_dir, title):
-    from annzoo.decode import decode
-    from annzoo.metrics import exact_match
-
+def _report_sequence(model, test, run_dir, title, drawn):
     target_vocabulary = test.target_vocabulary
-    with_attention = any(layer.name == "attention" for layer in model.layers)
+    with_attention = "attention" in drawn and any(
+        layer.name == "attention" for layer in model.layers
+    )
     result = decode(
         model,
         test.x,
@@ -269,8 +258,6 @@ def _report_sequence(model, test, run_dir, title):
 
 
 def _plot_attention(model, test, result, words, run_dir, title):
-    from annzoo import plots
-
     steps = len(words) + 1  # the end token's attention too, when produced
     targets = [*words, "<end>"][: min(steps, result.attention.shape[1])]
     weights = result.attention[0, : len(targets)]
