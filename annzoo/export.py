@@ -23,13 +23,8 @@ place, so an interrupted export leaves the previous one complete.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import importlib.util
 import os
-import shutil
-import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,10 +32,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from annzoo._checks import check_choice
-from annzoo._host_init import host_initialization
-from annzoo.errors import AnnzooError, CheckpointError
 from annzoo import io as aio
+from annzoo._checks import check_choice
+from annzoo.errors import AnnzooError, CheckpointError
+from annzoo.speedups import host_initialization
 
 __all__ = ["FORMATS", "METADATA_NAME", "export"]
 
@@ -274,106 +269,14 @@ def _mark_called(model: keras.Model) -> None:
 def _export_savedmodel(
     model: keras.Model, target: Path, provenance: str | None
 ) -> dict[str, Any]:
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(
-            tempfile.mkdtemp(prefix=f"{aio.TMP_PREFIX}{target.name}-", dir=parent)
-        )
-        os.chmod(tmp, 0o777 & ~_umask())
-    except OSError as error:
-        raise CheckpointError(
-            f"Cannot write {str(target)!r}: {error.strerror or error}. Check that "
-            "the directory is writable and has free space."
-        ) from error
-    try:
+    # Built in a temporary sibling and swapped into place whole.
+    with aio.atomic_directory(target) as tmp:
         model.export(str(tmp), format="tf_saved_model", verbose=False)
         info = _describe_savedmodel(tmp)
         aio.write_json(
             tmp / METADATA_NAME, _metadata(model, "savedmodel", info, provenance)
         )
-        _fsync_tree(tmp)
-        _replace_directory(tmp, target)
-    except OSError as error:
-        raise CheckpointError(
-            f"Cannot write {str(target)!r}: {error.strerror or error}. The "
-            "previous export, if any, is intact."
-        ) from error
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already on success
     return info
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_tree(root: Path) -> None:
-    for directory, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(directory, name), "rb") as handle:
-                os.fsync(handle.fileno())
-        aio.fsync_dir(Path(directory))
-
-
-def _replace_directory(new: Path, target: Path) -> None:
-    """Moves the complete directory `new` to `target`, replacing any old one.
-
-    Where the kernel can swap two names in one step (Linux renameat2), a crash
-    leaves `target` old or new, never missing. Elsewhere the old directory is
-    renamed aside first: a crash between the two renames leaves it complete
-    under a `.annzoo-tmp-` name.
-    """
-    if not target.exists():
-        os.rename(new, target)
-    elif _exchange(new, target):
-        shutil.rmtree(new, ignore_errors=True)  # `new` now names the old export
-    else:
-        aside = new.with_name(new.name + "-old")
-        os.rename(target, aside)
-        try:
-            os.rename(new, target)
-        except OSError:
-            os.rename(aside, target)
-            raise
-        shutil.rmtree(aside, ignore_errors=True)
-    aio.fsync_dir(target.parent)
-
-
-def _exchange(first: Path, second: Path) -> bool:
-    """Atomically swaps two paths; False where the system cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # glibc < 2.28, musl
-        return False
-    renameat2.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-    renameat2.restype = ctypes.c_int
-    at_fdcwd, rename_exchange = -100, 2
-    if (
-        renameat2(
-            at_fdcwd,
-            os.fsencode(first),
-            at_fdcwd,
-            os.fsencode(second),
-            rename_exchange,
-        )
-        == 0
-    ):
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False  # a filesystem without RENAME_EXCHANGE
-    raise OSError(code, os.strerror(code), str(second))
 
 
 # --- descriptions -----------------------------------------------------------------

@@ -3,27 +3,35 @@
 Every file is written to a temporary file in the same directory, flushed and
 fsynced, then renamed over the target, and the directory entry is fsynced. A
 process killed at any moment leaves either the previous file or the new one,
-never a half-written one. Temporaries carry the ``.annzoo-tmp-`` prefix so
-:func:`clean_temporaries` can remove the ones a killed process left behind.
+never a half-written one. A directory (a SavedModel) is built the same way,
+as a temporary sibling swapped into place (:func:`atomic_directory`).
+Temporaries carry the ``.annzoo-tmp-`` prefix so :func:`clean_temporaries`
+can remove the ones a killed process left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from annzoo.errors import CheckpointError
+from annzoo.speedups import host_initialization
 
 __all__ = [
     "TMP_PREFIX",
+    "atomic_directory",
     "atomic_path",
+    "exchange_paths",
     "write_bytes",
     "write_text",
     "write_json",
@@ -34,15 +42,16 @@ __all__ = [
 TMP_PREFIX = ".annzoo-tmp-"
 
 
-def _default_mode() -> int:
-    # mkstemp creates 0600 files; give the result the permissions any other
-    # new file would get under the current umask.
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
-_FILE_MODE = _default_mode()
+# mkstemp creates 0600 files and mkdtemp 0700 directories; give the results
+# the permissions any other new file or directory gets under the umask.
+_FILE_MODE = 0o666 & ~_umask()
+_DIR_MODE = 0o777 & ~_umask()
 
 
 def fsync_dir(directory: Path) -> None:
@@ -102,6 +111,118 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """Flushes every file under ``root`` and every directory entry to disk."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(directory, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(Path(directory))
+
+
+def exchange_paths(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """Atomically swaps the names of two existing paths; False where the
+    system cannot.
+
+    Linux's ``renameat2(RENAME_EXCHANGE)`` (glibc 2.28 on), called through
+    ctypes since Python has no binding for it: after it, ``first`` names
+    what ``second`` named and the other way round, with no moment at which
+    either name is missing. Elsewhere (another system, an older C library, a
+    filesystem without the flag) nothing is changed and False is returned.
+
+    Raises:
+        OSError: the swap was possible but failed (a missing path, no
+            permission).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(
+        at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange
+    )
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False  # a filesystem without RENAME_EXCHANGE
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def replace_directory(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Moves the complete directory ``new`` to ``target``, replacing any old one.
+
+    Where the kernel can swap two names in one step (`exchange_paths`), a
+    crash leaves ``target`` old or new, never missing. Elsewhere the old
+    directory is renamed aside first: a crash between the two renames leaves
+    it complete under a ``.annzoo-tmp-`` name.
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.rename(new, target)
+    elif exchange_paths(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # `new` now names the old one
+    else:
+        aside = new.with_name(new.name + "-old")
+        os.rename(target, aside)
+        try:
+            os.rename(new, target)
+        except OSError:
+            os.rename(aside, target)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary directory to fill; swaps it in as ``path`` on success.
+
+    The directory is a ``.annzoo-tmp-`` sibling of ``path``; when the block
+    ends without an exception its files are synced and it replaces ``path``
+    whole (`replace_directory`). On an exception it is removed and ``path``
+    is left as it was.
+
+    Raises:
+        CheckpointError: the directory cannot be created or swapped in (the
+            previous one, if any, is then intact).
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}-", dir=target.parent)
+        )
+        os.chmod(tmp, _DIR_MODE)
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot write {str(target)!r}: {error.strerror or error}. Check that "
+            "the directory is writable and has free space."
+        ) from error
+    try:
+        yield tmp
+        fsync_tree(tmp)
+        replace_directory(tmp, target)
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot write {str(target)!r}: {error.strerror or error}. The "
+            "previous version, if any, is intact."
+        ) from error
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already on success
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -202,8 +323,6 @@ def check_file(path: str | os.PathLike, sha256: str | None = None) -> Path:
 def load_model(path: str | os.PathLike, *, sha256: str | None = None, **kwargs):
     """``keras.saving.load_model`` after `check_file`; errors name the file."""
     import keras
-
-    from annzoo._host_init import host_initialization
 
     path = check_file(path, sha256)
     try:

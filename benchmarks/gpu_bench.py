@@ -487,7 +487,7 @@ def _philox_dropout(model) -> int:
 
 def _keras_step_loop(model) -> int:
     """Back to Keras' own loop of one-step calls, where annzoo's default runs
-    a call's steps as one program (`annzoo._fused_steps`; (b)'s 131 KB batches
+    a call's steps as one program (`annzoo.speedups.fused_steps`; (b)'s 131 KB batches
     of token ids run in groups of 7); returns how many functions changed."""
     changed = 0
     for name in ("make_train_function", "make_test_function"):
@@ -499,10 +499,10 @@ def _keras_step_loop(model) -> int:
 def _all_steps_fused(run):
     """``run`` with every call's steps in one program, convolutions and
     batches of any size included. annzoo's default leaves both to Keras' loop
-    from measurements on a CPU only (`annzoo._fused_steps.SLOW_IN_LOOPS`,
+    from measurements on a CPU only (`annzoo.speedups.fused_steps.SLOW_IN_LOOPS`,
     `MAX_GROUP_BYTES`); this times the other choice on the GPU. The plan is
     made at a model's first call, so warm-up and timed calls are both inside."""
-    from annzoo import _fused_steps
+    from annzoo.speedups import fused_steps as _fused_steps
 
     def wrapped(epochs):
         saved = _fused_steps.SLOW_IN_LOOPS, _fused_steps.MAX_GROUP_BYTES

@@ -90,7 +90,7 @@ def run(out: Path, trials: int, epochs: int) -> dict:
     clock = _compile_clock()
     started = time.perf_counter()
     result = tune(recipe, max_trials=trials, seed=0, output_dir=out, overwrite=True,
-                  verbose=0)  # fmt: skip
+                  verbose=0, manage_memory=True)  # as `annzoo tune` runs  # fmt: skip
     wall = time.perf_counter() - started
     rows = [t for t in result.trials if t["status"] == "COMPLETED"]
     fixed = [t["wall_s"] - t["train_s"] for t in rows]

@@ -74,3 +74,24 @@ def reloader():
     worker = Reloader()
     yield worker
     worker.close()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "speedup(name): asserts the effect of annzoo speedup NAME; skipped when "
+        "ANNZOO_SPEEDUPS switches it off",
+    )
+
+
+def pytest_runtest_setup(item):
+    # A test of a speedup's effect has nothing to check with it switched off.
+    for marker in item.iter_markers("speedup"):
+        from annzoo import speedups
+
+        name = marker.args[0]
+        if not speedups.enabled(name):
+            pytest.skip(
+                f"the {name!r} speedup is off "
+                f"(ANNZOO_SPEEDUPS={os.environ.get('ANNZOO_SPEEDUPS')!r})"
+            )

@@ -328,7 +328,7 @@ def test_export_over_an_existing_savedmodel_replaces_it_whole(
     tmp_path, monkeypatch, swap
 ):
     if swap == "rename_aside":  # the path taken where renameat2 is missing
-        monkeypatch.setattr(export_module, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(aio, "exchange_paths", lambda a, b: False)
     first, second, x = _two_models()
     path = tmp_path / "savedmodel"
     export(first, path, format="savedmodel")

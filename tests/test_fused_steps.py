@@ -1,17 +1,22 @@
-"""Fused steps (`annzoo._fused_steps`): a call of steps_per_execution steps as one
-XLA program on JAX, trained exactly as Keras' own loop of single steps."""
+"""Fused steps (`annzoo.speedups.fused_steps`): a call of steps_per_execution
+steps as one XLA program on JAX, trained exactly as Keras' own loop of single
+steps."""
 
 import keras
 import numpy as np
 import pytest
 
 import annzoo
-from annzoo import _fused_steps
-from annzoo._fused_steps import fuse_steps, fused, unfused
+from annzoo.speedups import fused_steps as _fused_steps
+from annzoo.speedups.fused_steps import fuse_steps, fused, unfused
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "jax", reason="steps are fused on the JAX backend only"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        keras.backend.backend() != "jax",
+        reason="steps are fused on the JAX backend only",
+    ),
+    pytest.mark.speedup("fused_steps"),
+]
 
 FEATURES, CLASSES = 12, 4
 

@@ -255,7 +255,7 @@ import numpy as np
 sys.path.insert(0, "benchmarks")
 import gpu_bench
 import annzoo
-from annzoo._fused_steps import fused
+from annzoo.speedups import fused
 
 rng = np.random.default_rng(0)
 x, y = rng.random((64, 4), dtype=np.float32), rng.integers(0, 2, 64)

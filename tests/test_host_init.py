@@ -1,4 +1,4 @@
-"""New weights filled from NumPy on JAX (`annzoo._host_init`).
+"""New weights filled from NumPy on JAX (`annzoo.speedups.host_init`).
 
 Expected values come from the initializers' published formulas (Glorot and
 Bengio 2010; He et al. 2015), not from the code under test.
@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import keras
 import numpy as np
 import pytest
 
-from annzoo import _host_init, build_mlp
-from annzoo._host_init import host_initialization
+from annzoo import build_mlp
+from annzoo.speedups import _core, host_init
+from annzoo.speedups.host_init import host_initialization
 
 JAX = keras.backend.backend() == "jax"
 jax_only = pytest.mark.skipif(not JAX, reason="the JAX backend's initialization")
@@ -59,6 +61,7 @@ def test_weights_follow_the_initializers_distributions():
 
 
 @jax_only
+@pytest.mark.speedup("host_init")
 def test_no_program_is_compiled_per_weight_shape(caplog):
     import jax
 
@@ -117,19 +120,27 @@ def test_other_draws_and_fills_keep_jax():
     assert isinstance(zeros, jax.Array)
     kept = np.asarray(dropped)
     assert set(np.unique(kept)) <= {0.0, 2.0} and 0 < (kept == 0).sum() < 64
-    assert not _host_init._filling()
+    assert not host_init._filling()
 
 
 @jax_only
+@pytest.mark.speedup("host_init")
 def test_a_keras_laid_out_otherwise_keeps_its_own_initialization(monkeypatch):
+    """A Keras without one of the functions it wraps: the speedup switches
+    itself off with a warning naming it, and JAX fills the variables."""
     from keras.src.backend.jax import random
 
-    uniform = random.uniform
-    monkeypatch.setattr(_host_init, "_INSTALLED", False)
+    monkeypatch.setattr(_core, "_VERIFIED", {})  # checked again, restored after
+    monkeypatch.setattr(_core, "_OFF", {})
     monkeypatch.delattr(random, "truncated_normal")
-    _host_init._install()  # finds no truncated_normal: wraps nothing
-    assert random.uniform is uniform
-    assert _host_init._INSTALLED
+    with pytest.warns(RuntimeWarning, match="host_init.*truncated_normal"):
+        with host_initialization():
+            assert not host_init._active()  # Keras' own initialization
+    assert "host_init" in _core._OFF
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not again
+        with host_initialization():
+            assert not host_init._active()
 
 
 def test_is_a_no_op_on_other_backends():
@@ -141,4 +152,4 @@ def test_is_a_no_op_on_other_backends():
     with host_initialization():
         same = keras.Variable(keras.initializers.GlorotUniform(), shape=(4, 5)).numpy()
     np.testing.assert_array_equal(plain, same)
-    assert not _host_init._INSTALLED
+    assert not host_init._INSTALLED

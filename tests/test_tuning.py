@@ -142,9 +142,9 @@ def test_compiled_trials_train_on_whole_batches(tmp_path, monkeypatch):
     # the 100 validation samples are evaluated in batches of one size, the
     # validation batch's whatever the trial's: 50 (not 32 and 4) with the
     # validation batch set to 32, also for a trial at batch 16 (not 25).
-    from annzoo.tuning import search
+    from annzoo.tuning import recipe_model
 
-    monkeypatch.setattr(search, "VALIDATION_BATCH", 32)
+    monkeypatch.setattr(recipe_model, "VALIDATION_BATCH", 32)
     trained = []
     validated = []
     fit = keras.Model.fit
@@ -254,7 +254,8 @@ recipe = Recipe.from_dict(dict(
     name="tiny_mlp", model={{"name": "mlp"}},
     data={{"dataset": "digits", "limit": 96, "pipeline": "numpy"}},
     fit={{"epochs": 1}}, search_space=space))
-result = tune(recipe, max_trials=20, output_dir={str(tmp_path)!r}, verbose=0)
+result = tune(recipe, max_trials=20, output_dir={str(tmp_path)!r}, verbose=0,
+              manage_memory=True)
 print(json.dumps([t["rss_mb"] for t in result.trials]))
 """
     done = run_python("-c", script)
@@ -303,7 +304,7 @@ def test_search_killed_mid_trial_finishes_with_exact_trials(tmp_path):
 
 def test_a_trial_that_keeps_killing_the_process_is_marked_failed(tmp_path):
     """Three real SIGKILLs inside the same trial: the fourth run gives up on it."""
-    from annzoo.tuning.search import MAX_ATTEMPTS
+    from annzoo.tuning.directory import MAX_ATTEMPTS
 
     data = {"dataset": "digits", "limit": 600, "pipeline": "numpy"}
     recipe = _recipe(fit={"epochs": 40}, callbacks={"early_stopping": None}, data=data)
@@ -411,15 +412,15 @@ def test_xla_falls_back_for_recurrent_layers_once(tmp_path, monkeypatch, capsys)
 
     import keras
 
-    from annzoo.tuning import search
+    from annzoo.tuning import recipe_model
 
     hypermodel = importlib.import_module("annzoo.tuning.hypermodel")
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the cuDNN fallback concerns the TensorFlow backend")
     # As on a TensorFlow GPU machine: trials ask for XLA.
-    monkeypatch.setattr(search, "_accelerated", lambda: True)
-    monkeypatch.setattr(search._Say, "said", set())
+    monkeypatch.setattr(recipe_model, "accelerated", lambda: True)
+    monkeypatch.setattr(recipe_model.Say, "said", set())
     compiled = []
     original = hypermodel.AnnzooHyperModel.build
 
@@ -451,12 +452,40 @@ def test_more_trials_extend_a_finished_search(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("manage_memory", [False, True])
+def test_only_a_search_asked_to_manages_the_process_memory(
+    tmp_path, monkeypatch, manage_memory
+):
+    """gc.freeze, malloc_trim and clearing JAX's caches act on the whole
+    process: a search from user code does none of them unless asked
+    (``annzoo tune`` asks)."""
+    import gc
+
+    from annzoo.tuning import memory
+
+    called = []
+    monkeypatch.setattr(gc, "freeze", lambda: called.append("freeze"))
+    monkeypatch.setattr(memory, "trim_heap", lambda: called.append("trim"))
+    free = memory.free_memory
+    monkeypatch.setattr(
+        memory, "free_memory", lambda *a: called.append("free") or free(*a)
+    )
+    recipe = _recipe(search_space=dict(SPACE, hidden_units=[[8]], batch_size=[32]))
+    result = tune(recipe, max_trials=1, output_dir=tmp_path, verbose=0,
+                  manage_memory=manage_memory)  # fmt: skip
+    assert result.completed == 1
+    if manage_memory:
+        assert {"freeze", "trim", "free"} <= set(called), called
+    else:
+        assert called == []
+
+
 def test_search_freezes_the_older_heap_and_unfreezes_it_after():
     """Collections during a search skip the objects older than it, and only those."""
     import gc
     import weakref
 
-    from annzoo.tuning import search
+    from annzoo.tuning import memory
 
     class Node:
         pass
@@ -465,8 +494,8 @@ def test_search_freezes_the_older_heap_and_unfreezes_it_after():
     older.self = older  # a cycle made before the search
     older_ref = weakref.ref(older)
     del older
-    # _frozen_heap collects first: garbage from before the search is freed.
-    with search._frozen_heap():
+    # frozen_heap collects first: garbage from before the search is freed.
+    with memory.frozen_heap():
         assert older_ref() is None
         assert gc.get_freeze_count() > 0
         newer = Node()
@@ -478,13 +507,15 @@ def test_search_freezes_the_older_heap_and_unfreezes_it_after():
     assert gc.get_freeze_count() == 0
 
 
+@pytest.mark.speedup("tuner_io")
 def test_best_epoch_checkpoint_holds_the_best_epochs_weights(tmp_path):
     """keras-tuner's best-epoch weights, kept in memory, written once at the end."""
     import keras_tuner
     from keras_tuner.src.engine import tuner_utils
 
     from annzoo import build_mlp
-    from annzoo.tuning.search import atomic_keras_tuner
+    from annzoo import io as aio
+    from annzoo.speedups import atomic_keras_tuner
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -499,7 +530,8 @@ def test_best_epoch_checkpoint_holds_the_best_epochs_weights(tmp_path):
 
     path = tmp_path / "checkpoint.weights.h5"
     objective = keras_tuner.Objective("val_loss", "min")
-    with atomic_keras_tuner():
+    with atomic_keras_tuner(aio.write_text, aio.atomic_path) as rerouted:
+        assert rerouted
         saver = tuner_utils.SaveBestEpoch(objective, str(path))
         model.fit(x, y, validation_data=(vx, vy), epochs=6, verbose=0,
                   callbacks=[Record(), saver])  # fmt: skip
@@ -519,18 +551,18 @@ def test_jax_compiled_programs_are_cleared_only_past_the_memory_budget(monkeypat
     """After each trial on JAX: compiled programs are kept until resident
     memory has grown by more than JAX_CACHE_BUDGET_MB since the last clearing."""
     jax = pytest.importorskip("jax")
-    from annzoo.tuning import search
+    from annzoo.tuning import memory
 
-    budget = search.JAX_CACHE_BUDGET_MB
+    budget = memory.JAX_CACHE_BUDGET_MB
     # Resident memory after trials 1..5, each read once by the budget check;
     # a clearing reads it once more (what the clearing freed).
     readings = iter([1000.0, 1000.0 + budget, 1001.0 + budget, 700.0,
                      700.0 + budget + 1, 650.0, 900.0])  # fmt: skip
-    monkeypatch.setattr(search, "_rss_mb", lambda: next(readings))
+    monkeypatch.setattr(memory, "rss_mb", lambda: next(readings))
     cleared = []
     monkeypatch.setattr(jax, "clear_caches", lambda: cleared.append(True))
     state: dict = {}
-    outcomes = [search._free_memory(state, backend="jax") for _ in range(5)]
+    outcomes = [memory.free_memory(state, backend="jax") for _ in range(5)]
     # Trial 1 sets the baseline (1000); trial 2 is exactly at the budget: kept;
     # trial 3 is 1 MiB past it: cleared, new baseline 700; trial 4 past 700 +
     # budget: cleared again (baseline 650); trial 5 (900) is within it.
@@ -538,5 +570,5 @@ def test_jax_compiled_programs_are_cleared_only_past_the_memory_budget(monkeypat
     assert len(cleared) == 2
     assert state["rss_after_clear"] == 650.0
     # Other backends never touch JAX.
-    assert search._free_memory({}, backend="tensorflow") is False
+    assert memory.free_memory({}, backend="tensorflow") is False
     assert len(cleared) == 2

@@ -41,6 +41,7 @@ def _recipe() -> Recipe:
     )
 
 
+@pytest.mark.speedup("compile_cache")
 def test_trials_share_compiled_validation_steps(tmp_path, caplog):
     import jax
 
@@ -57,6 +58,7 @@ def test_trials_share_compiled_validation_steps(tmp_path, caplog):
     assert not list(tmp_path.rglob("*-cache"))
 
 
+@pytest.mark.speedup("compile_cache")
 def test_retraining_takes_the_best_trials_training_step(tmp_path, caplog):
     import jax
 
@@ -86,6 +88,7 @@ def test_a_users_own_cache_directory_is_kept(tmp_path):
         compilation_cache.reset_cache()
 
 
+@pytest.mark.speedup("tuner_callbacks")
 def test_trials_leave_jax_state_in_the_training_loop_between_calls(
     tmp_path, monkeypatch
 ):
@@ -114,6 +117,8 @@ def test_trials_leave_jax_state_in_the_training_loop_between_calls(
     assert len(synced) <= 2 * 2, len(synced)
 
 
+@pytest.mark.speedup("compile_cache")
+@pytest.mark.speedup("dropout_rates")
 def test_trials_differing_only_in_dropout_share_the_training_step(tmp_path, caplog):
     import jax
 
@@ -133,13 +138,14 @@ def test_trials_differing_only_in_dropout_share_the_training_step(tmp_path, capl
     assert len(hits) == 2, [m for m in messages if "train_step" in m]
 
 
+@pytest.mark.speedup("dropout_rates")
 def test_runtime_dropout_rates_train_as_the_constant_rates_did():
     import contextlib
 
     import numpy as np
 
     from annzoo.layers import MultiHeadAttention
-    from annzoo.tuning import _rates
+    from annzoo.speedups import dropout_rates as _rates
 
     x = np.random.default_rng(0).integers(1, 20, (64, 9)).astype("int32")
     y = np.arange(64) % 3
@@ -178,7 +184,7 @@ def test_trial_cleanup_freezes_what_survives_and_frees_the_model(tmp_path, monke
     import importlib
     import weakref
 
-    search = importlib.import_module("annzoo.tuning.search")
+    memory = importlib.import_module("annzoo.tuning.memory")
     hypermodel = importlib.import_module("annzoo.tuning.hypermodel")
     models, seen = [], []
     build = hypermodel.AnnzooHyperModel.build
@@ -188,19 +194,20 @@ def test_trial_cleanup_freezes_what_survives_and_frees_the_model(tmp_path, monke
         models.append(weakref.ref(model))
         return model
 
-    free = search._free_memory
+    free = memory.free_memory
 
     def measured(state, backend=None):
         cleared = free(state, backend)
         # Collections in the next trial walk only what is not frozen.
         seen.append((len(gc.get_objects()), sum(m() is not None for m in models)))
-        search.JAX_CACHE_BUDGET_MB = float("-inf")  # from trial 2 on, JAX caches too
+        memory.JAX_CACHE_BUDGET_MB = float("-inf")  # from trial 2 on, JAX caches too
         return cleared
 
     monkeypatch.setattr(hypermodel.AnnzooHyperModel, "build", recording)
-    monkeypatch.setattr(search, "_free_memory", measured)
-    monkeypatch.setattr(search, "JAX_CACHE_BUDGET_MB", search.JAX_CACHE_BUDGET_MB)
-    result = tune(_recipe(), max_trials=3, seed=0, output_dir=tmp_path, verbose=0)
+    monkeypatch.setattr(memory, "free_memory", measured)
+    monkeypatch.setattr(memory, "JAX_CACHE_BUDGET_MB", memory.JAX_CACHE_BUDGET_MB)
+    result = tune(_recipe(), max_trials=3, seed=0, output_dir=tmp_path, verbose=0,
+                  manage_memory=True)  # as `annzoo tune` runs  # fmt: skip
     assert [t["compiled_cache_cleared"] for t in result.trials] == [False, True, True]
     for unfrozen, alive in seen:
         assert unfrozen < 1_000, seen  # about 225,000 after a first trial

@@ -93,6 +93,9 @@ def _tune(args: argparse.Namespace) -> int:
         retrain=args.retrain,
         mixed_precision=args.mixed_precision,
         verbose=0 if args.quiet else 1,
+        # This process runs the search only: its heap and JAX's caches are
+        # the search's to manage (`annzoo.tuning.memory`).
+        manage_memory=True,
     )
     if args.role == "worker":
         return 0

@@ -42,7 +42,6 @@ from annzoo._checks import (
     check_positive_float,
     check_positive_int,
 )
-from annzoo._host_init import with_host_initialization
 from annzoo.errors import AnnzooError
 from annzoo.finetune._graph import (
     _FREEZE,
@@ -64,6 +63,7 @@ from annzoo.finetune._graph import (
     _units,
 )
 from annzoo.models._common import check_compile, check_outputs, output_head
+from annzoo.speedups import with_host_initialization
 
 __all__ = ["finetune", "freeze", "unfreeze", "replace_head", "feature_extractor"]
 

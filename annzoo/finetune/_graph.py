@@ -13,9 +13,10 @@ import keras
 from annzoo._checks import (
     is_int,
 )
-from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.layers.adapt import input_adapters
+from annzoo.layers.walk import walk_layers
+from annzoo.speedups import host_initialization
 
 __all__: list[str] = []
 
@@ -185,8 +186,8 @@ def _set_trainable(model, layers, rule, value: bool, batchnorm: str):
 
 def _freeze_batchnorm(layers: list) -> None:
     for layer in layers:
-        # _flatten_layers reaches BN layers inside nested models and blocks.
-        for sub in layer._flatten_layers(include_self=True, recursive=True):
+        # BN layers inside nested models and blocks too.
+        for sub in walk_layers(layer):
             if isinstance(sub, keras.layers.BatchNormalization):
                 sub.trainable = False
 

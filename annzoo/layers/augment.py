@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from annzoo.layers.walk import walk_layers
+
 
 @keras.saving.register_keras_serializable(package="annzoo")
 class RandomPadCrop(keras.layers.Layer):
@@ -361,7 +363,7 @@ class Augmentation(keras.layers.Pipeline):
             # off for the whole model. Their JAX versions trace fine, and a JAX
             # train step without XLA runs op by op, many times slower.
             for layer in self.layers:
-                for sublayer in layer._flatten_layers(include_self=True):
+                for sublayer in walk_layers(layer):
                     sublayer.supports_jit = True
 
     def build(self, input_shape):

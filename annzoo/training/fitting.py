@@ -6,9 +6,9 @@ import hashlib
 
 import numpy as np
 
-from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError
 from annzoo.finetune import unfreeze
+from annzoo.speedups import host_initialization
 from annzoo.tasks import build_fit_state
 from annzoo.training import distribute
 from annzoo.training.build import compile_recipe_model, learning_rates, stages

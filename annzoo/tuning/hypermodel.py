@@ -18,10 +18,13 @@ import keras
 import keras_tuner
 
 from annzoo import registry, tasks
-from annzoo._host_init import host_initialization
 from annzoo.errors import AnnzooError
+from annzoo.speedups import (
+    build_fit_state,
+    host_initialization,
+    runtime_dropout_rates,
+)
 from annzoo.tuning import spaces
-from annzoo.tuning._rates import runtime_dropout_rates
 
 __all__ = ["AnnzooHyperModel", "hypermodel"]
 
@@ -163,14 +166,14 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
 
     def fit_model(self, model: keras.Model, *args, **kwargs):
         """``model.fit(*args, **kwargs)`` once the batch size is settled, with
-        the model's fit variables built first (`annzoo.tasks.build_fit_state`:
+        the model's fit variables built first (`annzoo.speedups.build_fit_state`:
         the step is then traced once, not twice) and, on JAX, its nonzero
         dropout rates read by the compiled step as values, so that trials
         differing only in them share one program
-        (`annzoo.tuning._rates.runtime_dropout_rates`)."""
+        (`annzoo.speedups.runtime_dropout_rates`)."""
         x = args[0] if args else kwargs.get("x")
         y = args[1] if len(args) > 1 else kwargs.get("y")
-        tasks.build_fit_state(model, x, y)
+        build_fit_state(model, x, y)
         # JAX: optimizer slots filled from NumPy.
         with host_initialization(), runtime_dropout_rates(model):
             return model.fit(*args, **kwargs)
@@ -264,10 +267,10 @@ def _task(name: str, fixed: Mapping[str, Any]) -> str:
     """The model's task: fixed, else the preset's, else the builder default."""
     if "task" in fixed:
         return fixed["task"]
-    family, config, _ = registry._lookup(name)
+    family, config = registry.resolve(name)
     if "task" in config:
         return config["task"]
-    parameter = inspect.signature(registry._FAMILIES[family]).parameters.get("task")
+    parameter = inspect.signature(registry.builder(family)).parameters.get("task")
     return "multiclass" if parameter is None else parameter.default
 
 

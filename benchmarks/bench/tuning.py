@@ -123,12 +123,12 @@ def _new_totals() -> dict:
 @contextlib.contextmanager
 def batch_timing():
     """Adds batch timing to annzoo.tune's epoch-timer callback; yields the totals."""
-    from annzoo.tuning import search
+    from annzoo.tuning import trials
 
-    base = getattr(search, "_EpochTimer", None)
+    base = getattr(trials, "EpochTimer", None)
     if base is None:
         raise RuntimeError(
-            "annzoo.tuning.search._EpochTimer is gone: update bench/tuning.py to "
+            "annzoo.tuning.trials.EpochTimer is gone: update bench/tuning.py to "
             "add the batch timer another way."
         )
     totals = _new_totals()
@@ -141,11 +141,11 @@ def batch_timing():
         def __deepcopy__(self, memo):  # keras-tuner copies callbacks per trial
             return BatchTimer(self.record)
 
-    search._EpochTimer = BatchTimer
+    trials.EpochTimer = BatchTimer
     try:
         yield totals
     finally:
-        search._EpochTimer = base
+        trials.EpochTimer = base
 
 
 class _PlainTimer(_StepTotals, keras.callbacks.Callback):
@@ -270,9 +270,10 @@ def _annzoo_search(recipe, trials, epochs, out):
 
     with batch_timing() as totals:
         started = time.perf_counter()
+        # Its memory managed as the `annzoo tune` command does.
         result = tune(
             recipe, tuner="random", max_trials=trials, seed=0, epochs=epochs,
-            output_dir=out, overwrite=True, verbose=0,
+            output_dir=out, overwrite=True, verbose=0, manage_memory=True,
         )  # fmt: skip
         wall = time.perf_counter() - started
     keras.backend.clear_session()
@@ -544,7 +545,7 @@ def _growth(totals: dict, split: dict, epochs: int, trials: int) -> dict:
 
 def _feeding() -> str:
     """How annzoo.tune feeds a trial on this backend."""
-    from annzoo.tuning import search
+    from annzoo.tuning import memory
 
     if keras.backend.backend() == "tensorflow":
         return (
@@ -555,13 +556,13 @@ def _feeding() -> str:
         f"On {keras.backend.backend().upper()} each trial trains on annzoo's NumPy "
         "batch sequence (whole batches, so the compiled step keeps one shape) and "
         "validates on the arrays; compiled programs are kept from trial to trial "
-        f"until resident memory has grown {search.JAX_CACHE_BUDGET_MB:.0f} MiB "
-        "(`annzoo.tuning.search.JAX_CACHE_BUDGET_MB`), and a program another "
+        f"until resident memory has grown {memory.JAX_CACHE_BUDGET_MB:.0f} MiB "
+        "(`annzoo.tuning.memory.JAX_CACHE_BUDGET_MB`), and a program another "
         "trial compiled already (the same HLO) is taken from the search's "
         "compilation cache; nonzero dropout rates are values the compiled step "
-        "reads (`annzoo.tuning._rates`), so trials that differ only in them "
+        "reads (`annzoo.speedups.dropout_rates`), so trials that differ only in them "
         "share a program; a trial's calls run Keras' own loop of one-step "
-        "programs (`annzoo._fused_steps.unfused`)."
+        "programs (`annzoo.speedups.unfused`)."
     )
 
 

@@ -1,23 +1,32 @@
-"""Dropout rates as values the compiled training step reads, for searches on JAX.
+"""Speedup ``dropout_rates``: dropout rates read by the compiled step (JAX).
 
-A dropout rate is a Python float in Keras' layers, so XLA compiles it into the
-training step as a constant: two trials that differ only in their dropout
-rate compile two programs, and the search's compilation cache (which finds a
-program by its HLO) cannot give one the other's. :func:`runtime_dropout_rates`
-moves each nonzero rate of a model into a variable of the training loop's
-state for the length of a ``fit``, so such trials share one program.
-
-On the 2-core CPU a GRU char-RNN's first ``fit`` took 0.14-0.15 s instead of
-1.0-1.1 s when a trial with another nonzero rate had compiled the step
-already. The 20 trials of the ``surnames_char_rnn`` search (seed 0) needed
-18 programs (distinct optimizer, batch size and rate); with the rates as
-values, 12, and their first calls took 0.64 s instead of 0.92 s on average.
+Public behaviour reproduced: Keras' dropout (``keras.layers.Dropout``, the
+recurrent cells' ``dropout``/``recurrent_dropout``, annzoo's
+`MultiHeadAttention` ``dropout``), bit for bit. A dropout rate is a Python
+float in Keras' layers, so XLA compiles it into the training step as a
+constant: two trials of a search that differ only in their dropout rate
+compile two programs, and the search's compilation cache (``compile_cache``,
+which finds a program by its HLO) cannot give one the other's.
+`runtime_dropout_rates` moves each nonzero rate of a model into a variable of
+the training loop's state for the length of a ``fit``, so such trials share
+one program.
 
 What trains does not change: the variable holds ``1 - rate`` in float32 as
 the constant did, and Keras' JAX dropout reads it where it computed
 ``1.0 - rate``; the losses are the same bit for bit. A rate of 0 keeps its
 own program (Keras leaves dropout out of it), and so do layers computing in
 another dtype than float32 (the variable would promote their activations).
+
+Private Keras symbols: ``Layer._flatten_layers`` (every sublayer, Keras'
+attention's own dropout layer included), ``Layer._seed_generators`` (where
+Keras collects the state a layer's random ops carry through the compiled
+step; the rate's variable is added there for the ``fit``) and the JAX
+backend's ``random.dropout`` (which computes ``1.0 - rate``). Switched off
+(``ANNZOO_SPEEDUPS``), the rates stay constants and each rate compiles its
+own program.
+
+Measured by ``benchmarks/run.py --only tuning_recipe`` (a search over dropout
+rates).
 """
 
 from __future__ import annotations
@@ -28,13 +37,48 @@ from collections.abc import Iterator
 import keras
 import numpy as np
 
-from annzoo.layers.attention import MultiHeadAttention
+from annzoo.speedups._core import (
+    Speedup,
+    Symbol,
+    active,
+    check_instance,
+    register,
+    switch_off,
+)
+
+__all__ = ["SPEEDUP", "RuntimeRate", "runtime_dropout_rates"]
+
+NAME = "dropout_rates"
+
+
+def _layer_probe():
+    # A fixed seed and name: the probe draws nothing from the global seed
+    # and takes no auto-generated layer name.
+    return keras.layers.Dropout(0.5, seed=1, name="annzoo_contract_probe")
+
+
+SPEEDUP = register(
+    Speedup(
+        name=NAME,
+        summary="trials differing only in dropout rates share one program",
+        benchmark="benchmarks/run.py --only tuning_recipe",
+        backends=("jax",),
+        symbols=(
+            Symbol("keras.src.layers.layer", "Layer._flatten_layers"),
+            Symbol("keras.src.layers.layer", "Layer._seed_generators", _layer_probe),
+            Symbol("keras.src.backend.jax.random", "dropout", requires="jax"),
+        ),
+    )
+)
 
 # Layer attributes holding a dropout rate: Dropout (and its spatial variants,
 # Keras' MultiHeadAttention's own), Keras' recurrent cells, and annzoo's
 # MultiHeadAttention (its rate on the attention weights).
 _DROPOUT_ATTRS = ("rate",)
 _CELL_ATTRS = ("dropout", "recurrent_dropout")
+# annzoo's attention layer, found through Keras' registry of serializable
+# classes, so that this module (below annzoo.layers) does not import it.
+_ANNZOO_ATTENTION = "annzoo>MultiHeadAttention"
 
 
 class RuntimeRate(float):
@@ -82,11 +126,13 @@ class _State:
 def _rate_attributes(layer) -> tuple[str, ...]:
     if isinstance(layer, keras.layers.Dropout):
         return _DROPOUT_ATTRS
-    if isinstance(layer, MultiHeadAttention):  # annzoo's: attention dropout
+    attention = keras.saving.get_registered_object(_ANNZOO_ATTENTION)
+    if attention is not None and isinstance(layer, attention):
         return ("dropout",)
-    if hasattr(layer, "get_dropout_mask") and hasattr(
-        layer, "get_recurrent_dropout_mask"
-    ):
+    if isinstance(layer, keras.layers.Layer) and all(
+        callable(getattr(layer, name, None))
+        for name in ("get_dropout_mask", "get_recurrent_dropout_mask")
+    ):  # Keras' recurrent cells (DropoutRNNCell)
         return _CELL_ATTRS
     return ()
 
@@ -94,15 +140,16 @@ def _rate_attributes(layer) -> tuple[str, ...]:
 @contextlib.contextmanager
 def runtime_dropout_rates(model: keras.Model) -> Iterator[int]:
     """Within the block, ``model``'s nonzero dropout rates are values its
-    compiled steps read from variables (JAX only; elsewhere nothing
-    changes). Yields how many rates it moved; on exit the layers hold their
-    floats again."""
+    compiled steps read from variables (JAX, with the ``dropout_rates``
+    speedup on; elsewhere nothing changes). Yields how many rates it moved;
+    on exit the layers hold their floats again."""
     moved = []
-    if keras.backend.backend() == "jax":
+    if keras.backend.backend() == "jax" and active(NAME):
         for layer in model._flatten_layers(include_self=False):
-            states = getattr(layer, "_seed_generators", None)
-            if not isinstance(states, list) or layer.compute_dtype != "float32":
+            if layer.compute_dtype != "float32" or not _rate_attributes(layer):
                 continue
+            if not check_instance(NAME, layer):
+                break
             for attr in _rate_attributes(layer):
                 rate = getattr(layer, attr, None)
                 if type(rate) is not float or not 0.0 < rate < 1.0:
@@ -111,13 +158,18 @@ def runtime_dropout_rates(model: keras.Model) -> Iterator[int]:
                     np.float32(1.0 - rate), trainable=False, name=f"keep_{attr}"
                 )
                 holder = _State(keep)
-                states.append(holder)
+                layer._seed_generators.append(holder)
                 setattr(layer, attr, RuntimeRate(rate, keep))
                 moved.append((layer, attr, rate, holder))
         state = {id(v) for v in model.non_trainable_variables}
         if any(id(holder.state) not in state for *_, holder in moved):
-            _restore(moved)  # this Keras collects state elsewhere: constants
+            _restore(moved)
             moved = []
+            switch_off(
+                NAME,
+                "the installed Keras no longer collects a layer's "
+                "`_seed_generators` states into `non_trainable_variables`",
+            )
     try:
         yield len(moved)
     finally:

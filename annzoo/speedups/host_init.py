@@ -1,12 +1,14 @@
-"""New variables' initial values drawn on the host, on the JAX backend.
+"""Speedup ``host_init``: new variables' initial values drawn on the host, on JAX.
 
+Public behaviour reproduced: Keras' initializers (``keras.initializers``) and
+the zeros/ones fills of new variables, with the same seeds and distributions.
 On JAX, Keras fills each new variable by calling ``jax.random`` (the random
 initializers) or ``jnp.zeros``/``jnp.ones`` on its shape, and JAX compiles a
-small XLA program for every shape it has not seen: on the 2-core CPU about
-0.1 to 0.4 s for a random draw and 0.02 s for a fill. A model with many weight
-shapes (ResNet-50; every trial of a search that tries new widths) pays
-seconds for it before its first step. Inside `host_initialization()`,
-variables are filled from NumPy instead and then copied to the device:
+small XLA program for every shape it has not seen. A model with many weight
+shapes (ResNet-50; every trial of a search that tries new widths; the
+optimizer's slots at the first ``fit``) pays for those compilations before its
+first step. Inside `host_initialization()`, variables are filled from NumPy
+instead and then copied to the device:
 
 - the draws come from NumPy's Philox generator keyed with the same Keras
   seed the initializer would have used (so `keras.utils.set_random_seed`
@@ -21,6 +23,17 @@ Only variable initialization is affected: the random ops of layers (dropout,
 noise, augmentation) and every other use of ``ops.zeros`` keep JAX's. The
 other backends, and the variables Keras initializes sharded under a
 distribution (large ones), are left alone.
+
+Private Keras symbols: the JAX backend's ``random.uniform``/``normal``/
+``truncated_normal``/``jax_draw_seed``, ``numpy.zeros``/``ones`` (wrapped
+once, process-wide, the first time the context opens with the speedup on;
+inert outside a variable's initialization inside the context) and
+``JaxVariable._initialize_with_initializer``/``_initialize_layout``/
+``_layout``. Switched off (``ANNZOO_SPEEDUPS``), nothing is wrapped and the
+context does nothing.
+
+Measured by ``benchmarks/run.py --only tuning`` (every trial builds new
+weight shapes) and ``--only overhead`` (a run builds its model and slots).
 """
 
 from __future__ import annotations
@@ -31,9 +44,52 @@ import inspect
 import threading
 from typing import Any
 
+import keras
 import numpy as np
 
-__all__ = ["host_initialization", "with_host_initialization"]
+from annzoo.speedups._core import Speedup, Symbol, active, check_instance, register
+
+__all__ = ["SPEEDUP", "host_initialization", "with_host_initialization"]
+
+NAME = "host_init"
+_JAX = "keras.src.backend.jax"
+
+
+def _variable_probe():
+    # A variable holds `_layout` from its construction on.
+    return keras.Variable(np.zeros((1,), "float32"), name="annzoo_contract_probe")
+
+
+SPEEDUP = register(
+    Speedup(
+        name=NAME,
+        summary="new variables filled from NumPy, not one XLA program per shape",
+        benchmark="benchmarks/run.py --only tuning (and --only overhead)",
+        backends=("jax",),
+        symbols=(
+            Symbol(f"{_JAX}.random", "uniform", requires="jax"),
+            Symbol(f"{_JAX}.random", "normal", requires="jax"),
+            Symbol(f"{_JAX}.random", "truncated_normal", requires="jax"),
+            Symbol(f"{_JAX}.random", "jax_draw_seed", requires="jax"),
+            Symbol(f"{_JAX}.numpy", "zeros", requires="jax"),
+            Symbol(f"{_JAX}.numpy", "ones", requires="jax"),
+            Symbol(f"{_JAX}.core", "should_shard_at_init", requires="jax"),
+            Symbol(
+                f"{_JAX}.core",
+                "JaxVariable._initialize_with_initializer",
+                requires="jax",
+            ),
+            Symbol(f"{_JAX}.core", "JaxVariable._initialize_layout", requires="jax"),
+            Symbol(
+                f"{_JAX}.core",
+                "JaxVariable._layout",
+                probe=_variable_probe,
+                backend="jax",
+                requires="jax",
+            ),
+        ),
+    )
+)
 
 _STATE = threading.local()  # .depth: open contexts; .filling: inside a fill
 _INSTALL_LOCK = threading.Lock()
@@ -50,21 +106,21 @@ def _filling() -> bool:
 
 def _generator(seed: Any) -> np.random.Generator:
     """NumPy's Philox keyed with the Keras seed ``seed`` would give JAX."""
-    from keras.src.backend.jax.random import jax_draw_seed
+    from keras.src.backend.jax.random import jax_draw_seed  # JAX only: deferred
 
     key = np.asarray(jax_draw_seed(seed)).astype(np.uint64).ravel()
     return np.random.Generator(np.random.Philox(key=int(key[0]) << 32 | int(key[-1])))
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype:
-    import jax.numpy as jnp
-    from keras.src.backend import floatx, standardize_dtype
+    import jax.numpy as jnp  # JAX only: deferred, an optional dependency
 
-    return np.dtype(jnp.dtype(standardize_dtype(dtype or floatx())))
+    standard = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+    return np.dtype(jnp.dtype(standard))
 
 
 def _on_device(value: np.ndarray, dtype: Any):
-    import jax
+    import jax  # JAX only: deferred, an optional dependency
 
     # float32 on the host, then the target dtype (bfloat16 and float16 are
     # NumPy dtypes through ml_dtypes): no device program per shape.
@@ -119,18 +175,18 @@ def _filled_eagerly(variable, initializer) -> bool:
     are left to Keras. The others are filled whole and then distributed, so
     a distributed run starts from the same weights as a run on one device.
     """
+    if not check_instance(NAME, variable):
+        return False
+    from keras.src.backend.jax.core import should_shard_at_init  # JAX: deferred
+
     variable._initialize_layout()
     layout = variable._layout
     if layout is None:
         return True
     if "layout" in inspect.signature(initializer).parameters:
         return False
-    try:
-        from keras.src.backend.jax.core import should_shard_at_init
-    except ImportError:  # another Keras: leave laid-out variables to it
-        return False
     return not should_shard_at_init(
-        getattr(layout, "backend_layout", layout), variable._shape
+        getattr(layout, "backend_layout", layout), tuple(variable.shape)
     )
 
 
@@ -145,12 +201,14 @@ def _initialize_with_initializer(original, self, initializer):
 
 
 def _install() -> None:
-    """Wraps the JAX backend's draws and fills once; they stay inert outside
-    a variable's initialization inside `host_initialization()`."""
+    """Wraps the JAX backend's draws and fills once (the caller has checked
+    that the speedup is active, so every symbol exists); they stay inert
+    outside a variable's initialization inside `host_initialization()`."""
     global _INSTALLED
     with _INSTALL_LOCK:
         if _INSTALLED:
             return
+        # JAX only: deferred, an optional dependency.
         from keras.src.backend.jax import core, random
         from keras.src.backend.jax import numpy as jnp_backend
 
@@ -161,23 +219,15 @@ def _install() -> None:
             (jnp_backend, "zeros", functools.partial(_host_fill, value=0.0)),
             (jnp_backend, "ones", functools.partial(_host_fill, value=1.0)),
         ]
-        variable = getattr(core, "JaxVariable", None)
-        method = "_initialize_with_initializer"
-        if not hasattr(variable, method) or not all(
-            hasattr(module, name) for module, name, _ in hosts
-        ):
-            # A Keras whose JAX backend is laid out otherwise: its own
-            # initialization stays, as it is without annzoo.
-            _INSTALLED = True
-            return
         for module, name, host in hosts:
             original = getattr(module, name)
             wrapper = functools.partial(host, original)
             setattr(module, name, functools.wraps(original)(wrapper))
         # A function, not a partial: the method must still bind ``self``.
-        original_method = getattr(variable, method)
+        method = "_initialize_with_initializer"
+        original_method = getattr(core.JaxVariable, method)
         setattr(
-            variable,
+            core.JaxVariable,
             method,
             functools.wraps(original_method)(
                 lambda self, initializer: _initialize_with_initializer(
@@ -192,11 +242,10 @@ def _install() -> None:
 def host_initialization():
     """Fills new Keras variables from NumPy while open, on the JAX backend.
 
-    Re-entrant and per thread; a no-op on the other backends.
+    Re-entrant and per thread; a no-op on the other backends and with the
+    ``host_init`` speedup switched off (``ANNZOO_SPEEDUPS``).
     """
-    import keras
-
-    if keras.backend.backend() != "jax":
+    if keras.backend.backend() != "jax" or not active(NAME):
         yield
         return
     _install()

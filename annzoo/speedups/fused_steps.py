@@ -1,14 +1,15 @@
-"""Several training or evaluation steps in one compiled call, on the JAX backend.
+"""Speedup ``fused_steps``: a call's steps in one compiled program, on JAX.
 
-Keras' JAX trainer runs a call of ``steps_per_execution`` steps by calling its
-compiled step that many times from Python: every step is an XLA execution of
-its own, and for a small model the dispatch costs more than the step (a
-32-64-10 MLP at batch 32 on the 2-core CPU: 30-50 us a call, 12-14 us a step
-inside a loop). On TensorFlow the same setting runs the steps in one graph
-loop. `fuse_steps` gives a compiled model that on JAX: a call's batches are
-the arguments of one jitted function that runs the step over them in a
-``fori_loop``, picking batch ``i`` with ``lax.switch`` (no stacked copy of the
-inputs), the state carried through the loop.
+Public behaviour reproduced: ``compile(steps_per_execution=N)``, under which
+Keras runs N steps per call of its train (or test) function and calls the
+callbacks once per call. Keras' JAX trainer runs such a call by calling its
+compiled one-step program N times from Python: every step is an XLA execution
+of its own, and for a small model the dispatch costs more than the step. (On
+TensorFlow the same setting runs the steps in one graph loop.) `fuse_steps`
+gives a compiled model that on JAX: a call's batches are the arguments of one
+jitted function that runs the step over them in a ``fori_loop``, picking
+batch ``i`` with ``lax.switch`` (no stacked copy of the inputs), the state
+carried through the loop; weights and logs are Keras' loop's.
 
 - The number of batches a program takes (its group) is fixed per batch shape:
   ``steps_per_execution``, fewer where the group's inputs would pass
@@ -26,8 +27,17 @@ inputs), the state carried through the loop.
 Left to Keras' own loop: other backends, ``run_eagerly``, ``jit_compile``
 off, a ``keras.distribution`` set, Flax NNX models,
 ``steps_per_execution=1``, and functions made inside `unfused` (a tuning
-search's trials and retraining). Models loaded or cloned by Keras are plain Keras
-models again (compile them with `annzoo.compile_model` to fuse).
+search's trials and retraining). Models loaded or cloned by Keras are plain
+Keras models again (compile them with `annzoo.compile_model` to fuse).
+
+Private Keras symbols: the JAX trainer's calling convention of
+``train_function``/``test_function`` (``(state, iterator) -> (logs,
+state)``, set per model object in place of ``make_train_function`` and
+``make_test_function``) and ``JAXTrainer._make_function`` (Keras' own
+function, handed back where a group is one step). Switched off
+(``ANNZOO_SPEEDUPS``), `fuse_steps` returns the model untouched.
+
+Measured by ``benchmarks/run.py --only dispatch`` (and ``--only overhead``).
 """
 
 from __future__ import annotations
@@ -38,17 +48,47 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
+import keras
 import numpy as np
 
-__all__ = ["MAX_GROUP_BYTES", "fuse_steps", "fused", "unfused"]
+from annzoo.speedups._core import Speedup, Symbol, active, register
+
+__all__ = ["MAX_GROUP_BYTES", "SPEEDUP", "fuse_steps", "fused", "unfused"]
+
+NAME = "fused_steps"
+SPEEDUP = register(
+    Speedup(
+        name=NAME,
+        summary="a call's steps_per_execution steps as one XLA program",
+        benchmark="benchmarks/run.py --only dispatch (and --only overhead)",
+        backends=("jax",),
+        symbols=(
+            Symbol(
+                "keras.src.backend.jax.trainer",
+                "JAXTrainer._make_function",
+                requires="jax",
+            ),
+            # Replaced per model object; what they make is called as
+            # ``function(state, iterator) -> (logs, state)``.
+            Symbol(
+                "keras.src.backend.jax.trainer",
+                "JAXTrainer.make_train_function",
+                requires="jax",
+            ),
+            Symbol(
+                "keras.src.backend.jax.trainer",
+                "JAXTrainer.make_test_function",
+                requires="jax",
+            ),
+        ),
+    )
+)
 
 # Inputs one compiled call may take; larger batches run in smaller groups (a
 # group of one runs Keras' own step). The host prepares a group's batches
 # before its program can start, and prepares the next group while the device
-# runs one: groups too large leave the device waiting. A 32-64-10 MLP at
-# batch 1024 (132 KB a batch) trained at 1.19 times a naive fit's speed in
-# groups of 15 (2 MiB), 1.43 in groups of 7 (1 MiB), 1.36 in groups of 2;
-# at batch 128, 2.9-3.2 times with all of these (2-core CPU, one run each).
+# runs one: groups too large leave the device waiting. The budget was chosen
+# by sweeping it at batch 128 and 1024 with `benchmarks/run.py --only dispatch`.
 MAX_GROUP_BYTES = 2**20
 
 _KINDS = ("train", "test")
@@ -73,11 +113,10 @@ def fuse_steps(model: Any) -> Any:
     Keras' ``make_train_function`` and ``make_test_function`` are replaced
     on this model object only; a later ``compile`` keeps them, and whether a
     call is fused is decided when the function is made, from the model's
-    settings then. Other backends: nothing changes.
+    settings then. Other backends, or the ``fused_steps`` speedup switched
+    off (``ANNZOO_SPEEDUPS``): nothing changes.
     """
-    import keras
-
-    if keras.backend.backend() != "jax":
+    if keras.backend.backend() != "jax" or not active(NAME):
         return model
     for kind in _KINDS:
         name = f"make_{kind}_function"
@@ -98,21 +137,14 @@ def fused(model: Any, kind: str = "train") -> bool:
 
 
 def _fusable(model: Any) -> bool:
-    from keras.src.distribution import distribution_lib
-
-    try:
-        from keras.src.utils.jax_utils import is_nnx_enabled
-
-        nnx = is_nnx_enabled()
-    except ImportError:  # a Keras without Flax NNX support
-        nnx = False
     return (
-        not _OFF.get()
+        active(NAME)
+        and not _OFF.get()
         and int(getattr(model, "steps_per_execution", 1) or 1) > 1
         and not model.run_eagerly
         and bool(model.jit_compile)
-        and distribution_lib.distribution() is None
-        and not nnx
+        and keras.distribution.distribution() is None
+        and not keras.config.is_nnx_enabled()
     )
 
 
@@ -128,7 +160,7 @@ def _make_function(model, kind: str, original, force: bool = False) -> None:
 
 
 def _signature(batch: Any) -> tuple:
-    import jax
+    import jax  # JAX only: deferred, an optional dependency
 
     leaves, structure = jax.tree_util.tree_flatten(batch)
     return structure, tuple(
@@ -138,7 +170,7 @@ def _signature(batch: Any) -> tuple:
 
 
 def _nbytes(batch: Any) -> int:
-    import jax
+    import jax  # JAX only: deferred, an optional dependency
 
     return sum(
         int(np.prod(np.shape(leaf), dtype=np.int64))
@@ -147,11 +179,11 @@ def _nbytes(batch: Any) -> int:
     )
 
 
-# Primitives XLA runs much slower inside a loop than alone: on the 2-core CPU
-# a digits CNN's training step took 0.69-0.74 ms alone and 5.7-5.9 ms inside a
-# while loop or a scan (XLA:CPU compiles the kernel-gradient convolutions in a
-# loop body to its generic loop code instead of a library call). A step that
-# has one runs as Keras' own does.
+# Primitives XLA runs much slower inside a loop than alone: XLA:CPU compiles
+# the kernel-gradient convolutions in a loop body to its generic loop code
+# instead of a library call, so a digits CNN's step inside a loop ran several
+# times slower than alone (`benchmarks/run.py --only overhead`, its CNN). A
+# step that has one runs as Keras' own does.
 SLOW_IN_LOOPS = frozenset({"conv_general_dilated"})
 
 
@@ -172,6 +204,7 @@ def _loop(step, state, batches, count, logs_spec):
     """Runs ``step`` over ``batches[:count]``; returns the last logs and the
     state, as Keras' step does for one batch. ``logs_spec``: the logs'
     structure and ``(shape, dtype)`` leaves, which the loop carries."""
+    # JAX only: deferred, an optional dependency.
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -200,7 +233,7 @@ class _Calls:
     _annzoo_fused = True
 
     def __init__(self, model, step, attribute: str) -> None:
-        import jax
+        import jax  # JAX only: deferred, an optional dependency
 
         self.model = model
         self.step = step
@@ -219,7 +252,7 @@ class _Calls:
     def _plan(self, key: tuple, state, batch: Any) -> tuple[int, Any]:
         if key in self.plans:
             return self.plans[key]
-        import jax
+        import jax  # JAX only: deferred, an optional dependency
 
         steps = int(self.model.steps_per_execution or 1)
         size = max(1, min(steps, MAX_GROUP_BYTES // max(_nbytes(batch), 1)))
@@ -242,10 +275,8 @@ class _Calls:
         """From the next call on, Keras' own function runs this model's
         calls (with the step compiled here): the first batch shape runs one
         step per program, and this one's per-batch bookkeeping would cost
-        1-2% of a small CNN's step."""
-        make = getattr(self.model, "_make_function", None)
-        if make is not None:
-            setattr(self.model, self.attribute, make(self.single))
+        a small CNN's step a little (`benchmarks/run.py --only overhead`)."""
+        setattr(self.model, self.attribute, self.model._make_function(self.single))
 
     def _run(self, state, batches: list, size: int, spec):
         if size == 1:  # Keras' own step
