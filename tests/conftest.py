@@ -1,4 +1,15 @@
-"""Shared fixtures: a fresh-process model loader and subprocess helpers."""
+"""Shared fixtures (a fresh-process model loader, subprocess helpers) and the
+hooks behind the suite's passes.
+
+The passes, all run by ``scripts/dev.sh test`` (markers in setup.cfg):
+
+- ``pytest``: everything, on the TensorFlow backend;
+- ``KERAS_BACKEND=jax pytest``: only the tests marked ``jax`` (this file
+  deselects the others on any backend but TensorFlow);
+- ``ANNZOO_SPEEDUPS=0 pytest -m speedups_off``: the model, recipe and tuning
+  tests on public Keras API alone;
+- ``pytest -m "not slow"``: the fast lane (``scripts/dev.sh fast``).
+"""
 
 from __future__ import annotations
 
@@ -82,6 +93,35 @@ def pytest_configure(config):
         "speedup(name): asserts the effect of annzoo speedup NAME; skipped when "
         "ANNZOO_SPEEDUPS switches it off",
     )
+
+
+def pytest_report_header(config):
+    import keras
+
+    return (
+        f"annzoo: KERAS_BACKEND={keras.backend.backend()}, "
+        f"ANNZOO_SPEEDUPS={os.environ.get('ANNZOO_SPEEDUPS', '(unset: all on)')}"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    # The suite is written for TensorFlow, the default backend; a test runs on
+    # another backend only where it is marked with that backend's name
+    # (`@pytest.mark.jax`), so the JAX pass needs no list of tests by hand.
+    # keras is imported here, not at the top, so that TF_CPP_MIN_LOG_LEVEL is
+    # set before TensorFlow loads.
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    selected, deselected = [], []
+    for item in items:
+        marked = item.get_closest_marker(backend) is not None
+        (selected if marked else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
 
 
 def pytest_runtest_setup(item):
