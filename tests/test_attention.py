@@ -30,6 +30,8 @@ from annzoo.layers import (
     scaled_dot_product_attention,
 )
 
+pytestmark = pytest.mark.jax
+
 RNG = np.random.default_rng(0)
 
 

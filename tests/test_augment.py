@@ -24,6 +24,8 @@ from annzoo.layers import Augmentation, RandomPadCrop
 from annzoo.layers.augment import fused_calls
 from tests.conftest import ROOT, subprocess_env
 
+pytestmark = pytest.mark.jax
+
 PER_SAMPLE_OPS = [
     "flip",
     {"name": "pad_crop", "padding": 2},

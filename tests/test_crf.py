@@ -19,6 +19,8 @@ import pytest
 from annzoo.errors import AnnzooError
 from annzoo.layers import CRF, CRFLoss, viterbi_decode
 
+pytestmark = pytest.mark.jax
+
 NUM_TAGS = 3
 
 

@@ -24,6 +24,8 @@ from annzoo import data
 from annzoo.errors import AnnzooError, UnknownNameError
 from tests.conftest import run_python
 
+pytestmark = pytest.mark.jax
+
 BACKEND = keras.backend.backend()
 tf_only = pytest.mark.skipif(
     BACKEND != "tensorflow", reason="tf.data pipelines: TensorFlow backend only"

@@ -18,6 +18,8 @@ import annzoo
 from annzoo.decode import decode
 from annzoo.errors import AnnzooError
 
+pytestmark = pytest.mark.jax
+
 VOCAB = 5  # 0 pad, 1 start, 2 end, 3 and 4 ordinary tokens
 START, END = 1, 2
 SOURCE_VOCAB = 3

@@ -22,6 +22,8 @@ from annzoo.text import SEQUENCE_SPECIALS, Vocabulary
 from annzoo.training import sequences
 from annzoo.tuning.spaces import default_space
 
+pytestmark = [pytest.mark.jax, pytest.mark.speedups_off]
+
 FAMILIES = annzoo.list_families()
 N = 6  # samples of the synthetic splits
 

@@ -16,6 +16,7 @@ pytestmark = [
         reason="steps are fused on the JAX backend only",
     ),
     pytest.mark.speedup("fused_steps"),
+    pytest.mark.jax,
 ]
 
 FEATURES, CLASSES = 12, 4

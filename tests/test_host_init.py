@@ -18,6 +18,8 @@ from annzoo import build_mlp
 from annzoo.speedups import _core, host_init
 from annzoo.speedups.host_init import host_initialization
 
+pytestmark = pytest.mark.jax
+
 JAX = keras.backend.backend() == "jax"
 jax_only = pytest.mark.skipif(not JAX, reason="the JAX backend's initialization")
 

@@ -10,6 +10,8 @@ from annzoo import AnnzooError
 from annzoo.training import Recipe, load_recipe
 from annzoo.training.recipe import SECTION_DEFAULTS
 
+pytestmark = [pytest.mark.jax, pytest.mark.speedups_off]
+
 
 def _recipe(**sections):
     base = dict(

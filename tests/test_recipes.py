@@ -16,6 +16,8 @@ import pytest
 from annzoo.training import Recipe, load_recipe, train
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.speedups_off
+
 RECIPES = sorted(p.stem for p in (ROOT / "recipes").glob("*.py"))
 REQUIRED = {
     "digits_mlp",
@@ -130,6 +132,7 @@ def test_bad_labels_are_refused_before_training(tmp_path, monkeypatch):
     del np
 
 
+@pytest.mark.jax
 def test_nan_loss_stops_with_epoch_and_step_and_saves_no_nan(tmp_path):
     import numpy as np
 

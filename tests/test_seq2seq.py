@@ -17,6 +17,8 @@ from annzoo.errors import AnnzooError
 from annzoo.layers import RecurrentAttention
 from annzoo.models import build_seq2seq
 
+pytestmark = pytest.mark.jax
+
 
 def _np(x):
     return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)

@@ -20,6 +20,8 @@ from annzoo.training import resolve_run_dir
 from annzoo.training.callbacks import BestModelCheckpoint, MetricsLog
 from tests.conftest import ROOT, subprocess_env
 
+pytestmark = pytest.mark.speedups_off
+
 
 def test_write_json_round_trip_and_permissions(tmp_path):
     path = aio.write_json(
@@ -454,6 +456,7 @@ def test_evaluation_batches_are_whole_where_the_step_is_compiled_for_fixed_shape
     np.testing.assert_array_equal(np.concatenate(seen), split.y)
 
 
+@pytest.mark.jax
 def test_nan_guard_lets_keras_dispatch_steps_ahead_and_keeps_the_first_nan(
     monkeypatch,
 ):

@@ -23,6 +23,8 @@ from annzoo.training import Recipe
 from annzoo.tuning import tune
 from tests.conftest import ROOT, run_python, subprocess_env
 
+pytestmark = pytest.mark.speedups_off
+
 SPACE = {
     "hidden_units": {"type": "layers", "depth": [1, 2], "values": [8, 16]},
     "learning_rate": {"type": "float", "min": 1e-3, "max": 3e-2, "sampling": "log"},

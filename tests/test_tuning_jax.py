@@ -15,9 +15,13 @@ import pytest
 from annzoo.training import Recipe
 from annzoo.tuning import tune
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "jax", reason="JAX's compilation cache"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        keras.backend.backend() != "jax", reason="JAX's compilation cache"
+    ),
+    pytest.mark.jax,
+    pytest.mark.speedups_off,
+]
 
 
 def _recipe() -> Recipe:
