@@ -2,7 +2,8 @@
 # One entry point for the README's Quick start and for CI, so they cannot drift.
 #
 #   scripts/dev.sh main [recipe options]   install, then train the digits CNN
-#   scripts/dev.sh test [pytest options]   install, then run the whole test suite
+#   scripts/dev.sh test [pytest options]   install, then run the full suite (CI)
+#   scripts/dev.sh fast [pytest options]   install, then run the fast lane
 #
 # Installs annzoo (editable) with its test extras into ./.venv, created on the
 # first run with the python3 on PATH (3.11 or newer). Set ANNZOO_PYTHON to use
@@ -30,29 +31,33 @@ case "$command" in
         exec "$py" recipes/digits_cnn.py "$@"
         ;;
     test)
-        # The whole suite on the TensorFlow backend, then the backend-agnostic
-        # parts again on JAX (the backend the GPU machines use). On JAX every
-        # registered model builds, trains a step and reloads, except the three
-        # keras.applications backbones (Keras' own code, tested by Keras on
-        # every backend) and the deeper CIFAR ResNets (resnet44/56/110: the
-        # builder and blocks of resnet20/32, with more of them); parameter
-        # counts are backend-independent (TF pass).
+        # What CI runs, in order; each step stops the script when it fails.
+        # The markers are declared in setup.cfg, the backend selection is in
+        # tests/conftest.py.
+        # 1. The import layers and contracts of .importlinter.
+        "$venv/bin/lint-imports"
+        # 2. The whole suite on TensorFlow, notebooks included.
         # -n auto: one pytest worker per core (most of the time is tracing and
         # compiling, single-threaded work that two workers overlap).
         KERAS_BACKEND=tensorflow "$py" -m pytest -p no:cacheprovider -n auto \
             --durations=15 "$@"
-        KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -n auto -q \
-            -k "not parameter_count and not imagenet and not resnet44 and not resnet56 and not resnet110" \
-            tests/test_all_models.py tests/test_augment.py tests/test_data.py \
-            tests/test_recipe.py tests/test_attention.py tests/test_crf.py \
-            tests/test_decode.py tests/test_seq2seq.py tests/test_host_init.py \
-            tests/test_tuning_jax.py tests/test_fused_steps.py \
-            tests/test_training.py::test_nan_guard_lets_keras_dispatch_steps_ahead_and_keeps_the_first_nan \
-            tests/test_recipes.py::test_nan_loss_stops_with_epoch_and_step_and_saves_no_nan \
-            "$@"
+        # 3. On JAX (the backend the GPU machines use), the tests marked `jax`:
+        # conftest.py deselects the rest on any backend but TensorFlow.
+        KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -n auto -q "$@"
+        # 4. The model, recipe and tuning tests (marked `speedups_off`) again
+        # with every speedup switched off, so annzoo provably works on public
+        # Keras API alone: on TensorFlow, and on JAX, where most speedups act.
+        ANNZOO_SPEEDUPS=0 KERAS_BACKEND=tensorflow "$py" -m pytest \
+            -p no:cacheprovider -n auto -q -m speedups_off "$@"
+        ANNZOO_SPEEDUPS=0 KERAS_BACKEND=jax "$py" -m pytest \
+            -p no:cacheprovider -n auto -q -m speedups_off "$@"
+        ;;
+    fast)
+        # The fast lane: every test module, without the tests marked `slow`.
+        exec "$py" -m pytest -p no:cacheprovider -n auto -m "not slow" "$@"
         ;;
     *)
-        echo "usage: scripts/dev.sh main|test [options]" >&2
+        echo "usage: scripts/dev.sh main|test|fast [options]" >&2
         exit 2
         ;;
 esac
