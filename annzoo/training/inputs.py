@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from annzoo import augment, data, datasets, registry
-from annzoo._checks import check_loaded_splits
+from annzoo.datasets import check_loaded_splits
 from annzoo.tasks import set_steps_per_execution
 from annzoo.training import distribute, sequences
 from annzoo.training.checks import check_splits
