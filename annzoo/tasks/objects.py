@@ -1,76 +1,40 @@
-"""Tasks: what a kind of model output means, as objects the rest of annzoo asks.
+"""Task objects: what a kind of model output means for the rest of annzoo.
 
-Each task (:class:`Binary`, :class:`Multiclass`, :class:`Regression`,
-:class:`Sequence`, :class:`Tagging`) owns its output activation, default loss
-and metrics, the checks its labels must pass before training, how outputs
-become predictions and what a run report draws. :func:`get_task` returns the
-object for a name; :func:`compile_model` compiles a model for one.
+A task owns what annzoo needs to know about a kind of output: the output
+activation, the loss and metrics, which labels fit (checked before any
+training, since accelerators do not check them), how outputs become
+predictions, and what a run report draws. The runner, tuner, predict and
+finetune ask the task instead of branching on its name.
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import keras
 import numpy as np
 
-from annzoo._checks import (
-    all_finite,
-    check_choice,
-    check_positive_float,
-    non_finite_summary,
-)
+from annzoo._checks import all_finite, check_choice, non_finite_summary
 from annzoo.errors import AnnzooError
-from annzoo.layers.crf import CRF, CRFLoss, viterbi_decode
+from annzoo.layers.crf import CRF, viterbi_decode
 from annzoo.metrics import TokenAccuracy
-from annzoo.speedups import build_fit_state as build_fit_state  # re-exported
-from annzoo.speedups import fuse_steps
 from annzoo.text import PAD_ID
 
 __all__ = [
-    "TASKS",
+    "Binary",
+    "Multiclass",
+    "Regression",
+    "Sequence",
+    "Tagging",
     "Task",
     "get_task",
     "register_task",
-    "OPTIMIZERS",
-    "compile_model",
-    "get_optimizer",
-    "mixed_precision",
-    "output_activation",
 ]
 
-TASKS = ("binary", "multiclass", "regression", "sequence", "tagging")
-# Compute precisions of mixed_precision: None keeps float32.
-PRECISIONS = (None, "bfloat16", "float16")
-LABEL_FORMATS = ("sparse", "one_hot")
 
-# name -> (Keras class name, fixed keyword arguments). Learning rates default to
-# Keras' own defaults for each optimizer.
-OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "sgd": ("SGD", {}),
-    "momentum": ("SGD", {"momentum": 0.9}),
-    "nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}),
-    "adam": ("Adam", {}),
-    "adamw": ("AdamW", {}),
-    "nadam": ("Nadam", {}),
-    "adamax": ("Adamax", {}),
-    "adagrad": ("Adagrad", {}),
-    "adadelta": ("Adadelta", {}),
-    "rmsprop": ("RMSprop", {}),
-    "lion": ("Lion", {}),
-}
-
-
-# -- task objects ----------------------------------------------------------------
-#
-# A task owns what the rest of annzoo needs to know about a kind of output: the
-# output activation, the loss and metrics, which labels fit (checked before any
-# training, since accelerators do not check them), how outputs become
-# predictions, and what a run report draws. The runner, tuner, predict and
-# finetune ask the task instead of branching on its name.
+def _crf_layer(model: keras.Model):
+    found = [layer for layer in model.layers if isinstance(layer, CRF)]
+    return found[0] if len(found) == 1 else None
 
 
 def _first_value(array: np.ndarray) -> Any:
@@ -412,190 +376,3 @@ def register_task(task: Task) -> Task:
         raise AnnzooError(f"`task` {task.name!r} is already registered.")
     _TASK_OBJECTS[task.name] = task
     return task
-
-
-# The tasks of models with one output per sample (or per step for taggers).
-SAMPLE_TASKS = ("binary", "multiclass", "regression")
-
-
-def check_task(task: Any, allowed: tuple[str, ...] = TASKS) -> str:
-    return check_choice("task", task, allowed)
-
-
-def output_activation(task: str) -> str:
-    """The activation of the output layer for ``task``."""
-    return get_task(check_task(task)).activation
-
-
-def get_optimizer(
-    optimizer: str | keras.optimizers.Optimizer = "adam",
-    learning_rate: float | None = None,
-    **kwargs: Any,
-) -> keras.optimizers.Optimizer:
-    """Returns a fresh optimizer for a name in :data:`OPTIMIZERS`, or ``optimizer``.
-
-    Args:
-        optimizer: a name (``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``,
-            ``"adagrad"``, ``"rmsprop"``, ...) or a Keras optimizer instance.
-        learning_rate: overrides the optimizer's default learning rate.
-        **kwargs: further optimizer arguments (``weight_decay``, ``clipnorm``...).
-    """
-    if learning_rate is not None:
-        learning_rate = check_positive_float("learning_rate", learning_rate)
-    if isinstance(optimizer, keras.optimizers.Optimizer):
-        if learning_rate is not None:
-            optimizer.learning_rate = learning_rate
-        return optimizer
-    name = check_choice("optimizer", optimizer, OPTIMIZERS)
-    class_name, fixed = OPTIMIZERS[name]
-    options = {**fixed, **kwargs}
-    if learning_rate is not None:
-        options["learning_rate"] = learning_rate
-    return getattr(keras.optimizers, class_name)(**options)
-
-
-def check_compile_options(options: dict[str, Any]) -> None:
-    """Checks :func:`compile_model` arguments without needing a model."""
-    if "task" in options:
-        check_task(options["task"])
-    if "label_format" in options:
-        check_choice("label_format", options["label_format"], LABEL_FORMATS)
-    optimizer = options.get("optimizer", "adam")
-    if not isinstance(optimizer, keras.optimizers.Optimizer):
-        if not isinstance(optimizer, str):
-            raise AnnzooError(
-                "`optimizer` must be an optimizer name or a keras.optimizers."
-                f"Optimizer. Received: optimizer={optimizer!r}"
-            )
-        check_choice("optimizer", optimizer, OPTIMIZERS)
-    if options.get("learning_rate") is not None:
-        check_positive_float("learning_rate", options["learning_rate"])
-    known = set(inspect.signature(compile_model).parameters) | set(
-        inspect.signature(keras.Model.compile).parameters
-    )
-    known -= {"model", "self", "compile_kwargs", "kwargs"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise AnnzooError(
-            f"{unknown[0]!r} is not an argument of compile_model or Model.compile. "
-            f"Expected some of {sorted(known)}. Received: {unknown}"
-        )
-
-
-def _crf_layer(model: keras.Model):
-    found = [layer for layer in model.layers if isinstance(layer, CRF)]
-    return found[0] if len(found) == 1 else None
-
-
-def compile_model(
-    model: keras.Model,
-    *,
-    task: str = "multiclass",
-    optimizer: str | keras.optimizers.Optimizer = "adam",
-    learning_rate: float | None = None,
-    loss: Any = "auto",
-    metrics: Any = "auto",
-    label_format: str = "sparse",
-    from_logits: bool = False,
-    **compile_kwargs: Any,
-) -> keras.Model:
-    """Compiles ``model`` for ``task`` and returns it.
-
-    Args:
-        model: a Keras model whose outputs already carry the task's activation
-            (every annzoo builder does; pass ``from_logits=True`` for a model
-            that ends in raw scores).
-        task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
-        optimizer: an optimizer name (see :data:`OPTIMIZERS`) or instance.
-        learning_rate: overrides the optimizer's default learning rate.
-        loss: ``"auto"`` picks the task's loss (the CRF likelihood for a model
-            ending in an :class:`annzoo.layers.CRF`); anything else goes to
-            Keras.
-        metrics: ``"auto"`` picks the task's metrics (accuracy, or MAE for
-            regression); anything else goes to Keras.
-        label_format: for ``"multiclass"``: ``"sparse"`` integer labels or
-            ``"one_hot"`` rows.
-        from_logits: whether the model outputs logits rather than
-            probabilities.
-        **compile_kwargs: passed to ``model.compile`` (``jit_compile``,
-            ``steps_per_execution``, ...).
-
-    Returns:
-        The same model, compiled.
-
-    Example:
-        >>> model = annzoo.build_mlp(4, 3, compile=False)
-        >>> annzoo.compile_model(model, task="multiclass", optimizer="sgd",
-        ...                      learning_rate=0.1)
-    """
-    check_compile_options(
-        dict(
-            task=task,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            label_format=label_format,
-            **compile_kwargs,
-        )
-    )
-    auto_loss, auto_metrics = get_task(task).loss_and_metrics(
-        label_format=label_format, from_logits=from_logits
-    )
-    crf = _crf_layer(model)
-    if crf is not None:
-        # A CRF tagger outputs emission scores: its loss is the CRF's negative
-        # log-likelihood, and per-step accuracy of emissions means nothing.
-        auto_loss, auto_metrics = CRFLoss(crf), []
-    model.compile(
-        optimizer=get_optimizer(optimizer, learning_rate),
-        loss=auto_loss if isinstance(loss, str) and loss == "auto" else loss,
-        metrics=auto_metrics
-        if isinstance(metrics, str) and metrics == "auto"
-        else metrics,
-        **compile_kwargs,
-    )
-    # On JAX, a call of steps_per_execution steps runs as one XLA program.
-    return fuse_steps(model)
-
-
-def set_steps_per_execution(model: keras.Model, steps: int) -> None:
-    """Sets a compiled model's training steps per call, dropping the train
-    function traced for the old value (if any)."""
-    if model.steps_per_execution != steps:
-        model.steps_per_execution = steps
-        model.train_function = None
-
-
-def check_mixed_precision(name: str, value: Any) -> str | None:
-    """``value`` when it is one of `PRECISIONS`, else an error naming ``name``."""
-    if value not in PRECISIONS:
-        raise AnnzooError(
-            f"`{name}` must be None, 'bfloat16' or 'float16'. "
-            f"Received: {name}={value!r}"
-        )
-    return value
-
-
-@contextlib.contextmanager
-def mixed_precision(precision: str | None) -> Iterator[None]:
-    """Models built inside compute in ``precision`` (variables stay float32).
-
-    ``"bfloat16"`` or ``"float16"`` sets Keras' ``mixed_...`` dtype policy
-    for the block and restores the one before it afterwards, even after an
-    error; None changes nothing. annzoo's output layers stay float32, and
-    ``compile`` wraps the optimizer in loss scaling under float16. A model
-    keeps its policy after the block (a saved model reloads with it).
-
-    Example:
-        >>> with annzoo.tasks.mixed_precision("bfloat16"):
-        ...     model = annzoo.build_cnn((32, 32, 3), 10)
-    """
-    check_mixed_precision("mixed_precision", precision)
-    if precision is None:
-        yield
-        return
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(f"mixed_{precision}")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
