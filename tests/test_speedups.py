@@ -17,6 +17,9 @@ from annzoo.layers.walk import walk_layers
 from annzoo.speedups import _core
 from tests.conftest import ROOT, run_python
 
+# Both backends (their private symbols differ), and the ANNZOO_SPEEDUPS=0 pass.
+pytestmark = [pytest.mark.jax, pytest.mark.speedups_off]
+
 ALL = set(speedups.names())
 
 
@@ -95,6 +98,7 @@ def test_an_unknown_speedup_name_is_an_error():
 
 
 def test_a_missing_symbol_switches_the_speedup_off_with_one_warning(monkeypatch):
+    monkeypatch.setenv(speedups.ENV, "1")
     monkeypatch.setattr(_core, "_REGISTRY", dict(_core._REGISTRY))
     monkeypatch.setattr(_core, "_OFF", {})
     monkeypatch.setattr(_core, "_VERIFIED", {})
