@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import sys
 from pathlib import Path
@@ -10,10 +11,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from annzoo import datasets, plots
+from annzoo import datasets, plots, registry
 from annzoo import io as aio
 from annzoo._checks import check_choice
 from annzoo.errors import AnnzooError
+from annzoo.tasks import get_task
 from annzoo.training import distribute, sequences
 from annzoo.training.callbacks import BestModelCheckpoint
 from annzoo.training.inputs import input_pipeline, label_classes, load_splits
@@ -121,12 +123,15 @@ def write_results(
         "versions": versions(),
     }
     train = splits["train"]
+    drawn = registry.family_spec(recipe.model["name"]).report
     if train.structure != "sample":
         title = f"{recipe.name}: {recipe.model['name']}"
-        extra = sequences.report(model, splits["test"], run_dir, title=title)
+        extra = sequences.report(
+            model, splits["test"], run_dir, title=title, drawn=drawn
+        )
         test_metrics.update(extra.pop("test"))
         results.update(extra)
-    elif train.task in ("multiclass", "binary"):
+    elif get_task(train.task).confusion_matrix and "confusion_matrix" in drawn:
         matrix = _confusion_matrix(model, test_input, splits["test"], train)
         results["confusion_matrix"] = matrix.tolist()
         plots.plot_confusion_matrix(
@@ -142,11 +147,7 @@ def write_results(
 def _confusion_matrix(model, test_input, test, train) -> np.ndarray:
     """Counts of (true class, predicted class) over the test split."""
     probabilities = model.predict(test_input, verbose=0)
-    predicted = (
-        np.argmax(probabilities, axis=-1)
-        if train.task == "multiclass"
-        else (probabilities[:, 0] > 0.5).astype(int)
-    )
+    predicted = get_task(train.task).predictions(probabilities)
     labels = test.y.reshape(len(predicted), -1)[:, 0].astype(int)
     n = train.num_classes or 2
     matrix = np.zeros((n, n), dtype=int)
@@ -156,12 +157,8 @@ def _confusion_matrix(model, test_input, test, train) -> np.ndarray:
 
 def versions() -> dict[str, str]:
     """The versions a run's results were produced with."""
-    # The package root defines __version__ and imports most of annzoo; it is
-    # read here, when a run reports, rather than imported from below it.
-    import annzoo
-
     found = {
-        "annzoo": annzoo.__version__,
+        "annzoo": _annzoo_version(),
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "numpy": np.__version__,
@@ -171,6 +168,16 @@ def versions() -> dict[str, str]:
         if module in sys.modules:
             found[module] = getattr(sys.modules[module], "__version__", "?")
     return found
+
+
+def _annzoo_version() -> str:
+    """annzoo's version as installed (``pip install -e .`` included): read from
+    the distribution's metadata, since the package root that defines
+    ``__version__`` sits above everything it imports."""
+    try:
+        return importlib.metadata.version("annzoo")
+    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path
+        return "unknown (not installed)"
 
 
 def evaluate_run(

@@ -10,7 +10,7 @@ import difflib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from annzoo import augment, datasets, registry, tasks
 from annzoo._checks import (
@@ -24,9 +24,6 @@ from annzoo.datasets import files
 from annzoo.errors import AnnzooError, UnknownNameError
 from annzoo.training.distribute import STRATEGIES
 
-if TYPE_CHECKING:  # annotations only: the recipe module imports this one
-    from annzoo.training.recipe import Recipe
-
 __all__ = ["PIPELINES", "PLACEMENTS", "suggest", "validate_recipe"]
 
 PIPELINES = ("auto", "tf.data", "numpy")
@@ -39,9 +36,10 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def validate_recipe(recipe: Recipe) -> None:
-    """Checks every field of ``recipe``; raises :class:`AnnzooError` naming
-    the first bad one."""
+def validate_recipe(recipe) -> None:
+    """Checks every field of ``recipe`` (an `annzoo.training.Recipe`, whose
+    module imports this one); raises :class:`AnnzooError` naming the first
+    bad one."""
     if not isinstance(recipe.name, str) or not recipe.name or "/" in recipe.name:
         raise AnnzooError(
             "`name` must be a non-empty string without '/'. "
