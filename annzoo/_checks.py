@@ -12,6 +12,8 @@ import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from annzoo.errors import AnnzooError, UnknownNameError
 
 
@@ -153,8 +155,6 @@ def all_finite(array: Any) -> bool:
     proves every value finite. Only a non-finite sum (or a float64 array whose
     sum overflowed) is scanned exactly, in chunks.
     """
-    import numpy as np
-
     array = np.asarray(array)
     if array.dtype.kind not in "fc" or array.size == 0:
         return True
@@ -170,8 +170,6 @@ def all_finite(array: Any) -> bool:
 
 def non_finite_summary(array: Any) -> str:
     """``"3 NaN or infinite values, the first (nan) in sample 5"`` (error paths)."""
-    import numpy as np
-
     array = np.asarray(array)
     rows = array.reshape(len(array), -1) if array.ndim > 1 else array[:, None]
     bad = ~np.isfinite(rows)
@@ -235,3 +233,11 @@ def check_steps_per_epoch(
             f"{_received(name, steps)}"
         )
     return steps
+
+
+def first_value(array: Any) -> Any:
+    """The array's first element as a plain Python value (for error messages)."""
+    first = array.flat[0] if array.size else None
+    return (
+        first.item() if hasattr(first, "item") and not isinstance(first, str) else first
+    )

@@ -51,7 +51,7 @@ def _check_reads(recipe: dict, kind: str, run_dir: Path) -> None:
     name = recipe.get("model", {}).get("name")
     if name is None:
         return
-    family = registry.family_of(name)
+    family = registry.resolve(name)[0]
     kinds = registry.family_spec(name).predict
     if kind not in kinds:
         takes = " or ".join(repr(k) for k in kinds) or "no raw input"

@@ -24,7 +24,6 @@ from annzoo import tasks
 from annzoo._checks import check_choice, check_input_shape, check_rate
 from annzoo.errors import AnnzooError
 from annzoo.models._common import (
-    DROPOUT_RATES,
     check_compile,
     check_outputs,
     finish,

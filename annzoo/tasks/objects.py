@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from annzoo._checks import all_finite, check_choice, non_finite_summary
+from annzoo._checks import all_finite, check_choice, first_value, non_finite_summary
 from annzoo.errors import AnnzooError
 from annzoo.layers.crf import CRF, viterbi_decode
 from annzoo.metrics import TokenAccuracy
@@ -37,12 +37,6 @@ def _crf_layer(model: keras.Model):
     return found[0] if len(found) == 1 else None
 
 
-def _first_value(array: np.ndarray) -> Any:
-    """The array's first element as a plain Python value (for error messages)."""
-    first = array.flat[0] if array.size else None
-    return first.item() if isinstance(first, np.generic) else first
-
-
 def _subject(where: str) -> str:
     return where[:1].upper() + where[1:]
 
@@ -57,7 +51,7 @@ def _check_numeric_labels(y: np.ndarray, subject: str) -> bool:
         raise AnnzooError(
             f"{subject} must be numbers (class ids or targets). Encode text labels "
             "first, e.g. `classes, y = np.unique(y, return_inverse=True)`. "
-            f"Received: labels of dtype {y.dtype}, such as {_first_value(y)!r}."
+            f"Received: labels of dtype {y.dtype}, such as {first_value(y)!r}."
         )
     if not y.size:
         return False
@@ -166,6 +160,7 @@ class Binary(Task):
     name = "binary"
     activation = "sigmoid"
     classes = True
+    confusion_matrix = True
 
     def loss_and_metrics(self, *, label_format="sparse", from_logits=False):
         return keras.losses.BinaryCrossentropy(from_logits=from_logits), [

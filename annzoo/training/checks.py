@@ -8,29 +8,23 @@ an error naming the split, what was expected and what was received.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from annzoo._checks import (
     all_finite,
     channels_first_hint,
     check_steps_per_epoch,
+    first_value,
     looks_channels_first,
     non_finite_summary,
 )
 from annzoo.errors import AnnzooError
+from annzoo.tasks import get_task
 from annzoo.training import sequences
 from annzoo.training.distribute import Plan
 from annzoo.training.recipe import Recipe
 
 __all__ = ["check_batches", "check_labels", "check_splits"]
-
-
-def _first_value(array: np.ndarray) -> Any:
-    """The array's first element as a plain Python value (for error messages)."""
-    first = array.flat[0] if array.size else None
-    return first.item() if isinstance(first, np.generic) else first
 
 
 def check_labels(
@@ -47,12 +41,12 @@ def check_labels(
     on JAX, so they are refused before training, as are NaN or infinite
     labels, labels of a shape the model's loss would broadcast (one-hot rows of
     the wrong width, binary or regression targets wider than the model's
-    output) and binary labels other than 0 and 1. Vectorized: a few passes over
-    ``y``.
+    output) and binary labels other than 0 and 1: the task's own checks
+    (:meth:`annzoo.tasks.Task.check_labels`), vectorized.
 
     Args:
         y: The labels, one row per sample.
-        task: ``"multiclass"``, ``"binary"`` or ``"regression"``.
+        task: a task name (``"multiclass"``, ``"binary"``, ``"regression"``...).
         num_outputs: Units of the model's output layer (classes for multiclass).
         where: How messages name the labels, e.g. ``"`y`"`` or ``"the train
             split's labels of `data.dataset` 'toy'"``.
@@ -63,101 +57,9 @@ def check_labels(
     Raises:
         AnnzooError: naming ``where``, what was expected and what was received.
     """
-    subject = where[:1].upper() + where[1:]
-    y = np.asarray(y)
-    if y.ndim == 0:
-        raise AnnzooError(
-            f"{subject} must have one label per sample. Received: a scalar {y!r}."
-        )
-    if y.dtype.kind not in "biuf":
-        first = _first_value(y)
-        raise AnnzooError(
-            f"{subject} must be numbers (class ids or targets). Encode text labels "
-            "first, e.g. `classes, y = np.unique(y, return_inverse=True)`. "
-            f"Received: labels of dtype {y.dtype}, such as {first!r}."
-        )
-    if not y.size:
-        return
-    if not all_finite(y):
-        raise AnnzooError(
-            f"{subject} must be finite numbers. Received: {non_finite_summary(y)}."
-        )
-    n = len(y)
-    if task == "multiclass":
-        k = int(num_outputs)
-        one_hot = y.ndim == 2 and y.shape[1] == k and k > 1
-        ids = y.ndim == 1 or (
-            y.ndim == 2 and y.shape[1] == 1 and label_format != "one_hot"
-        )
-        if not (one_hot or ids):
-            raise AnnzooError(
-                f"{subject} must be class ids of shape ({n},) or one-hot rows of "
-                f"shape ({n}, {k}), for a model with {k} classes (task='multiclass'"
-                + ("" if label_format is None else f", label_format={label_format!r}")
-                + f"). Received: labels of shape {y.shape}."
-            )
-        if one_hot:
-            if label_format == "sparse":
-                raise AnnzooError(
-                    f"{subject} are one-hot rows of shape {y.shape}, so "
-                    "`data.label_format` must be 'one_hot' (or pass class ids, "
-                    "y.argmax(axis=1)). Received: data.label_format='sparse'."
-                )
-            valid = ((y >= 0) & (y <= 1)).all(axis=1) & (
-                np.abs(y.sum(axis=1, dtype=np.float64) - 1.0) <= 1e-3
-            )
-            if not valid.all():
-                row = int(np.flatnonzero(~valid)[0])
-                raise AnnzooError(
-                    f"{subject} must be one-hot rows (values in [0, 1] that sum to "
-                    f"1) of width {k}. Received: {int((~valid).sum())} of {n} rows "
-                    f"that are not, the first row {row}: {y[row].tolist()}."
-                )
-            return
-        flat = y.reshape(-1)
-        if flat.dtype.kind == "f":
-            whole = flat == np.floor(flat)
-            if not whole.all():
-                row = int(np.flatnonzero(~whole)[0])
-                raise AnnzooError(
-                    f"{subject} must be integer class ids for task='multiclass'. "
-                    f"Received: non-integer labels such as {flat[row]!r} (sample "
-                    f"{row})."
-                )
-        low, high = flat.min(), flat.max()
-        if low < 0 or high >= k:
-            outside = (flat < 0) | (flat >= k)
-            row = int(np.flatnonzero(outside)[0])
-            raise AnnzooError(
-                f"{subject} must be class ids in [0, {k - 1}], for a model with "
-                f"{k} classes (task='multiclass'). Received: labels from "
-                f"{low.item()!r} to {high.item()!r}; {int(outside.sum())} of {n} are "
-                f"outside [0, {k - 1}], the first ({flat[row].item()!r}) in sample "
-                f"{row}. On accelerators such labels give NaN losses (TensorFlow) "
-                "or silently count as zero loss (JAX)."
-            )
-        return
-    if task in ("binary", "regression"):
-        k = int(num_outputs)
-        # One output takes (n,) or (n, 1); k outputs need one column each.
-        if y.shape[1:] not in (((), (1,)) if k == 1 else ((k,),)):
-            shapes = f"({n},) or ({n}, 1)" if k == 1 else f"({n}, {k})"
-            raise AnnzooError(
-                f"{subject} must have shape {shapes}, one column per output of the "
-                f"model (task={task!r}, {k} output{'s' if k != 1 else ''}); other "
-                "shapes would be broadcast against the predictions. Received: "
-                f"labels of shape {y.shape}."
-            )
-    if task == "binary":
-        valid = (y == 0) | (y == 1)
-        if not valid.all():
-            flat = y.reshape(-1)
-            index = int(np.flatnonzero(~valid.reshape(-1))[0])
-            raise AnnzooError(
-                f"{subject} must be 0 or 1 for task='binary'. Received: "
-                f"{int((~valid).sum())} labels outside {{0, 1}}, the first "
-                f"({flat[index].item()!r}) in sample {index // max(1, flat.size // n)}."
-            )
+    get_task(task).check_labels(
+        y, num_outputs=num_outputs, where=where, label_format=label_format
+    )
 
 
 def check_splits(
@@ -195,7 +97,7 @@ def check_splits(
                 f"{x.shape}."
             )
         if x.dtype.kind not in "biuf":
-            first = _first_value(x)
+            first = first_value(x)
             raise AnnzooError(
                 f"{features} must be a numeric array (float32 for images and "
                 "tabular data, integer ids for tokens). Received: dtype "
@@ -250,7 +152,7 @@ def check_splits(
                 f"{list(expected)}"
             )
     train = splits.get("train")
-    classes = task in ("multiclass", "binary")
+    classes = get_task(task).classes
     if train is not None and train.structure == "sample" and classes:
         y = np.asarray(train.y)
         ids = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)

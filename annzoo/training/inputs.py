@@ -16,6 +16,7 @@ import numpy as np
 
 from annzoo import augment, data, datasets, registry
 from annzoo.datasets import check_loaded_splits
+from annzoo.errors import AnnzooError
 from annzoo.tasks import set_steps_per_execution
 from annzoo.training import distribute, sequences
 from annzoo.training.checks import check_splits
@@ -99,8 +100,16 @@ def _concatenate(first, second):
 def model_arguments(recipe: Recipe, train: datasets.ArrayDataset) -> dict:
     """The builder's arguments: sizes read from the train split, then the
     recipe's ``model`` fields (which win)."""
-    parameters = set(registry.builder_parameters(recipe.model["name"]))
-    args = sequences.model_arguments(parameters, train)
+    name = recipe.model["name"]
+    spec = registry.family_spec(name)
+    if train.structure not in spec.data:
+        raise AnnzooError(
+            f"`model.name` {name!r} ({registry.resolve(name)[0]!r} family) trains on "
+            f"{' or '.join(repr(d) for d in spec.data)} data. Received: "
+            f"`data.dataset` {recipe.data['dataset']!r}, whose samples are "
+            f"{train.structure!r} data."
+        )
+    args = sequences.dataset_arguments(name, train)
     args.update({k: v for k, v in recipe.model.items() if k != "name"})
     return args
 

@@ -36,7 +36,6 @@ __all__ = [
     "TEXT_DEFAULTS",
     "check_targets",
     "dataset_arguments",
-    "model_arguments",
     "model_inputs",
     "prepare_text",
     "report",
@@ -85,36 +84,6 @@ def dataset_arguments(name: str, train: ArrayDataset) -> dict[str, Any]:
     """The builder arguments a dataset determines, as the family declares them
     (``FamilySpec.dataset_arguments``), for preset or family ``name``."""
     return registry.family_spec(name).dataset_arguments(train)
-
-
-def model_arguments(parameters: set[str], train: ArrayDataset) -> dict[str, Any]:
-    """The builder arguments a dataset determines."""
-    args: dict[str, Any] = {}
-    if train.vocabulary is not None and "vocabulary_size" in parameters:
-        args["vocabulary_size"] = len(train.vocabulary)
-        if "sequence_length" in parameters and train.structure != "sequence":
-            args["sequence_length"] = int(train.x.shape[1])
-        elif "target_vocabulary_size" in parameters:
-            args["sequence_length"] = int(train.x.shape[1])
-        else:
-            args["input_shape"] = [int(train.x.shape[1])]
-    else:
-        args["input_shape"] = list(train.input_shape)
-    if train.structure == "sequence":
-        size, length = len(train.target_vocabulary), int(train.y.shape[1])
-        if "target_vocabulary_size" in parameters:
-            args.update(target_vocabulary_size=size, target_sequence_length=length)
-        else:  # a captioner: the captions are its only vocabulary
-            args.update(vocabulary_size=size, sequence_length=length)
-        if "task" in parameters:
-            args["task"] = "sequence"
-        return args
-    for width in ("num_classes", "num_outputs"):
-        if width in parameters:
-            args[width] = train.num_outputs
-    if "task" in parameters:
-        args["task"] = train.task
-    return args
 
 
 def check_targets(split: ArrayDataset, *, num_outputs: int, where: str) -> None:

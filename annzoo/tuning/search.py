@@ -36,7 +36,7 @@ import keras
 import keras_tuner
 
 from annzoo import io as aio
-from annzoo import plots, registry, tasks
+from annzoo import plots, tasks
 from annzoo._checks import check_choice, check_non_negative_int, check_positive_int
 from annzoo.errors import AnnzooError
 from annzoo.speedups import atomic_keras_tuner, compile_cache, unfused
@@ -165,9 +165,7 @@ def tune(
     # The splits and checks `annzoo train` would use, so a search is refused
     # on exactly the data a run would be.
     splits, model_args = inputs.prepare(recipe)
-    sizes = sequences.model_arguments(
-        set(registry.builder_parameters(recipe.model["name"])), splits["train"]
-    )
+    sizes = sequences.dataset_arguments(recipe.model["name"], splits["train"])
     space = dict(recipe.search_space or {})
     tuned = set(default_space(recipe.model["name"], **sizes)) | set(space)
     fixed = {k: v for k, v in model_args.items() if k in sizes or k not in tuned}

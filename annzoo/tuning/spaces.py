@@ -28,9 +28,10 @@ tuple of the active layers' values. Choices may hold values keras-tuner cannot
 ``"[64, 32]"``) that is decoded before the builder sees it.
 
 The default space of a family is declared by the family, next to its builder
-(``FamilySpec.search_space``), plus :data:`COMMON_SPACE`. A preset starts from its own configuration: the
-arguments it fixes are not tuned unless a user's space names them, so only the
-common keys and ``dropout`` (when the builder has it) are searched by default.
+(``FamilySpec.search_space``), plus :data:`COMMON_SPACE`. A preset starts from
+its own configuration: the arguments it fixes are not tuned unless a user's
+space names them, so only the common keys and ``dropout`` (when the builder has
+it) are searched by default.
 Input and output sizes (:data:`NEVER_TUNED`) are never tuned.
 """
 
