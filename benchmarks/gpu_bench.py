@@ -1080,9 +1080,10 @@ def runner_vs_plain_keras(sizes: Sizes, work: Path) -> dict[str, Any]:
         "and callbacks as `annzoo train` builds them) over the same network "
         "written by hand in plain Keras with a plain model.fit; > 1: runner faster",
         "target": ">= 0.98",
-        "how": "annzoo.training.runner's own functions (benchmarks/bench/zoo.py: "
-        "runner._load_splits, _build, _inputs, build_callbacks, then model.fit as "
-        "_fit_stages calls it) on a dataset registered with "
+        "how": "annzoo.training's own functions (benchmarks/bench/zoo.py: "
+        "inputs.load_splits, build.build_model, inputs.input_pipeline, "
+        "build_callbacks, then model.fit as fitting._fit_stages calls it) on a "
+        "dataset registered with "
         "annzoo.datasets.register_dataset; step time from on_epoch_begin to the "
         "end of the last training step, so validation and epoch-end callbacks "
         "(checkpoint, backup, CSV) are not in it",

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from annzoo import datasets
-from annzoo.training import runner, sequences
+from annzoo.training import build, inputs, sequences
 from annzoo.training.callbacks import build_callbacks
 from annzoo.training.recipe import SECTION_DEFAULTS, Recipe, load_recipe
 from bench import core
@@ -36,7 +36,7 @@ def recipe(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
 
 def load_splits(recipe_: Recipe) -> dict[str, datasets.ArrayDataset]:
     """The recipe's train/validation/test splits, as the runner loads them."""
-    return sequences.prepare_text(runner._load_splits(recipe_), recipe_.data["text"])
+    return sequences.prepare_text(inputs.load_splits(recipe_), recipe_.data["text"])
 
 
 def synthetic_split(x: np.ndarray, y: np.ndarray, *, num_classes: int, split="train"):
@@ -121,7 +121,7 @@ class RunnerPath:
     def fit_steps(self) -> int | None:
         """The ``steps_per_epoch`` the runner passes to ``fit`` (setting the
         model's steps per call as it does)."""
-        return runner._fit_steps(self.recipe, self.model, self.train_input)
+        return inputs.fit_steps(self.recipe, self.model, self.train_input)
 
     def runner_callbacks(self) -> list:
         """The runner's own callbacks before the bundle's (``_fit_stages``)."""
@@ -172,11 +172,11 @@ def runner_path(
             act at every step; no validation) or ``"none"``.
     """
     train = splits["train"]
-    model_args = runner._model_arguments(recipe_, train)
+    model_args = inputs.model_arguments(recipe_, train)
     keras.utils.set_random_seed(recipe_.fit["seed"])
-    model = runner._build(recipe_, model_args)
+    model = build.build_model(recipe_, model_args)
     num_classes = train.num_classes if train.task == "multiclass" else None
-    train_input = runner._inputs(
+    train_input = inputs.input_pipeline(
         recipe_, train, model, training=True, num_classes=num_classes
     )
     val_input = None
@@ -185,7 +185,7 @@ def runner_path(
         bundle = build_callbacks(recipe_, run_dir)
         if callbacks == "all":
             chosen = list(bundle.callbacks)
-            val_input = runner._inputs(
+            val_input = inputs.input_pipeline(
                 recipe_,
                 splits["validation"],
                 model,
