@@ -23,6 +23,7 @@ place, so an interrupted export leaves the previous one complete.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import warnings
@@ -32,6 +33,7 @@ from typing import Any
 import keras
 import numpy as np
 
+import annzoo.layers  # noqa: F401  (registers the custom layers for loading)
 from annzoo import io as aio
 from annzoo._checks import check_choice
 from annzoo.errors import AnnzooError, CheckpointError
@@ -223,10 +225,7 @@ def _resolve_target(path: Any, base: Path | None, format: str) -> Path:
 
 
 def _load(model_file: Path) -> keras.Model:
-    import annzoo.layers  # noqa: F401  (registers the custom layers)
-    from annzoo.io import check_file
-
-    check_file(model_file)  # against the run's manifest, when there is one
+    aio.check_file(model_file)  # against the run's manifest, when there is one
     try:
         with host_initialization():  # JAX: no XLA program per weight shape
             return keras.saving.load_model(model_file, compile=False)
@@ -362,17 +361,24 @@ def _describe_onnx(file: Path) -> dict[str, Any]:
     }
 
 
+def _annzoo_version() -> str:
+    """annzoo's version as installed, read from the distribution's metadata
+    (the package root that defines ``__version__`` sits above this module)."""
+    try:
+        return importlib.metadata.version("annzoo")
+    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path
+        return "unknown (not installed)"
+
+
 def _metadata(
     model: keras.Model, format: str, info: dict[str, Any], provenance: str | None
 ) -> dict[str, Any]:
-    import annzoo
-
     return {
         "format": format,
         "model_name": model.name,
         "source": provenance,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
-        "annzoo_version": annzoo.__version__,
+        "annzoo_version": _annzoo_version(),
         **info,
     }

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import keras
+
 from annzoo.errors import CheckpointError
 from annzoo.speedups import host_initialization
 
@@ -322,8 +324,6 @@ def check_file(path: str | os.PathLike, sha256: str | None = None) -> Path:
 
 def load_model(path: str | os.PathLike, *, sha256: str | None = None, **kwargs):
     """``keras.saving.load_model`` after `check_file`; errors name the file."""
-    import keras
-
     path = check_file(path, sha256)
     try:
         # Keras fills every variable before loading its value: on JAX from

@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import keras
+
 from annzoo.errors import AnnzooError
 
 __all__ = [
@@ -304,8 +306,6 @@ def check_contract(names: tuple[str, ...] | None = None) -> list[Finding]:
     makes (a layer, a compiled model), so this is meant for tests and
     diagnostics, not for the training path.
     """
-    import keras
-
     findings = []
     for name in names or tuple(_REGISTRY):
         for symbol in _check_name(name).symbols:
