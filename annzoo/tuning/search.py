@@ -6,7 +6,8 @@ The search directory ``OUTPUT_DIR/NAME/`` holds:
 ``search.json``              what the search is: model, dataset, space,
                              objective, tuner, seed, epochs; a rerun must match
 ``search/``                  keras-tuner's project (oracle, trials, best-epoch
-                             weights), written atomically by annzoo
+                             weights), written atomically by annzoo (the
+                             ``tuner_io`` speedup, `annzoo.speedups`)
 ``stats/``                   per-trial timings and resident memory
 ``trials.csv``               one row per trial: status, objective, the active
                              hyperparameters, epochs, wall and training time
@@ -19,7 +20,13 @@ The search directory ``OUTPUT_DIR/NAME/`` holds:
 
 Rerunning the same search continues it (keras-tuner reloads its oracle; a trial
 cut short by a crash runs again); a search whose definition changed is refused
-unless ``overwrite=True``.
+unless ``overwrite=True`` (`annzoo.tuning.directory`).
+
+The search is split by concern: this module is the flow of `tune`;
+`annzoo.tuning.recipe_model` feeds and compiles a recipe's trials,
+`annzoo.tuning.trials` seeds, counts and measures them,
+`annzoo.tuning.directory` decides what may resume, and
+`annzoo.tuning.memory` manages the process's memory when asked to.
 """
 
 from __future__ import annotations
