@@ -17,6 +17,7 @@ from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.layers.adapt import input_adapters
 from annzoo.layers.walk import walk_layers
 from annzoo.speedups import host_initialization
+from annzoo.tasks import SAMPLE_TASKS, get_task
 
 __all__: list[str] = []
 
@@ -28,7 +29,8 @@ _ACTIVATIONS = (
     keras.layers.ELU,
 )
 
-_TASKS = {"softmax": "multiclass", "sigmoid": "binary", "linear": "regression"}
+# The task of a model's one-per-sample output, read from its activation.
+_TASKS = {get_task(task).activation: task for task in SAMPLE_TASKS}
 
 _FREEZE = "`freeze` must be 'base', None, an int, a float in [0, 1] or a layer name."
 
