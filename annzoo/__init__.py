@@ -13,6 +13,7 @@ TensorFlow, and only when used.
 """
 
 from annzoo import augment, data, datasets, metrics, text
+from annzoo._version import __version__
 from annzoo.decode import Decoded, decode
 from annzoo.errors import AnnzooError, CheckpointError, UnknownNameError
 from annzoo.finetune import (
@@ -39,9 +40,6 @@ from annzoo.registry import (
     model_info,
 )
 from annzoo.tasks import compile_model
-
-__version__ = "0.1.0"
-
 
 # Submodules reachable as attributes of `annzoo` without importing them first
 # (`annzoo.plots.plot_curves(...)`), loaded on first use.

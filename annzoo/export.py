@@ -23,7 +23,6 @@ place, so an interrupted export leaves the previous one complete.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 import warnings
@@ -36,6 +35,7 @@ import numpy as np
 import annzoo.layers  # noqa: F401  (registers the custom layers for loading)
 from annzoo import io as aio
 from annzoo._checks import check_choice
+from annzoo._version import __version__
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.speedups import host_initialization
 
@@ -361,15 +361,6 @@ def _describe_onnx(file: Path) -> dict[str, Any]:
     }
 
 
-def _annzoo_version() -> str:
-    """annzoo's version as installed, read from the distribution's metadata
-    (the package root that defines ``__version__`` sits above this module)."""
-    try:
-        return importlib.metadata.version("annzoo")
-    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path
-        return "unknown (not installed)"
-
-
 def _metadata(
     model: keras.Model, format: str, info: dict[str, Any], provenance: str | None
 ) -> dict[str, Any]:
@@ -379,6 +370,6 @@ def _metadata(
         "source": provenance,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
-        "annzoo_version": _annzoo_version(),
+        "annzoo_version": __version__,
         **info,
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 from annzoo import datasets, plots, registry
 from annzoo import io as aio
 from annzoo._checks import check_choice
+from annzoo._version import __version__
 from annzoo.errors import AnnzooError
 from annzoo.tasks import get_task
 from annzoo.training import distribute, sequences
@@ -158,7 +158,7 @@ def _confusion_matrix(model, test_input, test, train) -> np.ndarray:
 def versions() -> dict[str, str]:
     """The versions a run's results were produced with."""
     found = {
-        "annzoo": _annzoo_version(),
+        "annzoo": __version__,
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "numpy": np.__version__,
@@ -168,16 +168,6 @@ def versions() -> dict[str, str]:
         if module in sys.modules:
             found[module] = getattr(sys.modules[module], "__version__", "?")
     return found
-
-
-def _annzoo_version() -> str:
-    """annzoo's version as installed (``pip install -e .`` included): read from
-    the distribution's metadata, since the package root that defines
-    ``__version__`` sits above everything it imports."""
-    try:
-        return importlib.metadata.version("annzoo")
-    except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path
-        return "unknown (not installed)"
 
 
 def evaluate_run(
