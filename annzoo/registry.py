@@ -176,7 +176,8 @@ def register(family: str, *, spec: FamilySpec) -> Callable:
                 f"Received: {unknown}"
             )
         # On JAX, new weights are filled from NumPy: no XLA program per
-        # weight shape (ResNet-50's build: 4.2 s -> 0.3 s on the 2-core CPU).
+        # weight shape (the `host_init` speedup; `benchmarks/run.py --only
+        # overhead`).
         builder = with_host_initialization(builder)
         _FAMILIES[family] = builder
         _SPECS[family] = spec

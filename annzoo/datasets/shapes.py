@@ -18,8 +18,8 @@ zero error:
 * shape colours are exact (each channel 0 or 1) and no background pixel is
   brighter than 0.2, so a colour identifies its shape's pixels.
 
-The pool of 3000 images is drawn once per process from a fixed seed (about
-0.5 s with vectorized numpy); ``load``'s seed only draws the 70/15/15 partition.
+The pool of 3000 images is drawn once per process from a fixed seed, with
+vectorized numpy; ``load``'s seed only draws the 70/15/15 partition.
 """
 
 from __future__ import annotations

@@ -101,9 +101,10 @@ class RandomPadCrop(keras.layers.Layer):
             ops.logical_and(cols >= 0, cols < width)[:, None, :],
         )
         # One gather of whole pixels from the batch seen as a list of them,
-        # with a zero pixel appended for those shifted in (two
-        # `take_along_axis` calls, which broadcast their indices to the full
-        # image shape, and a select took 5x as long on a 2-core CPU).
+        # with a zero pixel appended for those shifted in: two
+        # `take_along_axis` calls broadcast their indices to the full image
+        # shape and need a select after them (`benchmarks/run.py --only
+        # pipeline` measures the augmentation).
         rows = ops.arange(batch, dtype="int32")[:, None] * height + rows
         pixel = rows[:, :, None] * width + cols[:, None, :]
         pixels = ops.reshape(images, (-1, channels))
@@ -191,12 +192,11 @@ def affine_chain(layers, images):
     `_bilinear_fill` elsewhere, for the bilinear, constant-fill, channels-last
     case (annzoo's); other settings use ``affine_transform`` too.
 
-    Measured on a 2-core CPU, the ``digits`` rotation and translation per
-    batch, this way and layer by layer: on JAX (one XLA program) 54-71 us
-    and 232-267 us for 32 8x8 digits, 0.92-1.02 ms and 73 ms for 128 32x32
-    RGB images; on TensorFlow (``tf.function``) 2.1 ms and 3.7-3.9 ms for the
-    RGB images, 320 us and 268 us for the digits (building the matrices costs
-    more than the second interpolation saves on images that small).
+    One resampling instead of one per layer pays off on JAX and on larger
+    images; on TensorFlow, for images as small as the digits, building the
+    matrices costs about what the second interpolation saves
+    (`benchmarks/run.py --only pipeline`; the figures are in
+    benchmarks/RESULTS.md).
 
     The layers must share their fill mode and value, interpolation and data
     format (`fused_calls` checks). Inputs that are not a batch of rank 4, and
@@ -251,10 +251,9 @@ def _bilinear_fill(b, images, matrices, fill_value):
     for each output pixel ``(x, y)``, neighbours outside the image taken as
     ``fill_value``: Keras' ``affine_transform`` with ``fill_mode="constant"``
     for affine maps (equal within 1.2e-7 on JAX), as one gather of the four
-    neighbours' pixels from the batch seen as a list of them. On JAX (XLA,
-    2-core CPU) a batch of 32 8x8 digits took 15 us this way and 70 us
-    through ``affine_transform``, which samples each channel of each image
-    with its own ``map_coordinates``.
+    neighbours' pixels from the batch seen as a list of them, where Keras'
+    ``affine_transform`` samples each channel of each image with its own
+    ``map_coordinates`` (`benchmarks/run.py --only pipeline`).
     """
     shape = b.core.shape(images)
     height, width, channels = images.shape[1], images.shape[2], images.shape[3]
@@ -310,7 +309,7 @@ def fused_calls(layers) -> list:
             ):
                 run += 1
         # One layer alone too where `_bilinear_fill` stands in for Keras'
-        # own resampling (73 ms for a batch of 128 32x32 RGB images on JAX).
+        # own resampling, one `map_coordinates` per channel and image.
         alone = run - index == 1 and keras.backend.backend() != "tensorflow"
         if type(layer) in _AFFINE_LAYERS and (run - index > 1 or alone):
             chain = tuple(layers[index:run])

@@ -152,8 +152,8 @@ class TransformerEncoderBlock(_Block):
         attention_dropout: dropout rate on the attention weights; 0 by
             default, as in the paper, ViT and the keras.io examples. Above 0
             the attention is computed unfused while training (the weights
-            must exist to be dropped): with 0.1, a 6-layer d=512 encoder at length
-            256 trained 1.24 times slower on an H200 (benchmarks/gpu_bench.py).
+            must exist to be dropped), which trains slower on accelerators
+            (`benchmarks/gpu_bench.py`, its attention-dropout variant).
 
     Example:
         >>> tokens = keras.Input((None,), dtype="int32")
@@ -211,8 +211,8 @@ class TransformerDecoderBlock(_Block):
         attention_dropout: dropout rate on the attention weights; 0 by
             default, as in the paper, ViT and the keras.io examples. Above 0
             the attention is computed unfused while training (the weights
-            must exist to be dropped): with 0.1, a 6-layer d=512 encoder at length
-            256 trained 1.24 times slower on an H200 (benchmarks/gpu_bench.py).
+            must exist to be dropped), which trains slower on accelerators
+            (`benchmarks/gpu_bench.py`, its attention-dropout variant).
 
     Call arguments:
         inputs: the (shifted) target sequence ``(batch, T, d_model)``.

@@ -72,8 +72,8 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         # schedule in epochs (He et al.'s CIFAR schedule is one).
         "schedule": None,
         "jit_compile": "auto",
-        # Steps per compiled call: 32 trains small models 1.4-1.7x faster than
-        # 1 on a 2-core CPU (benchmarks/RESULTS.md, dispatch); per-batch
+        # Steps per compiled call: small models spend most of a one-step call
+        # in dispatch (`benchmarks/run.py --only dispatch`); per-batch
         # callbacks (NaN guard, progress bar) then see every 32nd step.
         "steps_per_execution": 32,
         # None (float32), or "bfloat16" / "float16" compute with float32
