@@ -12,6 +12,8 @@ on the TensorFlow, JAX and PyTorch backends; only the data pipelines import
 TensorFlow, and only when used.
 """
 
+import importlib
+
 from annzoo import augment, data, datasets, metrics, text
 from annzoo._version import __version__
 from annzoo.decode import Decoded, decode
@@ -63,8 +65,6 @@ def __getattr__(name: str):
 
         return tune
     if name in _LAZY_MODULES:
-        import importlib
-
         return importlib.import_module(f"annzoo.{name}")
     raise AttributeError(f"module 'annzoo' has no attribute {name!r}")
 

@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+import keras
 import numpy as np
 
 from annzoo._checks import check_positive_int
@@ -72,8 +73,6 @@ def _probe(model, with_attention: bool):
     if not with_attention:
         return model
     if model not in _PROBES:
-        import keras
-
         try:
             layer = model.get_layer("attention")
         except ValueError:

@@ -301,6 +301,7 @@ def _describe_keras(model: keras.Model) -> dict[str, Any]:
 
 def _describe_savedmodel(directory: Path) -> dict[str, Any]:
     """The `serving_default` signature, read from saved_model.pb."""
+    # Deferred: TensorFlow only for SavedModel/ONNX exports (not needed on JAX).
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -328,6 +329,7 @@ def _describe_savedmodel(directory: Path) -> dict[str, Any]:
 
 
 def _describe_onnx(file: Path) -> dict[str, Any]:
+    # Deferred: onnx is an optional extra (annzoo[export]).
     import onnx
 
     proto = onnx.load(str(file), load_external_data=False)

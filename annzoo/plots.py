@@ -39,6 +39,7 @@ class _Figures:
 
     @staticmethod
     def subplots(*args, figsize=None, **kwargs):
+        # Deferred: matplotlib loads on the first plot, not on `import annzoo`.
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=figsize)
@@ -50,6 +51,7 @@ class _Figures:
 
     @staticmethod
     def get_cmap(name: str):
+        # Deferred: matplotlib loads on the first plot, not on `import annzoo`.
         import matplotlib
 
         return matplotlib.colormaps[name]

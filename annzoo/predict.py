@@ -62,6 +62,7 @@ def _check_reads(recipe: dict, kind: str, run_dir: Path) -> None:
 
 
 def _load_image(path: Path, shape: tuple) -> np.ndarray:
+    # Deferred: Pillow (installed with matplotlib) only for image inputs.
     from PIL import Image
 
     height, width, channels = shape

@@ -102,6 +102,7 @@ def _locations() -> tuple[str, ...]:
 
 
 def _date_text(rng: random.Random) -> str:
+    # Babel and Faker are read only when the ner dataset is generated.
     from babel.dates import format_date
 
     day = datetime.date.fromordinal(rng.randint(_FIRST_DAY, _LAST_DAY))
@@ -110,6 +111,7 @@ def _date_text(rng: random.Random) -> str:
 
 
 def _fakers(seed: int) -> dict[str, object]:
+    # Babel and Faker are read only when the ner dataset is generated.
     from faker import Faker
 
     fakers = {}

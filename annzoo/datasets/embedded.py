@@ -30,6 +30,7 @@ class _Raw(NamedTuple):
 @functools.cache
 def _sklearn_raw(name: str) -> _Raw:
     """The unmodified scikit-learn arrays, read-only (callers must copy)."""
+    # scikit-learn (slow to import) loads only when a bundled dataset is read.
     from sklearn import datasets as sk_datasets
 
     if name == "digits":

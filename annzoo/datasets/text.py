@@ -175,6 +175,7 @@ class _Dates(NamedTuple):
 
 @functools.cache
 def _dates() -> _Dates:
+    # Babel's locale data loads only when a text dataset is generated.
     from babel import Locale
     from babel.dates import format_date
 

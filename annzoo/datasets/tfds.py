@@ -76,6 +76,7 @@ class _Spec:
 
 def _import_tfds():
     try:
+        # Deferred: TFDS imports TensorFlow, which `import annzoo` must not need.
         import tensorflow_datasets as tfds
     except ImportError as error:
         raise AnnzooError(

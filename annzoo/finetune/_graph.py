@@ -14,6 +14,7 @@ from annzoo._checks import (
     is_int,
 )
 from annzoo.errors import AnnzooError, CheckpointError
+from annzoo.io import check_file
 from annzoo.layers.adapt import input_adapters
 from annzoo.layers.walk import walk_layers
 from annzoo.speedups import host_initialization
@@ -230,8 +231,6 @@ def _load(model: Any) -> keras.Model:
             f"`model` {str(path)!r} {what}: expected a keras.Model, a .keras file "
             f"or a run directory. Received: model={str(model)!r}"
         )
-    from annzoo.io import check_file
-
     check_file(path)  # against the run's manifest, when there is one
     try:
         with host_initialization():  # JAX: no XLA program per weight shape

@@ -98,6 +98,7 @@ def write(run_dir: Path, trials: list[dict], winner: dict | None, objective: str
 
 def _print_table(columns, rows, winner, objective) -> None:
     try:
+        # Deferred: rich (installed with keras) only for the printed table.
         from rich.console import Console
         from rich.table import Table
     except ImportError:  # pragma: no cover - rich comes with keras
