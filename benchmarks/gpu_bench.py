@@ -74,7 +74,6 @@ TORCH_RESNET = "timm resnet50 (PyTorch)"
 TRANSFORMER = "annzoo transformer"
 MATMUL = "bf16 matmul"
 RUNNER = "annzoo runner"
-ALL_FUSED = "annzoo model, plain fit, every call's steps in one program"
 MODEL_PLAIN_FIT = "annzoo model, plain fit"
 PLAIN_KERAS = "plain Keras"
 FLOP_FORMULA = (
@@ -485,36 +484,6 @@ def _philox_dropout(model) -> int:
     return _replace_method(model, keras.layers.Dropout, "call", _philox_dropout_call)
 
 
-def _keras_step_loop(model) -> int:
-    """Back to Keras' own loop of one-step calls, where annzoo's default runs
-    a call's steps as one program (`annzoo.speedups.fused_steps`; (b)'s 131 KB batches
-    of token ids run in groups of 7); returns how many functions changed."""
-    changed = 0
-    for name in ("make_train_function", "make_test_function"):
-        changed += model.__dict__.pop(name, None) is not None
-    model.train_function = model.test_function = None
-    return changed
-
-
-def _all_steps_fused(run):
-    """``run`` with every call's steps in one program, convolutions and
-    batches of any size included. annzoo's default leaves both to Keras' loop
-    from measurements on a CPU only (`annzoo.speedups.fused_steps.SLOW_IN_LOOPS`,
-    `MAX_GROUP_BYTES`); this times the other choice on the GPU. The plan is
-    made at a model's first call, so warm-up and timed calls are both inside."""
-    from annzoo.speedups import fused_steps as _fused_steps
-
-    def wrapped(epochs):
-        saved = _fused_steps.SLOW_IN_LOOPS, _fused_steps.MAX_GROUP_BYTES
-        _fused_steps.SLOW_IN_LOOPS, _fused_steps.MAX_GROUP_BYTES = frozenset(), 2**62
-        try:
-            return run(epochs)
-        finally:
-            _fused_steps.SLOW_IN_LOOPS, _fused_steps.MAX_GROUP_BYTES = saved
-
-    return wrapped
-
-
 # Changes to annzoo's resnet50 timed beside it (a default changes only where
 # such a measurement shows it wins): name -> a function changing the model.
 RESNET_VARIANTS = {
@@ -530,7 +499,6 @@ TRANSFORMER_VARIANTS = {
     "attention_dropout=0.1 (unfused attention)": {"attention_dropout": 0.1},
     "dropout=0 (no dropout at all)": {"dropout": 0.0},
     "dropout masks from XLA's Philox bit generator": _philox_dropout,
-    "steps as Keras' own loop (one program per step)": _keras_step_loop,
 }
 
 
@@ -1069,9 +1037,6 @@ def runner_vs_plain_keras(sizes: Sizes, work: Path) -> dict[str, Any]:
         core.Contender(MODEL_PLAIN_FIT, plain(path.model)),
         core.Contender(PLAIN_KERAS, plain(hand)),
     ]
-    if not sizes.quick:
-        twin = zoo.runner_path(recipe, splits, None, callbacks="none").model
-        contenders.append(core.Contender(ALL_FUSED, _all_steps_fused(plain(twin))))
     results = core.compare("runner", contenders, _settings(sizes, work))
     ratio = core.speedups(results, RUNNER, PLAIN_KERAS)
     model_ratio = core.speedups(results, MODEL_PLAIN_FIT, PLAIN_KERAS)
@@ -1126,23 +1091,6 @@ def runner_vs_plain_keras(sizes: Sizes, work: Path) -> dict[str, Any]:
         },
         "ratio": ratio.as_dict(),
         "model_over_plain": model_ratio.as_dict(),
-        # annzoo's default (this CNN's steps one program each) against every
-        # call's steps in one program, measured only here on a GPU.
-        **(
-            {
-                "variants": {
-                    ALL_FUSED: {
-                        "changes": "_all_steps_fused (SLOW_IN_LOOPS and "
-                        "MAX_GROUP_BYTES lifted)",
-                        "default_speed_over_this": core.speedups(
-                            results, MODEL_PLAIN_FIT, ALL_FUSED
-                        ).as_dict(),
-                    }
-                }
-            }
-            if ALL_FUSED in results
-            else {}
-        ),
         "met": ratio.median >= 0.98,
     }
 

@@ -8,8 +8,6 @@ symbols it uses and which benchmark measures it:
 ===================  ==========================================================
 ``host_init``        JAX: new variables filled from NumPy, not one XLA program
                      per weight shape (`host_init`)
-``fused_steps``      JAX: a call's ``steps_per_execution`` steps as one XLA
-                     program (`fused_steps`)
 ``dropout_rates``    JAX: a search's trials differing only in dropout rates
                      share one compiled program (`dropout_rates`)
 ``fit_state``        TensorFlow: the first training step traced once, not
@@ -26,7 +24,7 @@ Switching them: the environment variable ``ANNZOO_SPEEDUPS`` is read whenever
 a speedup is about to act. Unset or ``1``: all on; ``0``: all off, and annzoo
 runs on public Keras and keras-tuner API alone (importing annzoo and training
 or tuning then replaces no Keras function); a comma-separated list such as
-``host_init,fused_steps``: only those; ``-fused_steps``: all but that one.
+``host_init,fit_state``: only those; ``-compile_cache``: all but that one.
 A name it does not know is an `AnnzooError` naming the known ones.
 
 The contract: every private symbol each speedup uses is declared with it
@@ -55,7 +53,6 @@ from annzoo.speedups._core import (
 from annzoo.speedups.compile_cache import compile_cache
 from annzoo.speedups.dropout_rates import runtime_dropout_rates
 from annzoo.speedups.fit_state import build_fit_state
-from annzoo.speedups.fused_steps import fuse_steps, fused, unfused
 from annzoo.speedups.host_init import host_initialization, with_host_initialization
 from annzoo.speedups.tuner_callbacks import without_batch_hooks
 from annzoo.speedups.tuner_io import atomic_keras_tuner
@@ -71,14 +68,11 @@ __all__ = [
     "check_contract",
     "compile_cache",
     "enabled",
-    "fuse_steps",
-    "fused",
     "host_initialization",
     "names",
     "registry",
     "runtime_dropout_rates",
     "selected",
-    "unfused",
     "with_host_initialization",
     "without_batch_hooks",
 ]

@@ -20,7 +20,6 @@ from annzoo._checks import check_choice, check_positive_float
 from annzoo.errors import AnnzooError
 from annzoo.layers.crf import CRFLoss
 from annzoo.speedups import build_fit_state as build_fit_state  # re-exported
-from annzoo.speedups import fuse_steps
 from annzoo.tasks.objects import (
     Binary,
     Multiclass,
@@ -206,8 +205,7 @@ def compile_model(
         else metrics,
         **compile_kwargs,
     )
-    # On JAX, a call of steps_per_execution steps runs as one XLA program.
-    return fuse_steps(model)
+    return model
 
 
 def set_steps_per_execution(model: keras.Model, steps: int) -> None:

@@ -46,7 +46,7 @@ from annzoo import io as aio
 from annzoo import plots, tasks
 from annzoo._checks import check_choice, check_non_negative_int, check_positive_int
 from annzoo.errors import AnnzooError
-from annzoo.speedups import atomic_keras_tuner, compile_cache, unfused
+from annzoo.speedups import atomic_keras_tuner, compile_cache
 from annzoo.training import inputs, runner, sequences
 from annzoo.training.callbacks import NaNGuard, _mode
 from annzoo.training.recipe import Recipe, find_recipe, load_recipe
@@ -231,13 +231,10 @@ def tune(
             f"search directory {run_dir}",
             flush=True,
         )
-    # The compilation cache serves the trials and the retraining. Their steps
-    # run as Keras' own loop (`annzoo.speedups.unfused`): a trial is too short
-    # to repay the larger program's compilation (`benchmarks/run.py --only
-    # tuning` and `--only tuning_recipe`, fused and not), and the retraining
-    # then takes the best trial's compiled step.
+    # The compilation cache serves the trials and the retraining (which then
+    # takes the best trial's compiled step).
     heap = memory.frozen_heap() if manage_memory else contextlib.nullcontext()
-    with compile_cache(), unfused():
+    with compile_cache():
         files = atomic_keras_tuner(aio.write_text, aio.atomic_path)
         with files, tasks.mixed_precision(precision), heap:
             engine = tuner_class(**options)

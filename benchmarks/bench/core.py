@@ -70,9 +70,9 @@ def _wait_for_device(model) -> None:
     JAX dispatches asynchronously: a call returns before its program has
     run. Keras waits for the epoch's last call when it reads the epoch's
     logs (for ``on_epoch_end``), but validation begins (``on_test_begin``)
-    before that; with several steps in one program (`annzoo.speedups.fused_steps`)
-    an epoch is two or three calls, so without waiting there the timer read
-    little more than their dispatch. Keras has put the state back into the
+    before that; with several steps per call an epoch is a few calls, so
+    without waiting there the timer could read little more than their
+    dispatch. Keras has put the state back into the
     model's variables by then.
     """
     if keras.backend.backend() != "jax":

@@ -561,8 +561,7 @@ def _feeding() -> str:
         "trial compiled already (the same HLO) is taken from the search's "
         "compilation cache; nonzero dropout rates are values the compiled step "
         "reads (`annzoo.speedups.dropout_rates`), so trials that differ only in them "
-        "share a program; a trial's calls run Keras' own loop of one-step "
-        "programs (`annzoo.speedups.unfused`)."
+        "share a program."
     )
 
 
