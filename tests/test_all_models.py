@@ -23,12 +23,26 @@ MODELS = annzoo.list_models()
 # CIFAR ResNets (resnet20's and resnet32's builder and blocks, only more of them);
 # parameter counts do not depend on the backend.
 NOT_ON_JAX = {"resnet44", "resnet56", "resnet110"}
-ON_JAX = [
-    name
-    if name in NOT_ON_JAX or annzoo.model_info(name).family == "applications"
-    else pytest.param(name, marks=pytest.mark.jax)
-    for name in MODELS
-]
+# Building a preset over this many parameters takes seconds to minutes of
+# compiling on a CPU: those are `slow` (the full suite), the smaller ones keep
+# every check of this file in the fast lane.
+FAST_LANE_PARAMS = 100_000
+
+
+def _presets(*, jax: bool, builds: bool) -> list:
+    """MODELS as test parameters: marked `jax` where the JAX pass runs them,
+    `slow` where ``builds`` and the preset is large."""
+    presets = []
+    for name in MODELS:
+        info = annzoo.model_info(name)
+        marks = []
+        if jax and name not in NOT_ON_JAX and info.family != "applications":
+            marks.append(pytest.mark.jax)
+        if builds and info.reference.params > FAST_LANE_PARAMS:
+            marks.append(pytest.mark.slow)
+        presets.append(pytest.param(name, marks=marks))
+    return presets
+
 
 # Published parameter counts, written here from the sources (not from annzoo):
 # name -> (figure, what it counts, rounding used by the source, source).
@@ -172,7 +186,7 @@ def _offline(name, *, small=False):
     return {"weights": None, **({"input_shape": (32, 32, 3)} if small else {})}
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", _presets(jax=False, builds=True))
 def test_parameter_count_matches_publication(name):
     figure, kind, rounding, _ = PUBLISHED[name]
     model = annzoo.create_model(name, compile=False, **_offline(name))
@@ -190,7 +204,7 @@ def test_parameter_count_matches_publication(name):
     assert reference.matches(count)
 
 
-@pytest.mark.parametrize("name", ON_JAX)
+@pytest.mark.parametrize("name", _presets(jax=True, builds=True))
 def test_build_train_save_reload(name, tmp_path, reloader):
     info = annzoo.model_info(name)
     keras.utils.set_random_seed(0)
@@ -231,7 +245,7 @@ def test_build_train_save_reload(name, tmp_path, reloader):
         np.testing.assert_array_equal(reloaded, expected)
 
 
-@pytest.mark.parametrize("name", ON_JAX)
+@pytest.mark.parametrize("name", _presets(jax=True, builds=False))
 def test_model_info_is_serializable(name):
     info = annzoo.model_info(name)
     data = json.loads(json.dumps(info.to_dict(), default=list))

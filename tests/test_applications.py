@@ -30,6 +30,7 @@ def _np(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_parameter_counts(name):
     architecture, features, published = PRESETS[name]
@@ -85,6 +86,7 @@ def test_options_pooling_dropout_task():
     assert gray.input_shape == (None, 32, 32, 1)
 
 
+@pytest.mark.slow
 def test_finetune_a_preset_at_smoke_size():
     model = annzoo.create_model(
         "mobilenetv2_imagenet", weights=None, input_shape=SMALL, num_classes=7

@@ -540,6 +540,7 @@ def _save_models():
     return [(text, ids), (vision, _normal(2, 8, 8, 3))]
 
 
+@pytest.mark.slow
 def test_save_and_reload_in_a_fresh_process(tmp_path, reloader):
     for model, inputs in _save_models():
         expected = _np(model(inputs, training=False))

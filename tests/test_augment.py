@@ -608,6 +608,7 @@ def test_mixup_and_cutmix_together_use_one_per_sample():
 # --- saving, previews, tf.data ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_in_model_saves_and_reloads_in_a_fresh_process(tmp_path):
     x = _images((6, 8, 8, 3))
     spec = ["rotation", {"name": "pad_crop", "padding": 2}, "flip"]

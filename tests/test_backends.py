@@ -31,6 +31,7 @@ except ModuleNotFoundError:
 """
 
 
+@pytest.mark.slow
 def test_import_and_build_every_model_without_tensorflow():
     script = (
         BLOCK_TENSORFLOW
@@ -109,6 +110,7 @@ print(json.dumps({{"accuracy": result.test_metrics["accuracy"],
     )
 
 
+@pytest.mark.slow
 def test_tuning_without_tensorflow(tmp_path):
     script = (
         BLOCK_TENSORFLOW

@@ -79,6 +79,7 @@ def test_quick_run_writes_ratios_and_results(tmp_path):
             assert math.isfinite(check["value"]), (name, check)
 
 
+@pytest.mark.slow
 def test_plain_search_replays_the_given_trials(tmp_path):
     """The plain keras-tuner baseline trains exactly the configurations given."""
     import numpy as np

@@ -175,6 +175,7 @@ def _two_colour_task(n, rng):
     return images, captions
 
 
+@pytest.mark.slow
 def test_learns_a_toy_caption_task():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -209,6 +210,7 @@ def test_learns_a_toy_caption_task():
     assert logs["token_accuracy"] > 0.95, logs
 
 
+@pytest.mark.slow
 def test_save_and_reload_predict_identically(tmp_path):
     keras.utils.set_random_seed(3)
     model = _tiny(cell="lstm", dropout=0.1, compile=True)

@@ -15,8 +15,6 @@ import pytest
 
 from tests.conftest import ROOT, run_python, subprocess_env
 
-pytestmark = pytest.mark.slow
-
 
 def annzoo(*args: str, timeout: float = 600):
     return run_python("-m", "annzoo.cli", *args, timeout=timeout)
@@ -90,6 +88,7 @@ def run_dir(tmp_path_factory):
     return out / "digits_mlp"
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_that_train_can_reproduce(run_dir, tmp_path):
     again = _ok(
         annzoo(
@@ -106,6 +105,7 @@ def test_train_writes_a_run_that_train_can_reproduce(run_dir, tmp_path):
     assert second == pytest.approx(first, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_train_errors():
     _error(annzoo("train", "no_such_recipe"), "`recipe`", "no_such_recipe")
     _error(
@@ -119,6 +119,7 @@ def test_train_errors():
     )
 
 
+@pytest.mark.slow
 def test_evaluate(run_dir):
     results = json.loads((run_dir / "results.json").read_text())
     metrics = json.loads(_ok(annzoo("evaluate", str(run_dir))))
@@ -131,6 +132,7 @@ def test_evaluate(run_dir):
     _error(annzoo("evaluate", str(run_dir), "--split", "tset"), "`split`")
 
 
+@pytest.mark.slow
 def test_predict_npy_csv_and_images(run_dir, tmp_path):
     from PIL import Image
 
@@ -174,6 +176,7 @@ def test_predict_npy_csv_and_images(run_dir, tmp_path):
     _error(annzoo("predict", str(run_dir), str(tmp_path / "wrong.npy")), "(8, 8, 1)")
 
 
+@pytest.mark.slow
 def test_export_keras(run_dir, tmp_path):
     import keras
 
@@ -183,6 +186,7 @@ def test_export_keras(run_dir, tmp_path):
     _error(annzoo("export", str(run_dir), "--format", "tflite"), "`format`")
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_where_it_stopped(tmp_path):
     command = [
         sys.executable,

@@ -242,6 +242,7 @@ def _bilstm_crf():
     return model, crf
 
 
+@pytest.mark.slow
 def test_bilstm_crf_learns_saves_and_reloads(tmp_path, reloader):
     keras.utils.set_random_seed(0)
     x, y = _tagging_data(256, seed=0)

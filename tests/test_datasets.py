@@ -183,6 +183,7 @@ def test_different_seeds_give_different_partitions(name):
     assert not np.array_equal(a.x, b.x)
 
 
+@pytest.mark.slow
 def test_same_seed_is_identical_in_a_fresh_process():
     code = (
         "import hashlib, numpy as np\n"

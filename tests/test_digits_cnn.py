@@ -12,8 +12,6 @@ import pytest
 from annzoo import datasets
 from tests.conftest import run_python
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -33,6 +31,7 @@ def run(tmp_path_factory):
     return out, done
 
 
+@pytest.mark.slow
 def test_prints_accuracy_progress_and_run_directory(run):
     out, done = run
     assert "test: accuracy" in done.stdout
@@ -40,6 +39,7 @@ def test_prints_accuracy_progress_and_run_directory(run):
     assert "Epoch 4/4" in done.stdout  # Keras' per-epoch progress
 
 
+@pytest.mark.slow
 def test_run_directory_contents(run):
     out, _ = run
     run_dir = out / "digits_cnn"
@@ -69,6 +69,7 @@ def test_run_directory_contents(run):
     assert not list(run_dir.glob(".annzoo-tmp-*"))
 
 
+@pytest.mark.slow
 def test_best_model_reproduces_reported_test_accuracy(run):
     out, _ = run
     run_dir = out / "digits_cnn"
@@ -83,6 +84,7 @@ def test_best_model_reproduces_reported_test_accuracy(run):
     )
 
 
+@pytest.mark.slow
 def test_second_run_does_not_overwrite_the_first(run):
     out, _ = run
     first = (out / "digits_cnn" / "results.json").read_bytes()
@@ -101,6 +103,7 @@ def test_help_documents_the_options():
         assert option in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "argument"),
     [
@@ -119,6 +122,7 @@ def test_bad_options_fail_clearly_before_training(tmp_path, args, argument):
     assert not any(tmp_path.iterdir()), "nothing is written for a refused run"
 
 
+@pytest.mark.slow
 def test_full_main_job_reaches_97_percent_test_accuracy(tmp_path):
     # The promise in the README: the default recipe, untouched, on this CPU.
     done = run_python("recipes/digits_cnn.py", "--quiet", "--output-dir", str(tmp_path))

@@ -264,6 +264,7 @@ def test_two_processes_through_workers_2_train_resume_and_match_one_process(
     assert gap < TOLERANCE
 
 
+@pytest.mark.slow
 def test_workers_on_tensorflow_are_refused_before_anything_starts(tmp_path):
     pytest.importorskip("tensorflow")
     done = run_python(

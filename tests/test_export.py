@@ -221,6 +221,7 @@ def test_dropout_batchnorm_model_behaves_differently_in_training(models):
     assert np.abs(training - expected).max() > 1e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_savedmodel_serves_keras_predictions_in_plain_tensorflow(
     name, models, savedmodels
@@ -244,6 +245,7 @@ def test_onnx_runs_in_onnxruntime_with_keras_predictions(name, models, onnx_expo
     print(f"onnx {name}: max abs diff {np.abs(served['serve'] - expected).max()}")
 
 
+@pytest.mark.slow
 def test_descriptions_give_names_shapes_dtypes_and_versions(savedmodels, onnx_exports):
     # The dropout_batchnorm model: built with input_shape=(12, 12, 1), 3 classes.
     saved = json.loads(
@@ -454,6 +456,7 @@ print(json.dumps({"backend": keras.backend.backend(), "message": message,
 """
 
 
+@pytest.mark.slow
 def test_savedmodel_on_another_backend_says_tensorflow_is_needed():
     pytest.importorskip("jax")
     result = run_python("-c", NOT_TENSORFLOW, KERAS_BACKEND="jax", timeout=120)

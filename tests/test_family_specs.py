@@ -115,7 +115,15 @@ def test_default_space_is_the_spec_space_plus_the_common_keys(family):
     assert set(space) - {"learning_rate", "optimizer", "batch_size"} == expected
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+# keras.applications backbones take minutes to build and compile on a CPU at
+# any size: the full suite builds them, the fast lane every other family.
+@pytest.mark.parametrize(
+    "family",
+    [
+        pytest.param(f, marks=pytest.mark.slow) if f == "applications" else f
+        for f in FAMILIES
+    ],
+)
 def test_smoke_model_builds_trains_and_reloads(family, tmp_path, reloader):
     spec = registry.family_spec(family)
     keras.utils.set_random_seed(0)
@@ -156,6 +164,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "structure"), CASES)
 def test_dataset_arguments_build_a_model_that_trains_on_the_dataset(family, structure):
     """The spec's dataset_arguments turn a dataset into a model that fits it."""

@@ -38,6 +38,7 @@ def _learning_rates(run_dir):
         return [float(r["learning_rate"]) for r in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_two_stages_head_then_everything_at_the_reduced_rate(pretrained, tmp_path):
     recipe = _digits(
         "second",
@@ -78,6 +79,7 @@ def test_bad_finetune_settings(finetune, match):
         _digits("bad", [0, 1], finetune=finetune).validate()
 
 
+@pytest.mark.slow
 def test_cli_finetune(pretrained, tmp_path):
     recipe_file = _digits("cli", [7, 8, 9]).save(tmp_path / "recipe.json")
     done = run_python(

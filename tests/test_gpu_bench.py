@@ -19,7 +19,6 @@ import pytest
 from tests.conftest import ROOT, run_python
 
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.skipif(
         importlib.util.find_spec("jax") is None, reason="the benchmark runs on JAX"
     ),
@@ -47,6 +46,7 @@ def _check_ratio(ratio, where):
     assert ratio["n"] >= 1, where
 
 
+@pytest.mark.slow
 def test_every_part_has_a_ratio(quick_run):
     _, data, _ = quick_run
     assert data["quick"] is True
@@ -75,6 +75,7 @@ def test_every_part_has_a_ratio(quick_run):
     }
 
 
+@pytest.mark.slow
 def test_resnet50_ratio_or_the_reason_pytorch_was_skipped(quick_run):
     _, data, _ = quick_run
     part = data["resnet50"]
@@ -90,6 +91,7 @@ def test_resnet50_ratio_or_the_reason_pytorch_was_skipped(quick_run):
         assert part["ratio"] is None
 
 
+@pytest.mark.slow
 def test_resnet50_variant_with_one_pass_batch_statistics(quick_run):
     _, data, _ = quick_run
     (variant,) = data["resnet50"]["variants"].values()
@@ -123,6 +125,7 @@ def test_one_pass_batch_statistics_match_numpy():
     np.testing.assert_allclose(moving, 0.99 + 0.01 * variance, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_transformer_flops_match_a_hand_count(quick_run):
     _, data, _ = quick_run
     part = data["transformer"]
@@ -148,6 +151,7 @@ def test_transformer_flops_match_a_hand_count(quick_run):
     assert part["matmul"]["flops"] == 2 * part["matmul"]["n"] ** 3
 
 
+@pytest.mark.slow
 def test_table_progress_and_atomic_output(quick_run):
     out, _, done = quick_run
     assert "| figure |" in done.stdout
@@ -159,6 +163,7 @@ def test_table_progress_and_atomic_output(quick_run):
     assert sorted(p.name for p in out.iterdir()) == ["gpu_bench.json"]
 
 
+@pytest.mark.slow
 def test_profiles_of_the_keras_contenders(quick_run):
     """--profile: each Keras contender's time per step by operation (on a CPU,
     XLA's host threads), with shares that add up."""
@@ -179,6 +184,7 @@ def test_profiles_of_the_keras_contenders(quick_run):
             assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.001
 
 
+@pytest.mark.slow
 def test_gpu_tune_reports_the_search_and_its_compile_time(tmp_path):
     done = run_python(
         str(ROOT / "benchmarks" / "gpu_tune.py"), "--out", str(tmp_path),
@@ -234,6 +240,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_philox_dropout_variant_keeps_one_minus_rate_and_rescales():
     done = run_python("-c", PHILOX_CHECK, timeout=300, KERAS_BACKEND="jax")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -32,8 +32,6 @@ from annzoo.io import TMP_PREFIX
 
 from .conftest import ROOT, subprocess_env
 
-pytestmark = pytest.mark.slow
-
 EPOCHS = 10
 RECIPE = {
     "name": "kill",
@@ -206,6 +204,7 @@ def test_the_kill_plan_has_twenty_points_of_both_kinds():
     assert {kind for kind, _, _ in points} == {"save", "step"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chain", range(len(CHAINS)))
 def test_killed_and_resumed_runs_equal_the_uninterrupted_run(
     chain, reference, tmp_path
@@ -256,6 +255,7 @@ for line in sys.stdin:  # children are forked from this warm process
 """
 
 
+@pytest.mark.slow
 def test_one_hundred_kills_during_saves_leave_no_unreadable_file(tmp_path):
     import keras
 
@@ -311,6 +311,7 @@ def _no_bigger_files_than(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_a_save_that_cannot_be_written_stops_the_run_and_keeps_the_last_state(
     reference, tmp_path
 ):
@@ -349,6 +350,7 @@ def test_a_save_that_cannot_be_written_stops_the_run_and_keeps_the_last_state(
     assert outcome["metrics.csv"] == reference["metrics.csv"]
 
 
+@pytest.mark.slow
 def test_the_same_seed_in_fresh_processes_is_bit_identical_another_is_not(
     reference, tmp_path
 ):

@@ -62,6 +62,7 @@ def test_tagger_tags_each_word(ner_run):
     assert all(p.rsplit("/", 1)[1] in tags for p in pairs)
 
 
+@pytest.mark.slow
 def test_cli_text_and_errors(dates_run, tmp_path):
     result = run_python(
         "-m", "annzoo.cli", "predict", str(dates_run), "--text", "5 June 2001",

@@ -95,6 +95,7 @@ def test_recipe_runs_at_smoke_size(name, tmp_path):
     assert not list(Path(run).rglob(".annzoo-tmp-*"))
 
 
+@pytest.mark.slow
 def test_saved_recipe_reproduces_the_run(tmp_path):
     recipe = load_recipe(ROOT / "recipes" / "digits_mlp.py").override(
         SMOKE + ["data.pipeline=numpy"]

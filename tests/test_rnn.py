@@ -273,6 +273,7 @@ def _tagging_data(rng, n, steps=8, vocabulary=13):
     return tokens, tags
 
 
+@pytest.mark.slow
 def test_crf_tagger_learns_and_decodes():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

@@ -334,6 +334,7 @@ def _reverse_task(n, length, rng):
     return source, target, lengths
 
 
+@pytest.mark.slow
 def test_learns_to_reverse_with_attention():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -378,6 +379,7 @@ def test_learns_to_reverse_with_attention():
     assert hits / total > 0.8, hits / total
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", [_CONFIGS[0], _CONFIGS[1], _CONFIGS[4]])
 def test_save_and_reload_predict_identically(config, tmp_path):
     keras.utils.set_random_seed(3)

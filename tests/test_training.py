@@ -69,6 +69,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_writes_never_leaves_a_broken_file(tmp_path):
     target = tmp_path / "state.json"
     rng = np.random.default_rng(0)

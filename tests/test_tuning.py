@@ -74,6 +74,7 @@ def test_random_search_reports_every_trial(tmp_path):
     assert not list(run.rglob(".annzoo-tmp-*"))
 
 
+@pytest.mark.slow
 def test_same_seed_same_trials_and_rerun_resumes(tmp_path):
     first = tune(_recipe(), max_trials=2, seed=7, output_dir=tmp_path / "a", verbose=0)
     again = tune(_recipe(), max_trials=2, seed=7, output_dir=tmp_path / "b", verbose=0)
@@ -89,6 +90,7 @@ def test_same_seed_same_trials_and_rerun_resumes(tmp_path):
     assert rerun.completed == 2 and values(rerun) == values(first)
 
 
+@pytest.mark.slow
 def test_seed_zero_repeats_the_search_whatever_the_global_random_state(tmp_path):
     # A fresh process starts Python's `random` from the OS; seed 0 (the
     # default) must still give the same trials, as every other seed does.
@@ -102,6 +104,7 @@ def test_seed_zero_repeats_the_search_whatever_the_global_random_state(tmp_path)
     assert values[0] == values[1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="tf.data stream: TensorFlow"
 )
@@ -138,6 +141,7 @@ def _validation_batch_sizes(validation, batch_size) -> set[int]:
     return {len(labels) for _, labels in validation}
 
 
+@pytest.mark.slow
 def test_compiled_trials_train_on_whole_batches(tmp_path, monkeypatch):
     # XLA would compile each trial's step again for a last, smaller batch:
     # 100 samples at batch 16 or 32 train 6 or 3 whole batches per epoch, and
@@ -177,6 +181,7 @@ def test_compiled_trials_train_on_whole_batches(tmp_path, monkeypatch):
     assert 16 in {t["hyperparameters"]["batch_size"] for t in result.trials}
 
 
+@pytest.mark.slow
 def test_a_changed_search_is_refused_unless_overwrite(tmp_path):
     tune(_recipe(), max_trials=1, output_dir=tmp_path, verbose=0)
     # A truncated keras-tuner state file is named, and left as it was.
@@ -202,6 +207,7 @@ def test_a_changed_search_is_refused_unless_overwrite(tmp_path):
     assert result.trials[0]["hyperparameters"]["dropout"] in (0.0, 0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tuner", ["hyperband", "bayesian", "grid"])
 def test_other_tuners_run(tuner, tmp_path):
     space = {"hidden_units": [[8], [16]], "learning_rate": [1e-2], "dropout": [0.0],
@@ -227,6 +233,7 @@ def test_bad_settings_fail_before_any_trial(kwargs, match, tmp_path):
     assert not (tmp_path / "tiny_mlp").exists()
 
 
+@pytest.mark.slow
 def test_retrain_trains_the_best_on_train_and_validation(tmp_path):
     result = tune(_recipe(), max_trials=2, output_dir=tmp_path, retrain=True,
                   verbose=0)  # fmt: skip
@@ -243,6 +250,7 @@ def test_retrain_trains_the_best_on_train_and_validation(tmp_path):
     assert "accuracy" in retrained.test_metrics
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_across_trials(tmp_path):
     # In a fresh process: the search's own memory, not this test worker's.
     script = f"""
@@ -273,6 +281,7 @@ def _tune_command(recipe_file, out, *extra):
             "--output-dir", str(out), "--quiet", *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_search_killed_mid_trial_finishes_with_exact_trials(tmp_path):
     data = {"dataset": "digits", "limit": 600, "pipeline": "numpy"}
     recipe = _recipe(fit={"epochs": 40}, callbacks={"early_stopping": None}, data=data)
@@ -304,6 +313,7 @@ def test_search_killed_mid_trial_finishes_with_exact_trials(tmp_path):
     assert len({r["trial"] for r in rows}) == 3
 
 
+@pytest.mark.slow
 def test_a_trial_that_keeps_killing_the_process_is_marked_failed(tmp_path):
     """Three real SIGKILLs inside the same trial: the fourth run gives up on it."""
     from annzoo.tuning.directory import MAX_ATTEMPTS
@@ -345,6 +355,7 @@ def test_a_trial_that_keeps_killing_the_process_is_marked_failed(tmp_path):
     assert starts == {"trial_0.json": MAX_ATTEMPTS, "trial_1.json": 1}
 
 
+@pytest.mark.slow
 def test_cli_role_errors(tmp_path):
     recipe_file = _recipe().save(tmp_path / "recipe.json")
     result = run_python(
@@ -387,6 +398,7 @@ def test_mixed_precision_is_scoped_to_the_search(tmp_path):
     assert keras.config.dtype_policy().name == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("given_by", ["recipe", "argument"])
 def test_the_precision_runs_the_trials_and_the_retrained_model(tmp_path, given_by):
     import keras
@@ -409,6 +421,7 @@ def test_the_precision_runs_the_trials_and_the_retrained_model(tmp_path, given_b
     assert hidden.compute_dtype == "bfloat16"
 
 
+@pytest.mark.slow
 def test_xla_falls_back_for_recurrent_layers_once(tmp_path, monkeypatch, capsys):
     import importlib
 
@@ -445,6 +458,7 @@ def test_xla_falls_back_for_recurrent_layers_once(tmp_path, monkeypatch, capsys)
     assert compiled and all(m.jit_compile is False for m in compiled)
 
 
+@pytest.mark.slow
 def test_more_trials_extend_a_finished_search(tmp_path):
     first = tune(_recipe(), max_trials=2, seed=3, output_dir=tmp_path, verbose=0)
     more = tune(_recipe(), max_trials=3, seed=3, output_dir=tmp_path, verbose=0)
@@ -454,6 +468,7 @@ def test_more_trials_extend_a_finished_search(tmp_path):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("manage_memory", [False, True])
 def test_only_a_search_asked_to_manages_the_process_memory(
     tmp_path, monkeypatch, manage_memory
@@ -549,6 +564,7 @@ def test_best_epoch_checkpoint_holds_the_best_epochs_weights(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_jax_compiled_programs_are_cleared_only_past_the_memory_budget(monkeypatch):
     """After each trial on JAX: compiled programs are kept until resident
     memory has grown by more than JAX_CACHE_BUDGET_MB since the last clearing."""

@@ -96,6 +96,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_builds_from_defaults_and_trains_one_step(case):
     name, fixed, data, output_shape = CASES[case]
@@ -109,6 +110,7 @@ def test_builds_from_defaults_and_trains_one_step(case):
     assert math.isfinite(history.history["loss"][0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["cnn", "transformer_vit", "seq2seq", "captioning"])
 def test_random_draws_build(case):
     """Values anywhere in the default space give a valid model (not just defaults)."""
@@ -130,6 +132,7 @@ def _dense_units(model):
     ]
 
 
+@pytest.mark.slow
 def test_conditional_layers_follow_the_depth():
     hm = tuning.hypermodel("mlp", input_shape=4, num_outputs=3)
     hp = kt.HyperParameters()
@@ -242,6 +245,7 @@ def test_rnn_embedding_only_for_tokens():
     assert "embedding_dim" not in series and "embedding_dim" in tokens
 
 
+@pytest.mark.slow
 def test_preset_keeps_its_architecture():
     space = tuning.default_space("resnet20")
     assert set(space) == {"optimizer", "learning_rate", "batch_size", "dropout"}
@@ -263,6 +267,7 @@ def test_preset_architecture_can_be_searched_when_named():
     assert _dense_units(hm.build(hp)) == [64, 10]
 
 
+@pytest.mark.slow
 def test_build_clears_the_session(monkeypatch):
     hm = tuning.hypermodel("mlp", input_shape=4, num_outputs=3)
     keras.layers.Dense(1)
