@@ -46,11 +46,14 @@ case "$command" in
         KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -n auto -q "$@"
         # 4. The model, recipe and tuning tests (marked `speedups_off`) again
         # with every speedup switched off, so annzoo provably works on public
-        # Keras API alone: on TensorFlow, and on JAX, where most speedups act.
+        # Keras API alone: all of them on TensorFlow; on JAX, where most
+        # speedups act, the JAX-only tuning tests and the fast ones (each
+        # family's smoke model and the small presets, the recipes' checks), as
+        # the large presets repeat the same layers at minutes each.
         ANNZOO_SPEEDUPS=0 KERAS_BACKEND=tensorflow "$py" -m pytest \
             -p no:cacheprovider -n auto -q -m speedups_off "$@"
         ANNZOO_SPEEDUPS=0 KERAS_BACKEND=jax "$py" -m pytest \
-            -p no:cacheprovider -n auto -q -m speedups_off "$@"
+            -p no:cacheprovider -n auto -q -m "speedups_off and not slow" "$@"
         ;;
     fast)
         # The fast lane: every test module, without the tests marked `slow`.
