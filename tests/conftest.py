@@ -108,8 +108,8 @@ def pytest_collection_modifyitems(config, items):
     # The suite is written for TensorFlow, the default backend; a test runs on
     # another backend only where it is marked with that backend's name
     # (`@pytest.mark.jax`), so the JAX pass needs no list of tests by hand.
-    # keras is imported here, not at the top, so that TF_CPP_MIN_LOG_LEVEL is
-    # set before TensorFlow loads.
+    # keras is imported in the hooks, not at the top of this file, which sets
+    # TF_CPP_MIN_LOG_LEVEL before anything loads TensorFlow.
     import keras
 
     backend = keras.backend.backend()
