@@ -65,8 +65,8 @@ def few_shot(per_class: int, seed: int, source: str | None) -> Recipe:
 
 def compare(output_dir="runs", seeds=5, sizes=(10, 50), overrides=(), verbose=0):
     """Pretrains, then fine-tunes and trains from scratch per seed and size."""
-    from annzoo import plots
     from annzoo import io as aio
+    from annzoo import plots
 
     output_dir = Path(output_dir)
     folder = output_dir / "digits_transfer_comparison"
