@@ -489,6 +489,8 @@ def test_tasks_say_what_a_report_draws_and_what_they_train_on():
         "regression": "sample",
         "sequence": "sequence",
         "tagging": "tagging",
+        "reconstruction": "sample",
+        "generation": "sequence",
     }
     activations = {name: _task(name).activation for name in annzoo.tasks.TASKS}
     assert activations["binary"] == "sigmoid" and activations["regression"] == "linear"
@@ -502,3 +504,33 @@ def test_register_task_refuses_a_second_task_of_the_same_name():
 
     with pytest.raises(annzoo.AnnzooError, match="already registered"):
         register_task(Twice())
+
+
+def test_reconstruction_compiles_to_the_numpy_mean_squared_error():
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 5), dtype=np.float32)
+    inputs = keras.Input((5,))
+    outputs = keras.layers.Dense(5, activation="sigmoid")(inputs)
+    model = annzoo.compile_model(keras.Model(inputs, outputs), task="reconstruction")
+    predicted = keras.ops.convert_to_numpy(model(x))
+    logs = model.evaluate(x, x, verbose=0, return_dict=True)
+    np.testing.assert_allclose(logs["loss"], np.mean((x - predicted) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(logs["mae"], np.mean(np.abs(x - predicted)), rtol=1e-5)
+    assert _task("reconstruction").activation == "sigmoid"
+    with pytest.raises(annzoo.AnnzooError, match=r"values in \[0, 1\]"):
+        _task("reconstruction").check_labels(x * 255, num_outputs=5, where="`y`")
+
+
+def test_generation_loss_leaves_padding_out_as_numpy_says():
+    # Next-token cross-entropy over the non-padding steps only.
+    probabilities = np.array(
+        [[[0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.5, 0.25, 0.25]]], dtype=np.float32
+    )
+    labels = np.array([[1, 2, 0]])  # the last step is padding (id 0)
+    loss, metrics = _task("generation").loss_and_metrics()
+    expected = -(np.log(0.6) + np.log(0.6)) / 2
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loss(labels, probabilities)), expected, rtol=1e-5
+    )
+    assert [m.name for m in metrics] == ["token_accuracy"]
+    _task("generation").check_labels(labels, num_outputs=3, where="`y`")

@@ -21,8 +21,11 @@ from annzoo.errors import AnnzooError
 from annzoo.layers.crf import CRFLoss
 from annzoo.speedups import build_fit_state as build_fit_state  # re-exported
 from annzoo.tasks.objects import (
+    _TASK_OBJECTS,
     Binary,
+    Generation,
     Multiclass,
+    Reconstruction,
     Regression,
     Sequence,
     Tagging,
@@ -35,7 +38,9 @@ from annzoo.tasks.objects import (
 __all__ = [
     "TASKS",
     "Binary",
+    "Generation",
     "Multiclass",
+    "Reconstruction",
     "Regression",
     "Sequence",
     "Tagging",
@@ -49,7 +54,8 @@ __all__ = [
     "output_activation",
 ]
 
-TASKS = ("binary", "multiclass", "regression", "sequence", "tagging")
+# The built-in tasks; `register_task` adds others (`check_task` accepts those too).
+TASKS = tuple(_TASK_OBJECTS)
 # Compute precisions of mixed_precision: None keeps float32.
 PRECISIONS = (None, "bfloat16", "float16")
 LABEL_FORMATS = ("sparse", "one_hot")
@@ -75,8 +81,11 @@ OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
 SAMPLE_TASKS = ("binary", "multiclass", "regression")
 
 
-def check_task(task: Any, allowed: tuple[str, ...] = TASKS) -> str:
-    return check_choice("task", task, allowed)
+def check_task(task: Any, allowed: tuple[str, ...] | None = None) -> str:
+    """``task`` when it is one of ``allowed`` (default: every registered task)."""
+    return check_choice(
+        "task", task, tuple(_TASK_OBJECTS) if allowed is None else allowed
+    )
 
 
 def output_activation(task: str) -> str:

@@ -22,7 +22,9 @@ from annzoo.text import PAD_ID
 
 __all__ = [
     "Binary",
+    "Generation",
     "Multiclass",
+    "Reconstruction",
     "Regression",
     "Sequence",
     "Tagging",
@@ -348,9 +350,45 @@ class Tagging(Multiclass):
         return tags
 
 
+class Reconstruction(Task):
+    """Outputs that reproduce the inputs (autoencoders): a sigmoid per value,
+    so targets are values in [0, 1] (images scaled as annzoo's datasets scale
+    them); mean squared error, with mean absolute error reported."""
+
+    name = "reconstruction"
+    activation = "sigmoid"
+
+    def loss_and_metrics(self, *, label_format="sparse", from_logits=False):
+        return keras.losses.MeanSquaredError(), [
+            keras.metrics.MeanAbsoluteError(name="mae")
+        ]
+
+    def check_labels(self, y, *, num_outputs, where, label_format=None):
+        y, subject = np.asarray(y), _subject(where)
+        if not _check_numeric_labels(y, subject):
+            return
+        low, high = y.min(), y.max()
+        if low < 0 or high > 1:
+            raise AnnzooError(
+                f"{subject} must be values in [0, 1] for task='reconstruction' (a "
+                "sigmoid output cannot reach others; scale them first). Received: "
+                f"values from {low.item()!r} to {high.item()!r}."
+            )
+
+
+class Generation(Sequence):
+    """Next-token prediction (language models that write): a softmax over the
+    vocabulary at every step, the labels being the input tokens shifted one
+    step left; padding (id 0) counts in neither the loss nor
+    ``token_accuracy``, as for :class:`Sequence`."""
+
+    name = "generation"
+
+
 _TASK_OBJECTS: dict[str, Task] = {
-    task.name: task for task in (Binary(), Multiclass(), Regression(), Sequence(),
-                                 Tagging())
+    task.name: task
+    for task in (Binary(), Multiclass(), Regression(), Sequence(), Tagging(),
+                 Reconstruction(), Generation())
 }  # fmt: skip
 
 
