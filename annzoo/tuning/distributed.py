@@ -9,7 +9,7 @@ to the same search directory (on several machines: a shared file system).
 
 `annzoo tune RECIPE --workers N` starts a chief and N workers on this machine
 (worker i sees only GPU i when GPUs exist); `--role chief|worker --oracle
-HOST:PORT` joins a cluster started by hand (see the README).
+HOST:PORT` joins a cluster started by hand (see docs/tuning.md).
 """
 
 from __future__ import annotations
