@@ -1,7 +1,8 @@
 """Tasks: what a kind of model output means, as objects the rest of annzoo asks.
 
 Each task (:class:`Binary`, :class:`Multiclass`, :class:`Regression`,
-:class:`Sequence`, :class:`Tagging`) owns its output activation, default loss
+:class:`Sequence`, :class:`Tagging`, :class:`Reconstruction`,
+:class:`Generation`) owns its output activation, default loss
 and metrics, the checks its labels must pass before training, how outputs
 become predictions and what a run report draws. :func:`get_task` returns the
 object for a name; :func:`compile_model` compiles a model for one.
