@@ -218,6 +218,15 @@ def compile_model(
     return model
 
 
+def backend_steps_per_execution(steps: int) -> int:
+    """``steps``, or 1 where the Keras backend runs one training step per call.
+
+    Keras' PyTorch trainer refuses any ``steps_per_execution`` but 1 (at the
+    first ``fit`` step); TensorFlow and JAX run ``steps`` per call.
+    """
+    return 1 if keras.backend.backend() == "torch" else steps
+
+
 def set_steps_per_execution(model: keras.Model, steps: int) -> None:
     """Sets a compiled model's training steps per call, dropping the train
     function traced for the old value (if any)."""

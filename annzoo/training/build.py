@@ -23,12 +23,17 @@ __all__ = [
 
 
 def for_plan(recipe: Recipe, plan: distribute.Plan) -> Recipe:
-    """The recipe as it can run under ``plan``."""
-    if plan.tf_strategy is not None and recipe.compile["steps_per_execution"] != 1:
-        # Keras 3's multi-step train function fails under MirroredStrategy
-        # ("You must feed a value for placeholder tensor"): one step per call.
-        # The run's recipe.json records the 1 that ran.
-        return recipe.override(["compile.steps_per_execution=1"])
+    """The recipe as it can run under ``plan`` and on this Keras backend."""
+    steps = recipe.compile["steps_per_execution"]
+    # Keras 3's multi-step train function fails under MirroredStrategy
+    # ("You must feed a value for placeholder tensor"), and Keras' PyTorch
+    # trainer runs one step per call only: one step per call there. The run's
+    # recipe.json records the 1 that ran.
+    if plan.tf_strategy is not None:
+        steps = 1
+    steps = tasks.backend_steps_per_execution(steps)
+    if steps != recipe.compile["steps_per_execution"]:
+        return recipe.override([f"compile.steps_per_execution={steps}"])
     return recipe
 
 

@@ -74,7 +74,10 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "jit_compile": "auto",
         # Steps per compiled call: small models spend most of a one-step call
         # in dispatch (`benchmarks/run.py --only dispatch`); per-batch
-        # callbacks (NaN guard, progress bar) then see every 32nd step.
+        # callbacks (NaN guard, progress bar) then see every 32nd step. Runs
+        # and searches on the PyTorch backend use 1 whatever this says (Keras'
+        # PyTorch trainer runs one step per call; see build.for_plan), as do
+        # runs under tf.distribute.MirroredStrategy.
         "steps_per_execution": 32,
         # None (float32), or "bfloat16" / "float16" compute with float32
         # variables (Keras' mixed_ policies): an opt-in for accelerators.

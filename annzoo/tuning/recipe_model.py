@@ -82,7 +82,10 @@ def recipe_hypermodel(
     jit = True if backend == "jax" or accelerated() else recipe.compile["jit_compile"]
     compile_options = {
         "jit_compile": jit,
-        "steps_per_execution": recipe.compile["steps_per_execution"],
+        # One step per call on PyTorch, as the runner does (`build.for_plan`).
+        "steps_per_execution": tasks.backend_steps_per_execution(
+            recipe.compile["steps_per_execution"]
+        ),
     }
     # The factory checks the space and the fixed arguments; the subclass below
     # is then built from the same arguments.
