@@ -23,21 +23,28 @@ MODELS = annzoo.list_models()
 # CIFAR ResNets (resnet20's and resnet32's builder and blocks, only more of them);
 # parameter counts do not depend on the backend.
 NOT_ON_JAX = {"resnet44", "resnet56", "resnet110"}
+# The PyTorch pass builds, trains and reloads the presets the JAX pass runs that
+# have at most this many parameters: the layers and tasks of the larger ones at
+# smaller sizes, which keeps the pass short on a CPU (`slow` still applies).
+TORCH_PARAMS = 1_000_000
 # Building a preset over this many parameters takes seconds to minutes of
 # compiling on a CPU: those are `slow` (the full suite), the smaller ones keep
 # every check of this file in the fast lane.
 FAST_LANE_PARAMS = 100_000
 
 
-def _presets(*, jax: bool, builds: bool) -> list:
-    """MODELS as test parameters: marked `jax` where the JAX pass runs them,
-    `slow` where ``builds`` and the preset is large."""
+def _presets(*, jax: bool, builds: bool, torch: bool = False) -> list:
+    """MODELS as test parameters: marked `jax` and `torch` where those passes
+    run them, `slow` where ``builds`` and the preset is large."""
     presets = []
     for name in MODELS:
         info = annzoo.model_info(name)
         marks = []
-        if jax and name not in NOT_ON_JAX and info.family != "applications":
+        on_jax = name not in NOT_ON_JAX and info.family != "applications"
+        if jax and on_jax:
             marks.append(pytest.mark.jax)
+        if torch and on_jax and info.reference.params <= TORCH_PARAMS:
+            marks.append(pytest.mark.torch)
         if builds and info.reference.params > FAST_LANE_PARAMS:
             marks.append(pytest.mark.slow)
         presets.append(pytest.param(name, marks=marks))
@@ -169,11 +176,13 @@ def _labels(info, output_shape, n, rng):
 
 
 @pytest.mark.jax
+@pytest.mark.torch
 def test_required_presets_are_registered():
     assert REQUIRED <= set(MODELS)
 
 
 @pytest.mark.jax
+@pytest.mark.torch
 def test_every_preset_has_a_published_figure():
     assert set(MODELS) <= set(PUBLISHED), "add the new preset's figure to PUBLISHED"
 
@@ -204,7 +213,7 @@ def test_parameter_count_matches_publication(name):
     assert reference.matches(count)
 
 
-@pytest.mark.parametrize("name", _presets(jax=True, builds=True))
+@pytest.mark.parametrize("name", _presets(jax=True, torch=True, builds=True))
 def test_build_train_save_reload(name, tmp_path, reloader):
     info = annzoo.model_info(name)
     keras.utils.set_random_seed(0)
@@ -245,7 +254,7 @@ def test_build_train_save_reload(name, tmp_path, reloader):
         np.testing.assert_array_equal(reloaded, expected)
 
 
-@pytest.mark.parametrize("name", _presets(jax=True, builds=False))
+@pytest.mark.parametrize("name", _presets(jax=True, torch=True, builds=False))
 def test_model_info_is_serializable(name):
     info = annzoo.model_info(name)
     data = json.loads(json.dumps(info.to_dict(), default=list))

@@ -22,7 +22,7 @@ from annzoo.text import SEQUENCE_SPECIALS, Vocabulary
 from annzoo.training import sequences
 from annzoo.tuning.spaces import default_space
 
-pytestmark = [pytest.mark.jax, pytest.mark.speedups_off]
+pytestmark = [pytest.mark.jax, pytest.mark.torch, pytest.mark.speedups_off]
 
 FAMILIES = annzoo.list_families()
 N = 6  # samples of the synthetic splits

@@ -10,7 +10,7 @@ from annzoo import AnnzooError
 from annzoo.training import Recipe, load_recipe
 from annzoo.training.recipe import SECTION_DEFAULTS
 
-pytestmark = [pytest.mark.jax, pytest.mark.speedups_off]
+pytestmark = [pytest.mark.jax, pytest.mark.torch, pytest.mark.speedups_off]
 
 
 def _recipe(**sections):

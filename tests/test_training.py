@@ -174,6 +174,7 @@ def interrupted_run(tmp_path, monkeypatch):
     return recipe, run
 
 
+@pytest.mark.torch
 def test_resume_finishes_an_interrupted_run_without_retraining(interrupted_run):
     from annzoo.training import train
 
@@ -183,6 +184,7 @@ def test_resume_finishes_an_interrupted_run_without_retraining(interrupted_run):
     assert result.epochs_run == 2 and (run / "results.json").is_file()
 
 
+@pytest.mark.torch
 def test_resume_with_a_changed_recipe_is_refused(interrupted_run):
     from annzoo.training import train
 
@@ -242,6 +244,7 @@ def test_corrupt_state_is_named_not_silently_restarted(interrupted_run, damage):
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == kept
 
 
+@pytest.mark.torch
 def test_finished_run_has_a_manifest_and_damaged_files_are_named(tmp_path):
     import hashlib
 
