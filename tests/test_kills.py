@@ -1,24 +1,31 @@
-"""Real faults: SIGKILL at seeded random points, then the same command again.
+"""Real faults: SIGKILL at seeded points, then the same command again.
 
 - Resume equivalence: chains of training processes killed at seeded points
-  (during training steps, and the moment a save is seen in progress), each
-  rerun with the same command, end with the weights, metrics history, best
-  epoch and early-stopping epoch of an uninterrupted run, bit for bit. The
-  model has dropout and random augmentation, the pipeline shuffles, and the
-  learning rate is reduced on plateau, so every piece of random and callback
-  state has to survive. 20 kill points in all; one chain is a 5-kill
-  preemption run.
-- Saves: 100 processes killed while saving a model and a JSON file through
-  annzoo's atomic writer; every file left behind loads.
+  (in an epoch's training steps, and inside a save: a file's temporary
+  created, or written and not yet renamed), each rerun with the same
+  command, end with the weights, metrics history, best epoch and
+  early-stopping epoch of an uninterrupted run, bit for bit. The model has
+  dropout and random augmentation, the pipeline shuffles, and the learning
+  rate is reduced on plateau, so every piece of random and callback state
+  has to survive. 20 kill points in all; one chain is a 5-kill preemption
+  run. The processes stop themselves at their points (`tests._kill_hooks`)
+  and are then SIGKILLed, so every save point is hit inside its save.
+- Saves: 100 processes killed at seeded random moments while saving a model
+  and a JSON file through annzoo's atomic writer; every file left behind loads.
 
-Every kill is checked to have happened mid-run (the process died of SIGKILL
-and the run was not finished).
+Training is deterministic, so a rerun that started over from epoch 0 would
+end with the same files as a resumed one: each process is also checked to
+have resumed after the epoch the kill before it left committed and to have
+begun only the epochs after it (the last rerun: only those left, and it says
+"resuming after epoch N"). Every kill is checked to have happened mid-run
+(the process died of SIGKILL and the run was not finished).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,6 +37,7 @@ import pytest
 
 from annzoo.io import TMP_PREFIX
 
+from . import _kill_hooks as hooks
 from .conftest import ROOT, subprocess_env
 
 EPOCHS = 10
@@ -52,21 +60,18 @@ RECIPE = {
 }
 
 
-def _command(recipe: Path, output: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "annzoo.cli",
-        "train",
-        str(recipe),
-        "--output-dir",
-        str(output),
-        "--quiet",
-    ]
+REFERENCE_EPOCHS = 8  # with this seed, early stopping ends the run after epoch 8
 
 
-def _env() -> dict:
-    return subprocess_env(KERAS_BACKEND="tensorflow")
+def _command(recipe: Path, output: Path, *, quiet: bool = True) -> list[str]:
+    return hooks.command(
+        "train", str(recipe), "--output-dir", str(output), *(["--quiet"] * quiet)
+    )
+
+
+def _env(point: dict | None = None, events: Path | None = None) -> dict:
+    env = subprocess_env(KERAS_BACKEND="tensorflow")
+    return env if events is None else hooks.environment(env, point, events)
 
 
 def _progress(run: Path) -> int:
@@ -76,67 +81,76 @@ def _progress(run: Path) -> int:
         return 0
 
 
-def _temporaries(run: Path) -> set[str]:
-    found = set()
-    for folder in (run, run / "state"):
-        try:
-            found |= {n for n in os.listdir(folder) if n.startswith(TMP_PREFIX)}
-        except OSError:
-            pass
-    return found
+def _committed_before(point: dict) -> int:
+    """The epochs a kill at ``point`` leaves committed in ``state/``."""
+    if point.get("file") == "final.keras":  # after training: every epoch
+        return REFERENCE_EPOCHS
+    # Inside epoch E's steps, or inside a save at its end (progress.json, the
+    # commit, is renamed last): the state after epoch E - 1.
+    return point["epoch"] - 1
 
 
-def _kill_once(command, run: Path, kind: str, epoch: int, delay: float) -> str:
-    """Starts the command and SIGKILLs it at the point; returns what it hit.
+def _check_resumed(events: list[dict], pid: int, started: int, last: int) -> None:
+    """Process ``pid`` resumed after epoch ``started`` and began epochs
+    ``started + 1`` to ``last``, no others."""
+    runs = [
+        e["resumed_from"] for e in events if e["event"] == "run" and e["pid"] == pid
+    ]
+    assert runs == [started], (runs, started)
+    begun = [e["epoch"] for e in events if e["event"] == "epoch" and e["pid"] == pid]
+    assert begun == list(range(started + 1, last + 1)), (begun, started, last)
 
-    The point is reached by this process's own work: a save of its own in
-    progress (a temporary file the previous process did not leave), or its
-    own epochs finished and then ``delay`` seconds into the next one's steps.
-    """
-    started_at = _progress(run)
-    target = max(epoch, started_at + 1)  # at least one epoch of its own
-    strays = _temporaries(run)  # a killed save's leftovers, cleaned at start
-    process = subprocess.Popen(
+
+def _kill_once(command, run: Path, point: dict, events: Path) -> str:
+    """Runs the command until it stops itself at ``point``, SIGKILLs it and
+    checks what it did: resumed after the epoch committed before it, began
+    exactly the epochs up to the point's, and (a save point) was killed with
+    its temporary file on disk. Returns what the kill hit."""
+    started = _progress(run)
+    stderr_file = events.with_suffix(".stderr")
+    with open(stderr_file, "w") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=_env(point, events),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        stopped = hooks.stop_then_kill(process, timeout=300)
+    log = stderr_file.read_text()[-3000:]
+    assert stopped, f"{point} not reached (exit {process.returncode}): {log}"
+    assert process.returncode == -signal.SIGKILL, log
+    (stop,) = [e for e in hooks.events(events, "stop") if e["pid"] == process.pid]
+    assert stop["point"] == point
+    committed = _committed_before(point)
+    last = REFERENCE_EPOCHS if point.get("file") == "final.keras" else point["epoch"]
+    _check_resumed(hooks.events(events), process.pid, started, last)
+    assert _progress(run) == committed, (point, _progress(run))
+    assert not (run / "results.json").exists(), f"the run finished before {point}"
+    if point["at"] == "save":
+        tmp = Path(stop["tmp"])
+        assert tmp.name.startswith(TMP_PREFIX) and tmp.is_file(), stop
+        assert Path(stop["target"]).name == point["file"]
+        return f"save of {point['file']} ({point['phase']}) in epoch {stop['epoch']}"
+    return f"steps of epoch {point['epoch']} ({point['when']})"
+
+
+def _finish(command, events: Path | None = None, started: int | None = None) -> str:
+    """Runs the command to the end; with ``events``, checks that it resumed
+    after epoch ``started`` and trained the remaining epochs only."""
+    done = subprocess.run(
         command,
         cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        env=_env(None, events),
+        capture_output=True,
         text=True,
-    )
-    deadline = time.monotonic() + 180
-    hit = None
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            done = _progress(run)
-            if kind == "save" and done >= target - 1 and _temporaries(run) - strays:
-                hit = f"save after epoch {done}"
-                break
-            late = done > target or target >= 5  # the run ends after epoch 7
-            if done >= target and (kind == "step" or late):
-                # Saves take milliseconds and the poll can miss them on a
-                # loaded machine: then a kill during the steps, labelled so.
-                time.sleep(delay)  # somewhere inside the next epoch's steps
-                missed = " (no save caught)" if kind == "save" else ""
-                hit = f"steps after epoch {done}{missed}"
-                break
-            time.sleep(0.0002)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=60)
-        stderr = process.stderr.read()
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL, stderr[-3000:]
-    assert hit is not None, f"no kill point reached: {stderr[-3000:]}"
-    assert not (run / "results.json").exists(), f"the run finished before {hit}"
-    return hit
-
-
-def _finish(command) -> None:
-    done = subprocess.run(
-        command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    if events is not None:
+        pid = hooks.events(events, "run")[-1]["pid"]  # this process, the last
+        _check_resumed(hooks.events(events), pid, started, REFERENCE_EPOCHS)
+    return done.stdout
 
 
 def _outcome(run: Path) -> dict:
@@ -168,30 +182,65 @@ def reference(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reference")
     recipe = folder / "kill.json"
     recipe.write_text(json.dumps(RECIPE))
-    _finish(_command(recipe, folder / "runs"))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "annzoo.cli",
+            "train",
+            str(recipe),
+            "--output-dir",
+            str(folder / "runs"),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip  (plain annzoo: no kill hooks in the reference)
+    assert done.returncode == 0, done.stderr[-4000:]
     outcome = _outcome(folder / "runs" / "kill")
     # The callbacks did something worth preserving: the rate was reduced.
     rates = [
         float(line.split(",")[-1]) for line in outcome["metrics.csv"].splitlines()[1:]
     ]
     assert min(rates) < max(rates), outcome["metrics.csv"]
-    assert outcome["epochs_run"] < EPOCHS  # and early stopping fired
+    assert outcome["epochs_run"] == REFERENCE_EPOCHS < EPOCHS  # early stopping fired
     return outcome
 
 
-# Four chains, 20 kill points: (kind, epochs committed before the kill,
-# delay into the next epoch's steps). Drawn once from a seeded generator.
-def _chains(seed: int = 2026) -> list[list[tuple[str, int, float]]]:
+# Four chains, 20 kill points, drawn once from a seeded generator. Each
+# process resumes after the epoch the one before it committed (none at
+# first) and stops itself at its point: in epoch E's training steps (before
+# or after its call of steps, or at its validation), or inside a save at the
+# end of epoch E (its temporary file created, or written and not renamed) of
+# metrics.csv, the epoch's state model, progress.json or (epoch 1, which is
+# always the best so far) best.keras. The last chain ends with a kill inside
+# the save of final.keras, after the last epoch.
+def _chains(seed: int = 2026) -> list[list[dict]]:
     rng = np.random.default_rng(seed)
     chains = []
     for size in (5, 5, 5, 5):
-        points, epoch = [], 0
+        points, committed = [], 0
         for _ in range(size):
-            kind = "save" if rng.random() < 0.4 else "step"
-            # Each kill needs an epoch of its own work; the run stops after 8.
-            epoch = int(min(4, epoch + rng.integers(0, 2)))
-            points.append((kind, epoch, float(rng.uniform(0.0, 0.15))))
+            epoch = int(min(REFERENCE_EPOCHS, committed + 1 + rng.integers(0, 3)))
+            if rng.random() < 0.5:
+                files = ["metrics.csv", f"epoch-{epoch:04d}.keras", "progress.json"]
+                files += ["best.keras"] * (epoch == 1)
+                point = {
+                    "at": "save",
+                    "epoch": epoch,
+                    "file": str(rng.choice(files)),
+                    "phase": str(rng.choice(["begun", "written"])),
+                }
+            else:
+                when = str(rng.choice(["begin", "end", "validation"]))
+                point = {"at": "steps", "epoch": epoch, "when": when}
+            points.append(point)
+            committed = epoch - 1
         chains.append(points)
+    chains[-1][-1] = {"at": "save", "file": "final.keras", "phase": "written"}
     return chains
 
 
@@ -201,7 +250,14 @@ CHAINS = _chains()
 def test_the_kill_plan_has_twenty_points_of_both_kinds():
     points = [p for chain in CHAINS for p in chain]
     assert len(points) == 20
-    assert {kind for kind, _, _ in points} == {"save", "step"}
+    assert {p["at"] for p in points} == {"save", "steps"}
+    saves = [p for p in points if p["at"] == "save"]
+    assert len(saves) >= 6 and {p["phase"] for p in saves} == {"begun", "written"}
+    for chain in CHAINS:  # each point is reachable from the state before it
+        committed = 0
+        for point in chain:
+            assert point.get("epoch", REFERENCE_EPOCHS) > committed, chain
+            committed = _committed_before(point)
 
 
 @pytest.mark.slow
@@ -213,10 +269,21 @@ def test_killed_and_resumed_runs_equal_the_uninterrupted_run(
     recipe.write_text(json.dumps(RECIPE))
     command = _command(recipe, tmp_path / "runs")
     run = tmp_path / "runs" / "kill"
-    hits = []
-    for kind, epoch, delay in CHAINS[chain]:
-        hits.append(_kill_once(command, run, kind, epoch, delay))
-    _finish(command)
+    events = tmp_path / "events.jsonl"
+    hits = [_kill_once(command, run, point, events) for point in CHAINS[chain]]
+    # Every save point was hit inside its save (its temporary file on disk).
+    saves = [p for p in CHAINS[chain] if p["at"] == "save"]
+    assert sum(hit.startswith("save of ") for hit in hits) == len(saves), hits
+    # The last rerun resumes after the epoch the last kill left committed and
+    # trains only the epochs left (none after a kill while saving final.keras),
+    # and says so.
+    committed = _committed_before(CHAINS[chain][-1])
+    stdout = _finish(
+        _command(recipe, tmp_path / "runs", quiet=False), events, committed
+    )
+    assert f"resuming after epoch {committed} " in stdout, stdout[-2000:]
+    trained = [int(e) for e in re.findall(rf"^Epoch (\d+)/{EPOCHS}$", stdout, re.M)]
+    assert trained == list(range(committed + 1, REFERENCE_EPOCHS + 1)), stdout[-2000:]
     outcome = _outcome(run)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["kill"]
     assert outcome["epochs_run"] == reference["epochs_run"], hits
@@ -320,7 +387,8 @@ def test_a_save_that_cannot_be_written_stops_the_run_and_keeps_the_last_state(
     recipe.write_text(json.dumps(RECIPE))
     command = _command(recipe, tmp_path / "runs")
     run = tmp_path / "runs" / "kill"
-    _kill_once(command, run, "step", 2, 0.0)
+    events = tmp_path / "events.jsonl"
+    _kill_once(command, run, {"at": "steps", "epoch": 3, "when": "begin"}, events)
     kept = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     model_files = [p for p in kept if p.suffix == ".keras"]
     smallest_model = min(len(kept[p]) for p in model_files)
@@ -330,13 +398,15 @@ def test_a_save_that_cannot_be_written_stops_the_run_and_keeps_the_last_state(
     done = subprocess.run(
         command,
         cwd=ROOT,
-        env=_env(),
+        env=_env(None, events),
         capture_output=True,
         text=True,
         timeout=300,
         preexec_fn=_no_bigger_files_than(limit),
     )
     assert done.returncode == 2, done.stderr[-3000:]
+    # It resumed after epoch 2 and failed saving epoch 3.
+    _check_resumed(hooks.events(events), hooks.events(events, "run")[-1]["pid"], 2, 3)
     message = done.stderr.strip().splitlines()[-1]
     assert message.startswith("annzoo: error: Cannot write ")
     assert str(run) in message and "File too large" in message
@@ -344,7 +414,7 @@ def test_a_save_that_cannot_be_written_stops_the_run_and_keeps_the_last_state(
         assert path.read_bytes() == kept[path], path  # the last good state
     assert not (run / "results.json").exists()
     # With room again, the same command resumes and ends as if nothing happened.
-    _finish(command)
+    _finish(command, events, started=2)
     outcome = _outcome(run)
     assert outcome["weights"] == reference["weights"]
     assert outcome["metrics.csv"] == reference["metrics.csv"]
