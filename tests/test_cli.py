@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
+import re
 import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -188,58 +186,48 @@ def test_export_keras(run_dir, tmp_path):
 
 @pytest.mark.slow
 def test_killed_training_resumes_where_it_stopped(tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "annzoo.cli",
-        "train",
-        "digits_mlp",
-        "--quiet",
-        "--epochs",
-        "30",
-        "--set",
-        "callbacks.early_stopping=null",
-        "--set",
-        "data.pipeline=numpy",
-        "--output-dir",
-        str(tmp_path),
-    ]
+    from tests import _kill_hooks as hooks
+
+    args = ["train", "digits_mlp", "--epochs", "30",
+            "--set", "callbacks.early_stopping=null",
+            "--set", "data.pipeline=numpy", "--output-dir", str(tmp_path)]  # fmt: skip
     progress = tmp_path / "digits_mlp" / "state" / "progress.json"
+    events = tmp_path / "events.jsonl"
+    # The process stops itself once epoch 3 is committed (every callback of
+    # the epoch done); then it is killed.
+    point = {"at": "epoch_end", "epoch": 3}
     proc = subprocess.Popen(
-        command,
+        hooks.command(*args, "--quiet"),
         cwd=ROOT,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        env=hooks.environment(subprocess_env(), point, events),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 300
-    epoch = 0
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            epoch = json.loads(progress.read_text())["epoch"]
-        except (OSError, ValueError, KeyError):
-            epoch = 0
-        if epoch >= 3:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
+    assert hooks.stop_then_kill(proc), "the run must stop at the end of epoch 3"
     assert proc.returncode == -signal.SIGKILL, "the run must be killed mid-way"
     assert not (tmp_path / "digits_mlp" / "results.json").exists()
-    stopped_at = json.loads(progress.read_text())["epoch"]
-    assert 3 <= stopped_at < 30
+    assert json.loads(progress.read_text())["epoch"] == 3
 
+    # The same command (not quiet: it says where it resumes) trains epochs 4
+    # to 30 only. Training is deterministic, so a rerun that started over
+    # would leave the same files: what it trained is checked too.
     done = subprocess.run(
-        command,
+        hooks.command(*args),
         cwd=ROOT,
-        env=subprocess_env(),
+        env=hooks.environment(subprocess_env(), None, events),
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resuming after epoch 3 {tmp_path / 'digits_mlp'}" in done.stdout
     assert f"run directory: {tmp_path / 'digits_mlp'}" in done.stdout
+    printed = [int(e) for e in re.findall(r"^Epoch (\d+)/30$", done.stdout, re.M)]
+    assert printed == list(range(4, 31)), done.stdout[-2000:]
+    for pid, resumed, begun in ((proc.pid, 0, range(1, 4)), (None, 3, range(4, 31))):
+        mine = [e for e in hooks.events(events) if (e["pid"] == proc.pid) == bool(pid)]
+        assert [e["resumed_from"] for e in mine if e["event"] == "run"] == [resumed]
+        assert [e["epoch"] for e in mine if e["event"] == "epoch"] == list(begun)
     with open(tmp_path / "digits_mlp" / "metrics.csv") as handle:
         epochs = [int(r["epoch"]) for r in csv.DictReader(handle)]
     assert epochs == list(range(1, 31)), "each epoch trained and logged exactly once"
