@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -21,6 +19,7 @@ import pytest
 from annzoo.errors import AnnzooError
 from annzoo.training import Recipe
 from annzoo.tuning import tune
+from tests import _kill_hooks as hooks
 from tests.conftest import ROOT, run_python, subprocess_env
 
 pytestmark = pytest.mark.speedups_off
@@ -276,9 +275,37 @@ print(json.dumps([t["rss_mb"] for t in result.trials]))
     assert rss[19] <= rss[1] * 1.10
 
 
+def _tune_args(recipe_file, out, *extra):
+    return ["tune", str(recipe_file), "--output-dir", str(out), "--quiet", *extra]
+
+
 def _tune_command(recipe_file, out, *extra):
-    return [sys.executable, "-m", "annzoo.cli", "tune", str(recipe_file),
-            "--output-dir", str(out), "--quiet", *extra]  # fmt: skip
+    return [sys.executable, "-m", "annzoo.cli", *_tune_args(recipe_file, out, *extra)]
+
+
+def _stopped_and_killed(command, point, events):
+    """Runs ``annzoo tune`` until it stops itself at ``point``
+    (`tests._kill_hooks`), SIGKILLs it; returns the trials it began."""
+    process = subprocess.Popen(
+        hooks.command(*command),
+        env=hooks.environment(subprocess_env(), point, events),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    assert hooks.stop_then_kill(process), f"the search ended before {point}"
+    assert process.returncode == -signal.SIGKILL
+    (stop,) = [e for e in hooks.events(events, "stop") if e["pid"] == process.pid]
+    assert stop["point"] == point
+    return _begun(events, process.pid)
+
+
+def _begun(events, pid) -> list[str]:
+    return [e["trial"] for e in hooks.events(events, "trial") if e["pid"] == pid]
+
+
+def _trained(events, pid) -> set[str]:
+    """The trials process ``pid`` trained epochs of."""
+    return {e["trial"] for e in hooks.events(events, "epoch") if e["pid"] == pid}
 
 
 @pytest.mark.slow
@@ -287,27 +314,27 @@ def test_search_killed_mid_trial_finishes_with_exact_trials(tmp_path):
     recipe = _recipe(fit={"epochs": 40}, callbacks={"early_stopping": None}, data=data)
     recipe_file = recipe.save(tmp_path / "recipe.json")
     out = tmp_path / "out"
-    command = _tune_command(recipe_file, out, "--max-trials", "3", "--epochs", "40")
-    process = subprocess.Popen(command, env=subprocess_env(), cwd=ROOT)
-    project = out / "tiny_mlp" / "search"
-    deadline = time.monotonic() + 240
-    # Kill during the second trial, once it has started training.
-    while time.monotonic() < deadline and process.poll() is None:
-        if (project / "trial_1" / "trial.json").is_file():
-            time.sleep(1.0)
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, "the search ended before it could be killed"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    command = _tune_args(recipe_file, out, "--max-trials", "3", "--epochs", "40")
+    events = tmp_path / "events.jsonl"
+    # Killed in the second trial's second epoch: trial 0 done, trial 1 training.
+    point = {"at": "epoch_begin", "trial": "1", "epoch": 2}
+    assert _stopped_and_killed(command, point, events) == ["0", "1"]
     rerun = subprocess.run(
         _tune_command(recipe_file, out, "--max-trials", "3", "--epochs", "2"),
         env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert rerun.returncode != 0 and "epochs" in rerun.stderr  # a changed search
-    rerun = subprocess.run(command, env=subprocess_env(), cwd=ROOT,
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    rerun = subprocess.run(hooks.command(*command),
+                           env=hooks.environment(subprocess_env(), None, events),
+                           cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    # The search resumed: trial 0 was kept, not run again; the interrupted
+    # trial 1 was run again and trial 2 added (a search started over would
+    # end with the same three completed trials).
+    pid = hooks.events(events, "trial")[-1]["pid"]
+    assert _begun(events, pid) == ["1", "2"]
+    assert _trained(events, pid) == {"1", "2"}
     rows = _rows(out / "tiny_mlp")
     assert [r["status"] for r in rows] == ["COMPLETED"] * 3
     assert len({r["trial"] for r in rows}) == 3
@@ -322,30 +349,25 @@ def test_a_trial_that_keeps_killing_the_process_is_marked_failed(tmp_path):
     recipe = _recipe(fit={"epochs": 40}, callbacks={"early_stopping": None}, data=data)
     recipe_file = recipe.save(tmp_path / "recipe.json")
     out = tmp_path / "out"
-    command = _tune_command(recipe_file, out, "--max-trials", "2", "--epochs", "40")
+    command = _tune_args(recipe_file, out, "--max-trials", "2", "--epochs", "40")
     attempts_file = out / "tiny_mlp" / "attempts" / "trial_0.json"
+    events = tmp_path / "events.jsonl"
+    # Each process stops itself as trial 0's first epoch begins (its start
+    # already counted), and is killed there.
+    point = {"at": "epoch_begin", "trial": "0", "epoch": 1}
     for kill in range(1, MAX_ATTEMPTS + 1):
-        process = subprocess.Popen(
-            command, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                started = json.loads(attempts_file.read_text())["starts"]
-            except (OSError, ValueError, KeyError):
-                started = 0
-            if started == kill:  # trial 0 is running, for the kill-th time
-                time.sleep(0.5)
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, "the search ended before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-    done = subprocess.run(command, env=subprocess_env(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert _stopped_and_killed(command, point, events) == ["0"]
+        assert json.loads(attempts_file.read_text())["starts"] == kill
+    done = subprocess.run(hooks.command(*command),
+                          env=hooks.environment(subprocess_env(), None, events),
+                          cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     said = f"trial 0 failed: the process died during this trial {MAX_ATTEMPTS} times"
     assert said in done.stdout
+    # The last run took trial 0 up again only to give up on it, untrained.
+    pid = hooks.events(events, "trial")[-1]["pid"]
+    assert _begun(events, pid) == ["0", "1"] and _trained(events, pid) == {"1"}
     rows = _rows(out / "tiny_mlp")
     assert sorted(r["status"] for r in rows) == ["COMPLETED", "FAILED"]
     starts = {
