@@ -10,12 +10,8 @@ and the processes are real, talking through gloo on localhost.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -23,6 +19,7 @@ import pytest
 from annzoo.errors import AnnzooError
 from annzoo.training import Recipe, distribute
 
+from . import _kill_hooks as hooks
 from .conftest import ROOT, run_python, subprocess_env
 
 TOLERANCE = 1e-5
@@ -187,51 +184,42 @@ def test_two_processes_through_workers_2_train_resume_and_match_one_process(
     """annzoo train --workers 2, killed mid-run and rerun, equals one process."""
     recipe = _recipe(tmp_path, epochs=4)
     jobs = tmp_path / "jobs"
-    command = [
-        sys.executable,
-        "-m",
-        "annzoo.cli",
-        "train",
-        str(recipe),
-        "--workers",
-        "2",
-        "--output-dir",
-        str(jobs),
-        "--quiet",
-    ]
-    env = subprocess_env(KERAS_BACKEND="jax")
-    # First attempt: SIGKILL the whole job once epoch 2 is committed.
+    command = hooks.command(
+        "train", str(recipe), "--workers", "2", "--output-dir", str(jobs), "--quiet"
+    )
+    events = tmp_path / "events.jsonl"
+    # First attempt: process 0 stops itself once epoch 2 is committed (every
+    # callback of the epoch done); then the whole job is SIGKILLed.
+    point = {"at": "epoch_end", "epoch": 2}
     job = subprocess.Popen(
         command,
         cwd=ROOT,
-        env=env,
+        env=hooks.environment(subprocess_env(KERAS_BACKEND="jax"), point, events),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    progress = jobs / "dist" / "state" / "progress.json"
-    deadline = time.monotonic() + 240
-    killed_after = None
-    while time.monotonic() < deadline and job.poll() is None:
-        try:
-            killed_after = json.loads(progress.read_text())["epoch"]
-        except (OSError, ValueError, KeyError):
-            killed_after = None
-        if killed_after and killed_after >= 2:
-            os.killpg(job.pid, signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    job.wait(timeout=60)
+    stop = hooks.kill_stopped_job(job, events, timeout=240)
     first_log = job.stdout.read().decode()
-    assert killed_after is not None and 2 <= killed_after < 4, first_log[-3000:]
+    assert stop is not None and stop["point"] == point, first_log[-3000:]
+    progress = jobs / "dist" / "state" / "progress.json"
+    assert json.loads(progress.read_text())["epoch"] == 2, first_log[-3000:]
     assert not (jobs / "dist" / "results.json").exists()  # really interrupted
+    killed = {e["pid"] for e in hooks.events(events)}
 
+    env = hooks.environment(subprocess_env(KERAS_BACKEND="jax"), None, events)
     done = subprocess.run(  # the same command, with process 0's log this time
         command[:-1], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
-    assert f"resuming after epoch {killed_after}" in log
+    assert "resuming after epoch 2" in log
+    # Both processes resumed after epoch 2 and trained epochs 3 and 4 only.
+    rerun = [e for e in hooks.events(events) if e["pid"] not in killed]
+    for process in (0, 1):
+        mine = [e for e in rerun if e["process"] == process]
+        assert [e["resumed_from"] for e in mine if e["event"] == "run"] == [2]
+        assert [e["epoch"] for e in mine if e["event"] == "epoch"] == [3, 4]
     assert "global batch 32 = 16 per replica x 2" in log
     digests = dict(re.findall(r"process (\d): weights sha256 (\w+)", log))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], log[-3000:]
