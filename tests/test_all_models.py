@@ -19,10 +19,8 @@ pytestmark = pytest.mark.speedups_off
 
 MODELS = annzoo.list_models()
 # The JAX pass builds, trains and reloads every preset but the keras.applications
-# backbones (Keras' own code, which Keras tests on every backend) and the deeper
-# CIFAR ResNets (resnet20's and resnet32's builder and blocks, only more of them);
-# parameter counts do not depend on the backend.
-NOT_ON_JAX = {"resnet44", "resnet56", "resnet110"}
+# backbones (Keras' own code, which Keras tests on every backend); parameter
+# counts do not depend on the backend.
 # The PyTorch pass builds, trains and reloads the presets the JAX pass runs that
 # have at most this many parameters: the layers and tasks of the larger ones at
 # smaller sizes, which keeps the pass short on a CPU (`slow` still applies).
@@ -33,14 +31,46 @@ TORCH_PARAMS = 1_000_000
 FAST_LANE_PARAMS = 100_000
 
 
-def _presets(*, jax: bool, builds: bool, torch: bool = False) -> list:
+# Config keys in which a preset may differ from a smaller preset of its family
+# and still run exactly the same annzoo code: `depth` repeats the same residual
+# blocks (resnet110 is resnet20 with more of them), `architecture` picks
+# another keras.applications backbone (Keras' own code, which Keras tests)
+# under the same annzoo wrapper. Such a preset's build and published parameter
+# count are checked; its training step, save and reload would repeat the
+# smaller one's, minutes of compiling on a CPU for no new line of annzoo.
+REPEAT_KEYS = {"depth", "architecture"}
+
+
+def _repeats(name: str) -> str | None:
+    """The smaller preset of the same family whose config differs from
+    ``name``'s only in REPEAT_KEYS, if there is one."""
+    info = annzoo.model_info(name)
+    for other in MODELS:
+        them = annzoo.model_info(other)
+        if other == name or them.family != info.family:
+            continue
+        if them.reference.params >= info.reference.params:
+            continue
+        keys = set(info.config) | set(them.config)
+        differ = {k for k in keys if info.config.get(k) != them.config.get(k)}
+        if differ and differ <= REPEAT_KEYS:
+            return other
+    return None
+
+
+def _presets(
+    *, jax: bool, builds: bool, torch: bool = False, repeats: bool = True
+) -> list:
     """MODELS as test parameters: marked `jax` and `torch` where those passes
-    run them, `slow` where ``builds`` and the preset is large."""
+    run them, `slow` where ``builds`` and the preset is large; without the
+    presets that repeat a smaller one's code unless ``repeats``."""
     presets = []
     for name in MODELS:
+        if not repeats and _repeats(name):
+            continue
         info = annzoo.model_info(name)
         marks = []
-        on_jax = name not in NOT_ON_JAX and info.family != "applications"
+        on_jax = info.family != "applications"
         if jax and on_jax:
             marks.append(pytest.mark.jax)
         if torch and on_jax and info.reference.params <= TORCH_PARAMS:
@@ -181,6 +211,27 @@ def test_required_presets_are_registered():
     assert REQUIRED <= set(MODELS)
 
 
+def test_presets_left_to_a_smaller_one_differ_only_in_depth_or_backbone():
+    # Computed independently of _repeats: the deeper CIFAR ResNets are the
+    # presets that differ from resnet20 only in their block count, the ImageNet
+    # backbones those that differ from the smallest one only in `architecture`.
+    base = dict(annzoo.model_info("resnet20").config)
+    expected = set()
+    for name in MODELS:
+        config = dict(annzoo.model_info(name).config)
+        if name != "resnet20" and {**config, "depth": base["depth"]} == base:
+            expected.add(name)
+    backbones = [m for m in MODELS if annzoo.model_info(m).family == "applications"]
+    smallest = min(backbones, key=lambda m: annzoo.model_info(m).reference.params)
+    expected |= set(backbones) - {smallest}
+    left = {name for name in MODELS if _repeats(name)}
+    assert left == expected
+    assert {"resnet44", "resnet56", "resnet110"} <= left
+    # Each is still built and counted against its publication.
+    counted = {p.values[0] for p in _presets(jax=False, builds=True)}
+    assert left <= counted
+
+
 @pytest.mark.jax
 @pytest.mark.torch
 def test_every_preset_has_a_published_figure():
@@ -213,7 +264,9 @@ def test_parameter_count_matches_publication(name):
     assert reference.matches(count)
 
 
-@pytest.mark.parametrize("name", _presets(jax=True, torch=True, builds=True))
+@pytest.mark.parametrize(
+    "name", _presets(jax=True, torch=True, builds=True, repeats=False)
+)
 def test_build_train_save_reload(name, tmp_path, reloader):
     info = annzoo.model_info(name)
     keras.utils.set_random_seed(0)
