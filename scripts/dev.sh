@@ -44,7 +44,13 @@ case "$command" in
         # 3. On JAX (the backend the GPU machines use), the tests marked `jax`:
         # conftest.py deselects the rest on any backend but TensorFlow.
         KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -n auto -q "$@"
-        # 4. The model, recipe and tuning tests (marked `speedups_off`) again
+        # 4. On PyTorch, the tests marked `torch` (every family's smoke model,
+        # the presets up to 1M parameters, recipe runs and a resume). torch
+        # is pinned to the CPU build that these machines carry as a file: any
+        # other release from the index is a CUDA build of several GB.
+        "$py" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+        KERAS_BACKEND=torch "$py" -m pytest -p no:cacheprovider -n auto -q "$@"
+        # 5. The model, recipe and tuning tests (marked `speedups_off`) again
         # with every speedup switched off, so annzoo provably works on public
         # Keras API alone: on each backend those not marked slow (every
         # family's smoke model, the small presets, recipe, training and

@@ -6,6 +6,7 @@ The passes, all run by ``scripts/dev.sh test`` (markers in setup.cfg):
 - ``pytest``: everything, on the TensorFlow backend;
 - ``KERAS_BACKEND=jax pytest``: only the tests marked ``jax`` (this file
   deselects the others on any backend but TensorFlow);
+- ``KERAS_BACKEND=torch pytest``: likewise, only the tests marked ``torch``;
 - ``ANNZOO_SPEEDUPS=0 pytest -m speedups_off``: the model, recipe and tuning
   tests on public Keras API alone;
 - ``pytest -m "not slow"``: the fast lane (``scripts/dev.sh fast``).
