@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -53,6 +54,60 @@ def check_rate(name: str, value: Any) -> float:
             f"`{name}` must be a number in [0, 1). {_received(name, value)}"
         )
     return float(value)
+
+
+def check_bool(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    """``True`` or ``False`` (or None where None means "the default")."""
+    if isinstance(value, (bool, np.bool_)) or (allow_none and value is None):
+        return None if value is None else bool(value)
+    expected = "True, False or None" if allow_none else "True or False"
+    raise AnnzooError(f"`{name}` must be {expected}. {_received(name, value)}")
+
+
+def check_name(name: str, value: Any, *, allow_none: bool = False) -> str | None:
+    """A model or layer name: a non-empty string (Keras would accept ``""``)."""
+    if allow_none and value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise AnnzooError(
+            f"`{name}` must be a non-empty string. {_received(name, value)}"
+        )
+    return value
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine, or None where unknown."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX, or not reported
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
+def _bytes(count: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if count < 1000 or unit == "PB":
+            return f"{count:.3g} {unit}"
+        count /= 1000
+    return ""  # unreachable
+
+
+def check_parameter_count(name: str, value: Any, count: int) -> None:
+    """Refuses a model of ``count`` parameters that cannot fit in memory.
+
+    Checked before any layer is built: Keras would otherwise allocate layer
+    after layer and fail with a backend resource error half-way. The bound is
+    the weights alone in float32 against physical memory, so a refused model
+    could never have been trained here (training needs several times more).
+    """
+    memory = physical_memory()
+    if memory is None or count * 4 <= memory:
+        return
+    raise AnnzooError(
+        f"`{name}` makes a model of about {count:.3g} parameters, "
+        f"{_bytes(count * 4)} of float32 weights, more than this machine's "
+        f"{_bytes(memory)} of memory; make it smaller. {_received(name, value)}"
+    )
 
 
 def check_positive_float(name: str, value: Any) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 import keras
 
 from annzoo import tasks
-from annzoo._checks import check_choice, check_input_shape, check_rate
+from annzoo._checks import check_choice, check_input_shape, check_name, check_rate
 from annzoo.errors import AnnzooError
 from annzoo.models._common import (
     check_compile,
@@ -125,6 +125,7 @@ def build_application(
     pooling = check_choice("pooling", pooling, POOLINGS)
     dropout = check_rate("dropout", dropout)
     compile = check_compile(compile, task)
+    name = check_name("name", name, allow_none=True)
     if weights is not None and not isinstance(weights, str):
         raise AnnzooError(
             "`weights` must be 'imagenet', None or the path of a weights file. "

@@ -13,7 +13,12 @@ from typing import Any
 
 import keras
 
-from annzoo._checks import check_input_shape, check_int_sequence, check_positive_int
+from annzoo._checks import (
+    check_input_shape,
+    check_int_sequence,
+    check_name,
+    check_positive_int,
+)
 from annzoo.errors import AnnzooError
 from annzoo.models._common import (
     SEQUENCE_DROPOUT_RATES,
@@ -178,6 +183,7 @@ def build_captioner(
         input_shape, (1,) * len(filters), "plain", 3, 1, "same", "max", "none"
     )
     compile = check_compile(compile, task)
+    name = check_name("name", name)
 
     images = keras.Input(input_shape, name="images")
     x = images

@@ -9,9 +9,11 @@ import keras
 
 from annzoo import tasks
 from annzoo._checks import (
+    check_bool,
     check_choice,
     check_input_shape,
     check_int_sequence,
+    check_name,
     check_positive_int,
     check_rate,
     per_stage,
@@ -160,6 +162,7 @@ def build_cnn(
     hidden_units = check_int_sequence("hidden_units", hidden_units)
     dropout = check_rate("dropout", dropout)
     compile = check_compile(compile, task)
+    name = check_name("name", name)
     residual = block != "plain"
     if residual and pooling not in ("auto", "none"):
         raise AnnzooError(
@@ -184,7 +187,8 @@ def build_cnn(
             )
     if pooling == "auto":
         pooling = "none" if residual else "max"
-    batch_norm = residual if batch_norm is None else bool(batch_norm)
+    batch_norm = check_bool("batch_norm", batch_norm, allow_none=True)
+    batch_norm = residual if batch_norm is None else batch_norm
     _check_spatial_size(
         input_shape, depths, block, kernel_size, strides, padding, pooling, stem
     )

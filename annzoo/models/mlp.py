@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
 
 from annzoo import tasks
-from annzoo._checks import check_input_shape, check_int_sequence, check_rate
+from annzoo._checks import (
+    check_bool,
+    check_input_shape,
+    check_int_sequence,
+    check_name,
+    check_parameter_count,
+    check_rate,
+)
 from annzoo.models._common import (
     DROPOUT_RATES,
     check_activation,
@@ -95,7 +103,10 @@ def build_mlp(
     hidden_units = check_int_sequence("hidden_units", hidden_units)
     activation = check_activation("activation", activation)
     dropout = check_rate("dropout", dropout)
+    batch_norm = check_bool("batch_norm", batch_norm)
     compile = check_compile(compile, task)
+    name = check_name("name", name)
+    _check_size(input_shape, hidden_units, num_outputs, batch_norm)
 
     inputs = keras.Input(input_shape, name="features")
     x = keras.layers.Flatten(name="flatten")(inputs) if len(input_shape) > 1 else inputs
@@ -104,11 +115,35 @@ def build_mlp(
         hidden_units,
         activation=activation,
         dropout=dropout,
-        batch_norm=bool(batch_norm),
+        batch_norm=batch_norm,
         prefix="hidden",
     )
     outputs = output_head(x, num_outputs, task)
     return finish(keras.Model(inputs, outputs, name=name), task, compile)
+
+
+def _check_size(input_shape, hidden_units, num_outputs, batch_norm) -> None:
+    """Refuses a network whose weights cannot fit in memory, before building it."""
+    if None in input_shape:
+        return  # Flatten needs a known shape; Keras says so itself
+    sizes = {
+        "input_shape": math.prod(input_shape),
+        "hidden_units": max(hidden_units, default=0),
+        "num_outputs": num_outputs,
+    }
+    count, fan_in = 0, sizes["input_shape"]
+    for units in hidden_units:
+        # Dense kernel and bias (no bias before batch norm, which has 4 per unit).
+        count += fan_in * units + (4 * units if batch_norm else units)
+        fan_in = units
+    count += fan_in * num_outputs + num_outputs  # the head
+    largest = max(sizes, key=sizes.get)
+    values = {
+        "input_shape": input_shape,
+        "hidden_units": hidden_units,
+        "num_outputs": num_outputs,
+    }
+    check_parameter_count(largest, values[largest], count)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -16,9 +16,11 @@ import numpy as np
 
 from annzoo import tasks
 from annzoo._checks import (
+    check_bool,
     check_choice,
     check_input_shape,
     check_int_sequence,
+    check_name,
     check_positive_int,
     check_rate,
 )
@@ -191,16 +193,11 @@ def build_rnn(
     num_outputs = check_outputs("num_outputs", num_outputs, task)
     cell = check_choice("cell", cell, CELLS)
     units = check_int_sequence("units", units, allow_empty=False)
-    if not isinstance(bidirectional, bool):
-        raise AnnzooError(
-            f"`bidirectional` must be True or False. "
-            f"Received: bidirectional={bidirectional!r}"
-        )
+    bidirectional = check_bool("bidirectional", bidirectional)
     dropout = check_rate("dropout", dropout)
     recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
     output = check_choice("output", output, OUTPUTS)
-    if not isinstance(crf, bool):
-        raise AnnzooError(f"`crf` must be True or False. Received: crf={crf!r}")
+    crf = check_bool("crf", crf)
     if crf and (output != "sequence" or task != "multiclass"):
         raise AnnzooError(
             "`crf` needs output='sequence' and task='multiclass' (a CRF "
@@ -208,6 +205,7 @@ def build_rnn(
             f"task={task!r}"
         )
     compile = check_compile(compile, task)
+    name = check_name("name", name)
 
     if vocabulary_size is not None:
         inputs = keras.Input(input_shape, dtype="int32", name="tokens")

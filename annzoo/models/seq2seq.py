@@ -14,7 +14,13 @@ from typing import Any
 import keras
 
 from annzoo import tasks
-from annzoo._checks import check_choice, check_positive_int, check_rate
+from annzoo._checks import (
+    check_bool,
+    check_choice,
+    check_name,
+    check_positive_int,
+    check_rate,
+)
 from annzoo.errors import AnnzooError
 from annzoo.layers import RecurrentAttention
 from annzoo.models._common import (
@@ -271,14 +277,11 @@ def build_seq2seq(
         embedding_dim, units, cell, attention, dropout, task
     )
     encoder_layers = check_positive_int("encoder_layers", encoder_layers)
-    if not isinstance(bidirectional, bool):
-        raise AnnzooError(
-            f"`bidirectional` must be True or False. "
-            f"Received: bidirectional={bidirectional!r}"
-        )
+    bidirectional = check_bool("bidirectional", bidirectional)
     memory_size = 2 * units if bidirectional else units
     check_dot_attention(attention, units, memory_size, "the encoder outputs")
     compile = check_compile(compile, task)
+    name = check_name("name", name)
 
     encoder_tokens = keras.Input(
         (sequence_length,), dtype="int32", name="encoder_tokens"

@@ -17,6 +17,7 @@ from annzoo._checks import (
     check_choice,
     check_input_shape,
     check_int_sequence,
+    check_name,
     check_positive_int,
     check_rate,
 )
@@ -288,6 +289,7 @@ def build_transformer(
     dropout = check_rate("dropout", dropout)
     attention_dropout = check_rate("attention_dropout", attention_dropout)
     compile = check_compile(compile, task)
+    name = check_name("name", name)
     block_options = dict(
         num_heads=num_heads,
         key_dim=key_dim,

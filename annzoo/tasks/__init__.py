@@ -149,6 +149,33 @@ def check_compile_options(options: dict[str, Any]) -> None:
         )
 
 
+def output_activations(model: keras.Model) -> list[str]:
+    """The activation names of ``model``'s output layers that can be told.
+
+    An output layer with an ``activation`` (``Dense``, ``Activation``, a
+    convolution) or a ``Softmax`` layer is known; others (a CRF, a custom or
+    subclassed model's layers) are left out, and nothing is checked for them.
+    """
+    if isinstance(model, keras.Sequential):
+        layers = model.layers[-1:]
+    else:
+        names = getattr(model, "output_names", None) or []
+        try:
+            layers = [model.get_layer(name) for name in names]
+        except ValueError:  # a name that is not a layer's (subclassed models)
+            layers = []
+    found = []
+    for layer in layers:
+        if isinstance(layer, keras.layers.Softmax):
+            found.append("softmax")
+            continue
+        activation = getattr(layer, "activation", None)
+        name = getattr(activation, "__name__", None) if callable(activation) else None
+        if isinstance(name, str):
+            found.append(name)
+    return found
+
+
 def compile_model(
     model: keras.Model,
     *,
@@ -166,7 +193,10 @@ def compile_model(
     Args:
         model: a Keras model whose outputs already carry the task's activation
             (every annzoo builder does; pass ``from_logits=True`` for a model
-            that ends in raw scores).
+            that ends in raw scores). With the task's own loss (``loss="auto"``)
+            an output activation that does not fit is refused (see
+            :meth:`Task.check_output_activation`): regression on a softmax or
+            sigmoid, multiclass on a non-softmax without ``from_logits``...
         task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
         optimizer: an optimizer name (see :data:`OPTIMIZERS`) or instance.
         learning_rate: overrides the optimizer's default learning rate.
@@ -199,10 +229,16 @@ def compile_model(
             **compile_kwargs,
         )
     )
-    auto_loss, auto_metrics = get_task(task).loss_and_metrics(
+    task_object = get_task(task)
+    auto_loss, auto_metrics = task_object.loss_and_metrics(
         label_format=label_format, from_logits=from_logits
     )
     crf = _crf_layer(model)
+    if crf is None and isinstance(loss, str) and loss == "auto":
+        # The task's loss assumes the output's activation; a user's own loss
+        # may assume anything, and a CRF's loss takes raw emission scores.
+        for activation in output_activations(model):
+            task_object.check_output_activation(activation, from_logits=from_logits)
     if crf is not None:
         # A CRF tagger outputs emission scores: its loss is the CRF's negative
         # log-likelihood, and per-step accuracy of emissions means nothing.

@@ -143,6 +143,35 @@ class Task:
         """Refuses labels the loss cannot take, with a message naming ``where``."""
         raise NotImplementedError
 
+    def check_output_activation(self, activation: str, *, from_logits: bool) -> None:
+        """Refuses a model output ``activation`` the task's loss cannot use.
+
+        The default suits tasks whose loss takes probabilities from
+        ``self.activation`` (softmax or sigmoid): the output must end in it,
+        or be raw scores (``"linear"``) with ``from_logits=True``.
+        """
+        if from_logits:
+            if activation in ("softmax", "sigmoid"):
+                raise AnnzooError(
+                    f"`from_logits=True` needs a model whose output is raw scores "
+                    f"for task={self.name!r}, but this model's output already "
+                    f"applies {activation!r} and the loss would apply "
+                    f"{self.activation!r} on top of it; pass from_logits=False. "
+                    f"Received: output activation {activation!r}."
+                )
+            return
+        if activation != self.activation:
+            hint = (
+                " Pass from_logits=True for a model that outputs raw scores."
+                if activation == "linear"
+                else ""
+            )
+            raise AnnzooError(
+                f"`task` {self.name!r} needs a model whose output activation is "
+                f"{self.activation!r} (its loss takes probabilities).{hint} "
+                f"Received: output activation {activation!r}."
+            )
+
     def predictions(self, outputs: np.ndarray) -> np.ndarray:
         """What a user reads from the model's outputs (classes or values)."""
         return np.asarray(outputs)
@@ -267,6 +296,20 @@ class Regression(Task):
         if _check_numeric_labels(y, subject):
             _check_columns(y, subject, self.name, int(num_outputs))
 
+    def check_output_activation(self, activation, *, from_logits):
+        # Any unbounded or one-sided activation can fit some targets (relu for
+        # counts, tanh for values in [-1, 1]); softmax and sigmoid squash every
+        # output into (0, 1), and softmax ties the outputs to sum to 1.
+        if activation in ("softmax", "sigmoid"):
+            suggestion = {"softmax": "multiclass", "sigmoid": "binary"}[activation]
+            raise AnnzooError(
+                f"`task` 'regression' needs a model with an unbounded (linear) "
+                f"output, but this model's output is {activation!r}, whose values "
+                f"lie in (0, 1); build it with task='regression', or compile it "
+                f"with task={suggestion!r}. Received: output activation "
+                f"{activation!r}."
+            )
+
     def predictions(self, outputs):
         outputs = np.asarray(outputs)
         return outputs[..., 0] if outputs.shape[-1] == 1 else outputs
@@ -362,6 +405,17 @@ class Reconstruction(Task):
         return keras.losses.MeanSquaredError(), [
             keras.metrics.MeanAbsoluteError(name="mae")
         ]
+
+    def check_output_activation(self, activation, *, from_logits):
+        # Mean squared error on values: a sigmoid (or linear) output fits; a
+        # softmax ties every value of a sample to the others.
+        if activation == "softmax":
+            raise AnnzooError(
+                "`task` 'reconstruction' needs a model whose output activation is "
+                "'sigmoid' (or linear), one value per input value; a softmax makes "
+                "the values of a sample sum to 1. Received: output activation "
+                "'softmax'."
+            )
 
     def check_labels(self, y, *, num_outputs, where, label_format=None):
         y, subject = np.asarray(y), _subject(where)
