@@ -23,7 +23,17 @@ def add_commands(commands) -> None:
 
     predict = commands.add_parser("predict", help="predict with a run's model")
     predict.add_argument("run_dir")
-    predict.add_argument("inputs", nargs="*", help=".npy, .npz, .csv or image files")
+    predict.add_argument(
+        "inputs",
+        nargs="*",
+        help=(
+            ".npy, .npz, .csv or image files. Arrays hold samples shaped like the "
+            "model's input (channels last), or flat rows of a sample's values; "
+            "other layouts are refused, not reshaped. A CSV starts with a header "
+            "row of column names (a first row of numbers is refused), then one row "
+            "of numbers per sample. Values must be finite."
+        ),
+    )
     predict.add_argument(
         "--text",
         action="append",
@@ -56,6 +66,11 @@ def _predict(args: argparse.Namespace) -> None:
         raise AnnzooError(
             "`annzoo predict` takes input files or --text, not both nor neither. "
             f"Received: {len(args.inputs)} files and {len(args.text or [])} texts."
+        )
+    if args.beam_width < 1:
+        raise AnnzooError(
+            "`--beam-width` must be an integer >= 1 (1 is greedy decoding). "
+            f"Received: --beam-width {args.beam_width}"
         )
     if args.text:
         written, predictions = predict_texts(

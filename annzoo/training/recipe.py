@@ -303,6 +303,17 @@ def load_recipe(source: str | os.PathLike) -> Recipe:
             f"file in recipes/. Received: {str(source)!r}, which does not exist."
         )
     if path.suffix == ".py":
+        try:
+            # Compiled first so that a file that is not Python (binary junk, a
+            # truncated copy) is named as such; errors raised while running a
+            # valid recipe file are the recipe's own and keep their traceback.
+            compile(path.read_bytes(), str(path), "exec")
+        except (SyntaxError, ValueError) as error:
+            raise AnnzooError(
+                f"`recipe` file {str(path)!r} must be a Python file defining RECIPE. "
+                f"Received: a file that is not valid Python ({type(error).__name__}: "
+                f"{str(error)[:120]})."
+            ) from None
         spec = importlib.util.spec_from_file_location(
             f"annzoo_recipe_{path.stem}", path
         )
@@ -315,19 +326,31 @@ def load_recipe(source: str | os.PathLike) -> Recipe:
                 f"annzoo.training.Recipe(...). Received: RECIPE={recipe!r}"
             )
         return recipe
-    text = path.read_text(encoding="utf-8")
+    kind = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
+    where = f"`recipe` file {str(path)!r} must be a {kind} recipe (a mapping)"
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise AnnzooError(f"{where}. Received: an empty file.")
     try:
-        if path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except (ValueError, Exception) as error:  # JSONDecodeError, YAMLError
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
         raise AnnzooError(
-            f"`recipe` file {str(path)!r} is not valid "
-            f"{'YAML' if path.suffix != '.json' else 'JSON'}: {error}"
+            f"{where}. Received: bytes that are not UTF-8 text (at byte "
+            f"{error.start}); is it a binary or damaged file?"
+        ) from None
+    try:
+        data = yaml.safe_load(text) if kind == "YAML" else json.loads(text)
+    except (ValueError, yaml.YAMLError) as error:  # JSONDecodeError, YAMLError
+        detail = " ".join(str(error).split())[:200]
+        raise AnnzooError(
+            f"{where}. Received: text that is not valid {kind} ({detail})."
         ) from None
     if isinstance(data, Mapping) and "recipe" in data and "name" not in data:
         data = data["recipe"]
+    if not isinstance(data, Mapping):
+        raise AnnzooError(
+            f"{where}. Received: a {kind} {type(data).__name__}, {data!r:.60}."
+        )
     return Recipe.from_dict(data)
 
 
