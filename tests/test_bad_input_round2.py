@@ -416,3 +416,18 @@ def test_a_loss_of_ones_own_is_not_second_guessed():
 def test_every_family_still_compiles_for_its_smoke_task(family):
     smoke = registry.family_spec(family).smoke
     assert registry.builder(family)(**smoke).compiled
+
+
+@pytest.mark.parametrize(
+    "family,argument",
+    [
+        ("rnn", "vocabulary_size"),
+        ("seq2seq", "vocabulary_size"),
+        ("seq2seq", "target_vocabulary_size"),
+    ],
+)
+def test_token_builders_refuse_a_vocabulary_too_large_for_memory(family, argument):
+    smoke = registry.family_spec(family).smoke
+    huge = {**smoke, argument: 10**13, "compile": False}
+    with pytest.raises(AnnzooError, match=f"`{argument}`.*memory"):
+        registry.builder(family)(**huge)

@@ -21,6 +21,7 @@ from annzoo._checks import (
     check_input_shape,
     check_int_sequence,
     check_name,
+    check_parameter_count,
     check_positive_int,
     check_rate,
 )
@@ -205,6 +206,11 @@ def build_rnn(
             f"task={task!r}"
         )
     compile = check_compile(compile, task)
+    if vocabulary_size is not None:
+        # A lower bound (the embedding alone), refused before it is allocated.
+        check_parameter_count(
+            "vocabulary_size", vocabulary_size, vocabulary_size * embedding_dim
+        )
     name = check_name("name", name)
 
     if vocabulary_size is not None:

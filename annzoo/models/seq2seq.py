@@ -18,6 +18,7 @@ from annzoo._checks import (
     check_bool,
     check_choice,
     check_name,
+    check_parameter_count,
     check_positive_int,
     check_rate,
 )
@@ -281,6 +282,16 @@ def build_seq2seq(
     memory_size = 2 * units if bidirectional else units
     check_dot_attention(attention, units, memory_size, "the encoder outputs")
     compile = check_compile(compile, task)
+    # Lower bounds (the embeddings, the output layer's kernel), refused before
+    # they are allocated.
+    check_parameter_count(
+        "vocabulary_size", vocabulary_size, vocabulary_size * embedding_dim
+    )
+    check_parameter_count(
+        "target_vocabulary_size",
+        target_vocabulary_size,
+        target_vocabulary_size * (embedding_dim + units),
+    )
     name = check_name("name", name)
 
     encoder_tokens = keras.Input(
