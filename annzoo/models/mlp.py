@@ -126,24 +126,20 @@ def _check_size(input_shape, hidden_units, num_outputs, batch_norm) -> None:
     """Refuses a network whose weights cannot fit in memory, before building it."""
     if None in input_shape:
         return  # Flatten needs a known shape; Keras says so itself
-    sizes = {
-        "input_shape": math.prod(input_shape),
-        "hidden_units": max(hidden_units, default=0),
-        "num_outputs": num_outputs,
+    # Each argument with the width it gives; the widest is the one named.
+    widths = {
+        "input_shape": (math.prod(input_shape), input_shape),
+        "hidden_units": (max(hidden_units, default=0), hidden_units),
+        "num_outputs": (num_outputs, num_outputs),
     }
-    count, fan_in = 0, sizes["input_shape"]
+    count, fan_in = 0, widths["input_shape"][0]
     for units in hidden_units:
         # Dense kernel and bias (no bias before batch norm, which has 4 per unit).
         count += fan_in * units + (4 * units if batch_norm else units)
         fan_in = units
     count += fan_in * num_outputs + num_outputs  # the head
-    largest = max(sizes, key=sizes.get)
-    values = {
-        "input_shape": input_shape,
-        "hidden_units": hidden_units,
-        "num_outputs": num_outputs,
-    }
-    check_parameter_count(largest, values[largest], count)
+    widest = max(widths, key=lambda name: widths[name][0])
+    check_parameter_count(widest, widths[widest][1], count)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
