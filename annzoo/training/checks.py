@@ -8,8 +8,11 @@ an error naming the split, what was expected and what was received.
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
+from annzoo import augment
 from annzoo._checks import (
     all_finite,
     channels_first_hint,
@@ -24,7 +27,14 @@ from annzoo.training import sequences
 from annzoo.training.distribute import Plan
 from annzoo.training.recipe import Recipe
 
-__all__ = ["check_batches", "check_labels", "check_splits"]
+__all__ = [
+    "check_batches",
+    "check_labels",
+    "check_metric_name",
+    "check_monitor",
+    "check_splits",
+    "reported_metrics",
+]
 
 
 def check_labels(
@@ -195,3 +205,55 @@ def _check_whole_batches(recipe: Recipe, num_samples: int, plan: Plan) -> None:
             f"of {batch} of the {num_samples} training samples, fewer than the "
             f"{wanted} asked for. Received: data.drop_remainder=True"
         )
+
+
+def reported_metrics(
+    task: str,
+    *,
+    label_format: str = "sparse",
+    crf: bool = False,
+    validation: bool = True,
+) -> list[str]:
+    """The names Keras logs each epoch for a model annzoo compiles for ``task``.
+
+    Read from the task's own metrics (:meth:`annzoo.tasks.Task.loss_and_metrics`,
+    what `annzoo.compile_model` compiles with), not from a trained model: the
+    loss, each metric, and their ``val_`` forms when there is validation data.
+    A CRF tagger is compiled with its likelihood and no metric.
+    """
+    _, metrics = get_task(task).loss_and_metrics(label_format=label_format)
+    names = ["loss"] + ([] if crf else [metric.name for metric in metrics])
+    return names + [f"val_{name}" for name in names] if validation else names
+
+
+def check_metric_name(field: str, value: object, names: list[str], why: str) -> str:
+    """``value`` must be one of ``names``, else one sentence with "did you mean"."""
+    if isinstance(value, str) and value in names:
+        return value
+    close = (
+        difflib.get_close_matches(value, names, n=1) if isinstance(value, str) else []
+    )
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise AnnzooError(
+        f"`{field}` must be a metric the model reports each epoch ({why}): one of "
+        f"{names}. Received: {field}={value!r}.{hint}"
+    )
+
+
+def check_monitor(recipe: Recipe, model_args: dict) -> None:
+    """``callbacks.monitor`` against what the run's compiled model will log.
+
+    Checked before the run directory is made and before any step: Keras would
+    otherwise find the name missing only at the end of the first epoch.
+    """
+    task = model_args.get("task", "multiclass")
+    mixing = bool(augment.mixing_ops(recipe.augment["ops"]))
+    validation = not recipe.data["merge_validation"]
+    names = reported_metrics(
+        task,
+        label_format="one_hot" if mixing else recipe.data["label_format"],
+        crf=bool(model_args.get("crf")),
+        validation=validation,
+    )
+    why = f"task {task!r}" + ("" if validation else ", no validation data")
+    check_metric_name("callbacks.monitor", recipe.callbacks["monitor"], names, why)

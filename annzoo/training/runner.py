@@ -70,6 +70,7 @@ def _train(recipe: Recipe, *, output_dir, verbose: int, resume: bool) -> RunResu
     recipe = build.for_plan(recipe, plan)
     splits, model_args = inputs.prepare(recipe)
     checks.check_batches(recipe, len(splits["train"]), plan)
+    checks.check_monitor(recipe, model_args)
     resolved = rundir.resolved_recipe(recipe, model_args, plan)
     run = rundir.open_run(output_dir, recipe.name, resolved, resume=resume, plan=plan)
     model = build.load_or_build(recipe, model_args, plan, run)

@@ -24,6 +24,7 @@ from annzoo.speedups import (
     host_initialization,
     runtime_dropout_rates,
 )
+from annzoo.training.checks import check_metric_name, reported_metrics
 from annzoo.tuning import spaces
 
 __all__ = ["AnnzooHyperModel", "hypermodel"]
@@ -134,6 +135,23 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
             learning_rate=arguments["compile"].get("learning_rate"),
             **self.compile_options,
         )
+
+    def reported_metrics(self, *, validation: bool = True) -> list[str]:
+        """The names a trial's model logs each epoch: its task's loss and
+        metrics (`annzoo.training.checks.reported_metrics`), and their
+        ``val_`` forms."""
+        return reported_metrics(
+            self._task,
+            label_format=self.compile_options.get("label_format", "sparse"),
+            crf=bool(self.fixed.get("crf")),
+            validation=validation,
+        )
+
+    def check_objective(self, objective: Any) -> str:
+        """Refuses, before any trial, an objective no trial would report
+        (keras-tuner would fail every trial at its end instead)."""
+        why = f"task {self._task!r}, with validation data"
+        return check_metric_name("objective", objective, self.reported_metrics(), why)
 
     def check_data(self, x: Any) -> None:
         """Raises when ``x`` comes in batches but a batch size is set."""

@@ -177,6 +177,7 @@ def tune(
     tuned = set(default_space(recipe.model["name"], **sizes)) | set(space)
     fixed = {k: v for k, v in model_args.items() if k in sizes or k not in tuned}
     hypermodel = recipe_hypermodel(recipe, splits, fixed, space or None)
+    hypermodel.check_objective(objective)
     run_dir = Path(output_dir) / recipe.name
     definition = search_definition(
         recipe,
