@@ -11,6 +11,7 @@ import difflib
 import numbers
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,6 +109,50 @@ def check_parameter_count(name: str, value: Any, count: int) -> None:
         f"{_bytes(count * 4)} of float32 weights, more than this machine's "
         f"{_bytes(memory)} of memory; make it smaller. {_received(name, value)}"
     )
+
+
+def check_output_path(name: str, value: Any, *, directory: bool) -> Path:
+    """Where annzoo will write: a directory to create files in, or a file.
+
+    Checked before any data is loaded or model built, so that a destination
+    that can never be written is refused at once rather than after training:
+    the path must not exist as the other kind (a file where a directory is
+    asked for, or the reverse), must not lie under a file, and its nearest
+    existing directory must be writable by this process (``os.access``; the
+    superuser passes permission bits, as the kernel lets it write there).
+    Files are written atomically, by a rename in their directory, so a file's
+    directory must be writable even when the file itself exists.
+    """
+    kind = "a directory" if directory else "a file"
+    received = _received(name, os.fspath(value) if isinstance(value, Path) else value)
+    text = os.fspath(value) if isinstance(value, str | os.PathLike) else None
+    if not isinstance(text, str) or not text or "\x00" in text:
+        raise AnnzooError(
+            f"`{name}` must be a path: a non-empty string without NUL bytes. {received}"
+        )
+    path = Path(os.path.expanduser(text))
+
+    def refuse(why: str) -> AnnzooError:
+        return AnnzooError(
+            f"`{name}` must be {kind} annzoo can write; {why}. {received}"
+        )
+
+    try:
+        if path.exists() and path.is_dir() != directory:
+            found = "an existing directory" if path.is_dir() else "an existing file"
+            raise refuse(f"{str(path)!r} is {found}")
+        place = path if directory and path.is_dir() else path.parent
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        if not place.is_dir():
+            raise refuse(f"{str(place)!r} is a file, not a directory")
+    except AnnzooError:
+        raise
+    except (OSError, ValueError) as error:  # unreadable parents, NUL bytes
+        raise refuse(f"it cannot be inspected ({error})") from None
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise refuse(f"this process may not create files in {str(place)!r}")
+    return path
 
 
 def check_positive_float(name: str, value: Any) -> float:

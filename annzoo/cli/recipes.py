@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from annzoo._checks import check_output_path
 from annzoo.errors import AnnzooError
 from annzoo.training import distribute, launch
 from annzoo.training.recipe import Recipe
@@ -154,6 +155,7 @@ def run_and_report(
     """Trains from parsed arguments and prints the outcome; returns the exit code."""
     try:
         recipe = apply_arguments(recipe, args).validate()
+        check_output_path("--output-dir", args.output_dir, directory=True)
         launched = _job(args)
         if launched is not None:
             return launched

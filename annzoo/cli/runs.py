@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from annzoo._checks import check_output_path
 from annzoo.errors import AnnzooError
 from annzoo.export import export
 from annzoo.predict import predict_files, predict_texts
@@ -72,6 +74,9 @@ def _predict(args: argparse.Namespace) -> None:
             "`--beam-width` must be an integer >= 1 (1 is greedy decoding). "
             f"Received: --beam-width {args.beam_width}"
         )
+    default = Path(args.run_dir) / "predictions" / "predictions.csv"
+    if args.output or Path(args.run_dir).is_dir():  # else the run dir is refused
+        check_output_path("--output", args.output or default, directory=False)
     if args.text:
         written, predictions = predict_texts(
             args.run_dir,
@@ -90,5 +95,8 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    if args.output is not None:
+        savedmodel = args.format == "savedmodel"
+        check_output_path("--output", args.output, directory=savedmodel)
     path = export(args.run_dir, args.output, format=args.format, which=args.which)
     print(f"exported: {path}")

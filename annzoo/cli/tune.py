@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+from annzoo._checks import check_output_path
 from annzoo.cli.recipes import add_recipe_arguments, apply_arguments
 from annzoo.errors import AnnzooError
 from annzoo.training.recipe import find_recipe, load_recipe
@@ -52,12 +53,13 @@ def add_commands(commands) -> None:
 
 def _tune(args: argparse.Namespace) -> int:
     # deferred: annzoo.tuning loads keras-tuner, which only this command needs
-    from annzoo.tuning import distributed, tune
+    from annzoo.tuning import distributed, reports, tune
 
     recipe = apply_arguments(load_recipe(find_recipe(args.recipe)), args)
     if args.batch_size is not None:  # fixed, not searched
         recipe = recipe.override([f"search_space.batch_size={args.batch_size}"])
     recipe = recipe.validate()
+    check_output_path("--output-dir", args.output_dir, directory=True)
     if args.workers:
         if args.role:
             raise AnnzooError(
@@ -82,21 +84,27 @@ def _tune(args: argparse.Namespace) -> int:
         os.environ.update(
             distributed.role_environment(args.role, args.oracle, args.worker_id)
         )
-    result = tune(
-        recipe,
-        tuner=args.tuner,
-        max_trials=args.max_trials,
-        objective=args.objective,
-        seed=args.seed or 0,
-        output_dir=args.output_dir,
-        overwrite=args.overwrite,
-        retrain=args.retrain,
-        mixed_precision=args.mixed_precision,
-        verbose=0 if args.quiet else 1,
-        # This process runs the search only: its heap and JAX's caches are
-        # the search's to manage (`annzoo.tuning.memory`).
-        manage_memory=True,
-    )
+    try:
+        result = tune(
+            recipe,
+            tuner=args.tuner,
+            max_trials=args.max_trials,
+            objective=args.objective,
+            seed=args.seed or 0,
+            output_dir=args.output_dir,
+            overwrite=args.overwrite,
+            retrain=args.retrain,
+            mixed_precision=args.mixed_precision,
+            verbose=0 if args.quiet else 1,
+            # This process runs the search only: its heap and JAX's caches are
+            # the search's to manage (`annzoo.tuning.memory`).
+            manage_memory=True,
+        )
+    except RuntimeError as error:  # keras-tuner's, after failed trials in a row
+        failed = reports.failed_search(Path(args.output_dir) / recipe.name, error)
+        if failed is None:
+            raise
+        raise failed from error
     if args.role == "worker":
         return 0
     print(

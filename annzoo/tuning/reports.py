@@ -9,14 +9,68 @@ from pathlib import Path
 from typing import Any
 
 from annzoo import io as aio
+from annzoo.errors import AnnzooError
 
-__all__ = ["best", "collect", "write"]
+__all__ = [
+    "TrialsFailedError",
+    "best",
+    "check_completed",
+    "collect",
+    "failed_search",
+    "write",
+]
+
+# keras-tuner's own directory of a search (`annzoo.tuning.search.PROJECT`).
+_PROJECT = "search"
+
+
+class TrialsFailedError(AnnzooError):
+    """A search ended without one completed trial: nothing was found."""
+
+
+def check_completed(run_dir: Path, trials: list[dict]) -> None:
+    """Refuses a search in which trials ran but none completed.
+
+    keras-tuner records a failed trial (with its traceback) and goes on, so a
+    search whose every trial failed would otherwise end as if it had
+    succeeded, with no best trial.
+    """
+    failed = [t for t in trials if t["status"] in ("FAILED", "INVALID")]
+    if not failed or any(t["status"] == "COMPLETED" for t in trials):
+        return
+    project = Path(run_dir) / _PROJECT
+    raise TrialsFailedError(
+        f"Every trial of the search in {str(run_dir)!r} failed ({len(failed)} of "
+        f"{len(trials)}, none completed), so there is no best configuration; "
+        "each failed trial's traceback is the `message` of "
+        f"{str(project / ('trial_' + failed[0]['trial_id']) / 'trial.json')!r} "
+        "and its siblings, and its row in trials.csv."
+    )
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, float | int | str | bool) or value is None:
         return value
     return str(value)
+
+
+def failed_search(run_dir: Path, error: BaseException) -> TrialsFailedError | None:
+    """keras-tuner's "too many consecutive failures" error as one sentence.
+
+    keras-tuner stops a search with a ``RuntimeError`` (its message followed
+    by the last traceback) after ``max_consecutive_failed_trials`` failed
+    trials in a row; None for any other error.
+    """
+    text = str(error)
+    if not isinstance(error, RuntimeError) or "consecutive failures" not in text:
+        return None
+    first = text.splitlines()[0].rstrip(".")
+    project = Path(run_dir) / _PROJECT
+    return TrialsFailedError(
+        f"The search in {str(run_dir)!r} stopped because its trials kept failing "
+        f"(keras-tuner: {first}); each failed trial's traceback is the `message` "
+        f"of its {str(project / 'trial_*' / 'trial.json')!r}."
+    )
 
 
 def collect(engine, hypermodel, stats_dir: Path) -> list[dict[str, Any]]:
@@ -76,7 +130,12 @@ def _rows(trials: list[dict]) -> tuple[list[str], list[list[Any]]]:
 
 def write(run_dir: Path, trials: list[dict], winner: dict | None, objective: str,
           *, verbose: int = 1) -> None:  # fmt: skip
-    """``trials.csv``, ``best_hyperparameters.json`` and the terminal table."""
+    """``trials.csv``, ``best_hyperparameters.json`` and the terminal table.
+
+    Raises:
+        TrialsFailedError: after writing them, when trials ran and every one
+            failed (`check_completed`).
+    """
     columns, rows = _rows(trials)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -94,6 +153,7 @@ def write(run_dir: Path, trials: list[dict], winner: dict | None, objective: str
     )
     if verbose:
         _print_table(columns, rows, winner, objective)
+    check_completed(run_dir, trials)
 
 
 def _print_table(columns, rows, winner, objective) -> None:
