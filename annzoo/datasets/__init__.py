@@ -17,6 +17,10 @@ TensorFlow Datasets (downloaded once into ``data_dir``; see
 - ``"tfds:NAME"``, e.g. ``load("tfds:mnist", "validation", data_dir=...,
   download=False)``.
 
+Your own data: ``"csv:PATH"`` and ``"images:DIR"`` (`annzoo.datasets.files`),
+``"npz:PATH"``, `from_arrays` and `register_arrays` (`annzoo.datasets.arrays`),
+and `read_idx` for MNIST's IDX files; see docs/your-own-data.md.
+
 Other sources plug in with `register_dataset` (an exact name) or
 `register_dataset_prefix` (a family such as ``"tfds:NAME"``). Importing this
 package imports neither scikit-learn, Keras, TensorFlow nor TensorFlow Datasets.
@@ -41,6 +45,8 @@ from annzoo.datasets._base import (
     register_dataset_prefix,
 )
 from annzoo.datasets._split import SPLITS, split_indices, split_sizes, standardize
+from annzoo.datasets.arrays import from_arrays, register_arrays  # registers "npz:"
+from annzoo.datasets.idx import read_idx
 
 __all__ = [
     "ArrayDataset",
@@ -49,8 +55,11 @@ __all__ = [
     "TASKS",
     "check_loaded_splits",
     "dataset_info",
+    "from_arrays",
     "list_datasets",
     "load",
+    "read_idx",
+    "register_arrays",
     "register_dataset",
     "register_dataset_prefix",
     "split_indices",

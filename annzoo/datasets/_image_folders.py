@@ -3,7 +3,9 @@
 No TensorFlow, so any Keras backend works. Pillow (installed with matplotlib,
 not a direct requirement) is a deferred import: `import annzoo` does not need
 it, and a missing Pillow is reported when the first folder is parsed. See
-`annzoo.datasets.files` for the options.
+`annzoo.datasets.files` for the options. A fixed test folder (``test_dir``)
+has the same layout; its images follow the main folder's in the parsed source
+and its class subfolders must be classes of the main folder.
 """
 
 from __future__ import annotations
@@ -68,11 +70,24 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _listing(directory: Path, name: str) -> tuple[list[Path], list[str], np.ndarray]:
+def _listing(
+    directory: Path, name: str, known: list[str] | None = None
+) -> tuple[list[Path], list[str], np.ndarray]:
+    """Files, class names and labels; with ``known`` (a test folder's listing)
+    every class subfolder must be one of those classes, labelled as there."""
     classes = _class_folders(directory, name)
     files: list[Path] = []
     labels: list[int] = []
-    for label, folder in enumerate(classes):
+    for position, folder in enumerate(classes):
+        label = position
+        if known is not None:
+            if folder.name not in known:
+                raise AnnzooError(
+                    f"`test_dir` must hold only subfolders named like the classes of "
+                    f"{name!r} ({known}); {str(folder)!r} is not one. Received: "
+                    f"test_dir={str(directory)!r}"
+                )
+            label = known.index(folder.name)
         images = _images_in(folder)
         if not images:
             raise AnnzooError(
@@ -81,7 +96,7 @@ def _listing(directory: Path, name: str) -> tuple[list[Path], list[str], np.ndar
             )
         files.extend(images)
         labels.extend([label] * len(images))
-    if len(classes) < 2:
+    if len(classes) < 2 and known is None:
         raise AnnzooError(
             f"Dataset {name!r}: {str(directory)!r} has a single class subfolder "
             f"{classes[0].name!r}; classification needs at least two classes."
@@ -141,7 +156,14 @@ def _decode(file: Path, size: tuple[int, int], color_mode: str) -> np.ndarray:
 
 
 def _parse_images(
-    directory: Path, name: str, size: tuple[int, int], color_mode: str, files, labels
+    directory: Path,
+    name: str,
+    size: tuple[int, int],
+    color_mode: str,
+    files,
+    labels,
+    classes,
+    fixed=(),
 ) -> _Parsed:
     try:
         import PIL  # noqa: F401
@@ -154,7 +176,8 @@ def _parse_images(
     x = np.empty((len(files), *size, channels), dtype=np.uint8)
     for i, file in enumerate(files):
         x[i] = _decode(file, size, color_mode)
-    class_names = tuple(sorted({f.relative_to(directory).parts[0] for f in files}))
+    class_names = tuple(classes)
+    test = f" Test split: {dict(fixed)['test']} images." if fixed else ""
     return _Parsed(
         x=x,
         y=labels,
@@ -164,20 +187,50 @@ def _parse_images(
         description=(
             f"Images in {str(directory)!r}: {len(files)} images of "
             f"{len(class_names)} classes (one subfolder each), resized to "
-            f"{size[0]}x{size[1]}, {color_mode}, float32 in [0, 1]."
+            f"{size[0]}x{size[1]}, {color_mode}, float32 in [0, 1].{test}"
         ),
+        fixed=fixed,
     )
 
 
-def _images(name: str, image_size: Any, color_mode: Any) -> _Parsed:
+def _test_folder(test_dir: Any) -> Path | None:
+    if test_dir is None:
+        return None
+    if not isinstance(test_dir, (str, os.PathLike)):
+        raise AnnzooError(
+            "`test_dir` must be the path of a folder of class subfolders or None. "
+            f"Received: test_dir={test_dir!r}"
+        )
+    path = Path(os.path.expanduser(os.fspath(test_dir)))
+    if not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise AnnzooError(
+            f"`test_dir` must be an existing folder of class subfolders; "
+            f"{str(path)!r} {what}. Received: test_dir={test_dir!r}"
+        )
+    return path
+
+
+def _images(
+    name: str, image_size: Any, color_mode: Any, test_dir: Any = None
+) -> _Parsed:
     size = _check_image_options(image_size, color_mode)
+    test_path = _test_folder(test_dir)
     directory = _path_of(name, IMAGES_PREFIX)
-    files, _, labels = _listing(directory, name)
+    files, classes, labels = _listing(directory, name)
+    fixed: tuple[tuple[str, int], ...] = ()
+    if test_path is not None:
+        test_files, _, test_labels = _listing(test_path, name, known=classes)
+        files = files + test_files
+        labels = np.concatenate([labels, test_labels])
+        fixed = (("test", len(test_files)),)
     stamps = tuple((os.fspath(f), *_stat_key(f)) for f in files)
-    key = (IMAGES_PREFIX, str(directory.resolve()), stamps, size, color_mode)
+    key = (IMAGES_PREFIX, str(directory.resolve()), stamps, size, color_mode, fixed)
     return _cached(
         key,
-        lambda: _parse_images(directory, name, size, color_mode, files, labels),
+        lambda: _parse_images(
+            directory, name, size, color_mode, files, labels, classes, fixed
+        ),
     )
 
 
@@ -188,15 +241,20 @@ def _load_images(
     *,
     image_size: Sequence[int] | None = None,
     color_mode: str = "rgb",
+    test_dir: str | os.PathLike | None = None,
 ) -> ArrayDataset:
-    parsed = _images(name, image_size, color_mode)
+    parsed = _images(name, image_size, color_mode, test_dir)
     idx = _splits(parsed, seed)[split]
     x = parsed.x[idx].astype(np.float32) / np.float32(255)
     return _dataset(parsed, name, split, seed, x, idx)
 
 
 def _info_images(
-    name: str, *, image_size: Sequence[int] | None = None, color_mode: str = "rgb"
+    name: str,
+    *,
+    image_size: Sequence[int] | None = None,
+    color_mode: str = "rgb",
+    test_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    parsed = _images(name, image_size, color_mode)
+    parsed = _images(name, image_size, color_mode, test_dir)
     return _info(parsed, f"image folder {str(_path_of(name, IMAGES_PREFIX))!r}")

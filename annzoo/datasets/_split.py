@@ -4,6 +4,9 @@ Shared by every dataset source so that all of them split the same way: 70% train
 15% validation, 15% test, drawn with ``numpy.random.default_rng(seed)`` (stable
 across processes and platforms) and, for classification, stratified so that each
 class's count in every split is the floor or the ceiling of its exact share.
+A source that already has some held-out splits (a user's fixed test file) asks
+`split_indices` for the missing ones only (``held_out=("validation",)``): each
+still takes 15% of the samples it is carved from, and train the rest.
 """
 
 from __future__ import annotations
@@ -18,21 +21,46 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test")
 _HELD_OUT_PERCENT = {"validation": 15, "test": 15}
 
 
-def split_sizes(num_samples: int) -> dict[str, int]:
-    """Number of samples in each split, in ``SPLITS`` order; they sum to the total."""
-    held = {s: (p * num_samples + 50) // 100 for s, p in _HELD_OUT_PERCENT.items()}
+def _check_held_out(held_out) -> tuple[str, ...]:
+    held_out = tuple(held_out)
+    if not set(held_out) <= set(_HELD_OUT_PERCENT) or len(set(held_out)) < len(
+        held_out
+    ):
+        raise ValueError(
+            "`held_out` must name distinct splits among ('validation', 'test'). "
+            f"Received: held_out={held_out!r}"
+        )
+    return tuple(s for s in _HELD_OUT_PERCENT if s in held_out)
+
+
+def split_sizes(
+    num_samples: int, *, held_out: tuple[str, ...] = ("validation", "test")
+) -> dict[str, int]:
+    """Number of samples in "train" and each ``held_out`` split (15% each, rounded
+    to the nearest sample), in ``SPLITS`` order; they sum to ``num_samples``."""
+    held = {
+        s: (_HELD_OUT_PERCENT[s] * num_samples + 50) // 100
+        for s in _check_held_out(held_out)
+    }
     return {"train": num_samples - sum(held.values()), **held}
 
 
 def split_indices(
-    num_samples: int, seed: int, labels: np.ndarray | None = None
+    num_samples: int,
+    seed: int,
+    labels: np.ndarray | None = None,
+    *,
+    held_out: tuple[str, ...] = ("validation", "test"),
 ) -> dict[str, np.ndarray]:
-    """Disjoint, shuffled row indices for every split, covering ``range(num_samples)``.
+    """Disjoint, shuffled row indices for each split, covering ``range(num_samples)``.
 
-    With ``labels`` the partition is stratified: for each class ``c`` and split
-    ``s``, the count is ``floor`` or ``ceil`` of ``count(c) * size(s) / num_samples``.
+    The splits are "train" and those in ``held_out`` (by default both
+    "validation" and "test"; a source with a fixed test split of its own carves
+    only ``("validation",)``). With ``labels`` the partition is stratified: for
+    each class ``c`` and split ``s``, the count is ``floor`` or ``ceil`` of
+    ``count(c) * size(s) / num_samples``.
     """
-    sizes = split_sizes(num_samples)
+    sizes = split_sizes(num_samples, held_out=held_out)
     rng = np.random.default_rng(seed)
     if labels is None:
         order = rng.permutation(num_samples)

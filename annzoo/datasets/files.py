@@ -17,6 +17,13 @@ for classification. ``indices`` are positions in the source: data rows of the
 CSV file (0 is the first line after the header; blank lines are skipped), or
 positions in `image_files`'s sorted list of images.
 
+A fixed test split (an official one, such as MNIST's): ``test_file`` (CSV) or
+``test_dir`` (images) names a second file or folder of the same layout. Its
+samples are the ``"test"`` split, kept in their order (``indices`` are
+positions in it), and ``"validation"`` is carved from the main file or folder
+(15% of it, stratified, seeded) with the rest as ``"train"``. Class ids come
+from the main source, and a test label or class folder it lacks is an error.
+
 ``"csv:PATH"``, a CSV file with a header row (parsed by `annzoo.data.load_csv`).
 Options:
 
@@ -30,11 +37,15 @@ Options:
   classes (``"binary"`` when there are exactly two).
 - ``standardize``: scale the features with the mean and standard deviation of
   the train split only (default ``True``).
+- ``test_file``: a CSV file with the same columns, kept as the test split.
+- ``input_shape``: the shape of one sample, e.g. ``[28, 28, 1]`` for a
+  784-column MNIST CSV; the feature columns fill it in order (row by row,
+  channels last). Its size must equal the number of feature columns.
 
 Class ids are the positions of the sorted distinct labels (numbers sorted as
 numbers, text as text) and ``class_names`` their text, so labels 0..K-1 keep
 their values. Classification ``y`` is int32, regression ``y`` float32, ``x``
-float32 ``(N, num_features)``.
+float32 ``(N, num_features)`` (or ``(N, *input_shape)``).
 
 ``"images:DIR"``, one subfolder of ``DIR`` per class (sorted names are the
 classes; hidden folders and files are skipped), images ``.png``, ``.jpg``,
@@ -43,6 +54,7 @@ TensorFlow, so any Keras backend works). Options:
 
 - ``image_size`` (required): ``[height, width]`` after a bilinear resize.
 - ``color_mode``: ``"rgb"`` (default, 3 channels) or ``"grayscale"`` (1).
+- ``test_dir``: a folder of the same layout, kept as the test split.
 
 ``x`` is float32 in [0, 1], ``(N, height, width, channels)``; ``y`` int32
 class ids; the task is ``"binary"`` for two classes, else ``"multiclass"``.
@@ -92,13 +104,20 @@ register_dataset_prefix(
     CSV_PREFIX,
     _load_csv,
     info=_info_csv,
-    options=("label_column", "feature_columns", "task", "standardize"),
+    options=(
+        "label_column",
+        "feature_columns",
+        "task",
+        "standardize",
+        "test_file",
+        "input_shape",
+    ),
     builtin=True,
 )
 register_dataset_prefix(
     IMAGES_PREFIX,
     _load_images,
     info=_info_images,
-    options=("image_size", "color_mode"),
+    options=("image_size", "color_mode", "test_dir"),
     builtin=True,
 )
