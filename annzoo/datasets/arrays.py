@@ -238,10 +238,9 @@ def _parse_arrays(
             y = y[:, 0]
         if y.ndim != 1 or len(y) != len(x) or len(x) == 0:
             raise AnnzooError(
-                f"{_cap(name(y_key))} must hold one label per sample of {name(x_key)} "
-                f"({len(x) if x.ndim else 0} samples), a 1-D array. Received: "
-                f"{name(y_key)} of shape {y.shape} and {name(x_key)} of shape "
-                f"{x.shape}."
+                f"{_cap(name(y_key))} must be a 1-D array of one label per sample "
+                f"of {x_key} ({len(x) if x.ndim else 0} samples). Received: shape "
+                f"{y.shape}."
             )
         xs[split] = _numeric_or_text(x, name, x_key)
         ys[split] = y
