@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -546,3 +547,141 @@ def test_recipe_trains_on_a_csv_file(tmp_path):
         tmp_path, {"name": "mlp"}, f"csv:{path}", {"label_column": "label"}
     )
     assert np.array(results["confusion_matrix"]).shape == (3, 3)
+
+
+# -- a fixed test file or folder, image-shaped CSVs (issue 27) --------------------
+
+
+def _carved(parts, labels):
+    """train + validation carved from the main source: validation is 15% of it,
+    each class's count the floor or ceil of its share, and they cover it."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    size = math.floor(0.15 * n + 0.5)
+    assert len(parts["validation"]) == size and len(parts["train"]) == n - size
+    joined = sorted([*parts["train"], *parts["validation"]])
+    assert joined == list(range(n))
+    for split, want in (("validation", size), ("train", n - size)):
+        counts = np.bincount(labels[parts[split]], minlength=labels.max() + 1)
+        exact = np.bincount(labels) * want / n
+        assert np.all(counts >= np.floor(exact)) and np.all(counts <= np.ceil(exact))
+
+
+def test_csv_test_file_is_kept_and_validation_carved(tmp_path):
+    labels = ["cat", "dog", "owl", "dog"] * 10
+    path, raw = _csv_file(tmp_path, labels=labels)
+    test_labels = ["owl", "cat", "owl", "dog", "cat", "owl", "dog"]
+    test_raw, rows = _table(7, labels=test_labels, seed=9)
+    # The test file's columns in another order: matched by name.
+    test_path = _write_csv(
+        tmp_path / "test.csv",
+        ["label", "c", "a", "b"],
+        [[r[3], r[2], r[0], r[1]] for r in rows],
+    )
+    options = {"label_column": "label", "test_file": str(test_path)}
+    loaded = _splits(f"csv:{path}", seed=2, **options)
+    test = loaded["test"]
+    np.testing.assert_array_equal(test.indices, np.arange(7))
+    assert [test.class_names[i] for i in test.y] == test_labels
+    # Standardized with the main file's train-split statistics only.
+    train_raw = raw[loaded["train"].indices]
+    expected = (test_raw - train_raw.mean(axis=0)) / train_raw.std(axis=0)
+    np.testing.assert_allclose(test.x, expected, rtol=1e-4, atol=1e-4)
+    ids = np.searchsorted(["cat", "dog", "owl"], labels)
+    _carved({s: loaded[s].indices for s in ("train", "validation")}, ids)
+    for s in ("train", "validation"):
+        np.testing.assert_array_equal(loaded[s].y, ids[loaded[s].indices])
+    info = datasets.dataset_info(f"csv:{path}", **options)
+    assert info["num_samples"] == {"train": 34, "validation": 6, "test": 7}
+
+
+def test_csv_test_file_errors(tmp_path):
+    path, _ = _csv_file(tmp_path, labels=[0, 1] * 20)
+    _, rows = _table(4, labels=[0, 1, 2, 1], seed=3)
+    unseen = _write_csv(tmp_path / "t.csv", ["a", "b", "c", "label"], rows)
+    with pytest.raises(AnnzooError, match=r"t\.csv' must hold only labels of .*'2'"):
+        datasets.load(
+            f"csv:{path}", "test", label_column="label", test_file=str(unseen)
+        )
+    with pytest.raises(AnnzooError, match="`test_file` must be an existing CSV"):
+        datasets.load(f"csv:{path}", label_column="label", test_file=str(tmp_path))
+    short = _write_csv(tmp_path / "s.csv", ["a", "b", "label"], [[1, 2, 0], [3, 4, 1]])
+    with pytest.raises(AnnzooError, match="'c'"):
+        datasets.load(f"csv:{path}", label_column="label", test_file=str(short))
+
+
+def test_csv_input_shape_reshapes_columns_in_order(tmp_path):
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, size=(30, 12))
+    rows = [[i % 3, *p] for i, p in enumerate(pixels)]
+    path = _write_csv(
+        tmp_path / "px.csv", ["label", *[f"p{i}" for i in range(12)]], rows
+    )
+    options = {"label_column": "label", "standardize": False, "input_shape": [2, 3, 2]}
+    d = datasets.load(f"csv:{path}", "train", **options)
+    assert d.x.shape == (len(d), 2, 3, 2) and d.input_shape == (2, 3, 2)
+    # Row by row, channels last: sample[r, c, k] is column (r * 3 + c) * 2 + k.
+    for sample, index in zip(d.x, d.indices, strict=True):
+        for r, c, k in np.ndindex(2, 3, 2):
+            assert sample[r, c, k] == pixels[index, (r * 3 + c) * 2 + k]
+    assert datasets.dataset_info(f"csv:{path}", **options)["input_shape"] == (2, 3, 2)
+    with pytest.raises(AnnzooError, match=r"784 values\), but the file has 12 feature"):
+        datasets.load(f"csv:{path}", label_column="label", input_shape=[28, 28, 1])
+    with pytest.raises(AnnzooError, match="`input_shape`"):
+        datasets.load(f"csv:{path}", label_column="label", input_shape=[0, 12])
+
+
+def test_recipe_data_reads_csv_input_shape_and_test_file(tmp_path):
+    """A recipe's data.options reach the source: a CNN gets image-shaped input."""
+    from annzoo.training.inputs import prepare
+
+    rng = np.random.default_rng(6)
+    header = ["label", *[f"p{i}" for i in range(16)]]
+    rows = [[i % 2, *rng.integers(0, 9, 16)] for i in range(30)]
+    path = _write_csv(tmp_path / "tr.csv", header, rows)
+    test = _write_csv(tmp_path / "te.csv", header, rows[:5])
+    recipe = Recipe(
+        name="t",
+        model={"name": "cnn", "filters": [4]},
+        data={
+            "dataset": f"csv:{path}",
+            "options": {
+                "label_column": "label",
+                "test_file": str(test),
+                "input_shape": [4, 4, 1],
+            },
+        },
+    )
+    splits, model_args = prepare(recipe)
+    assert tuple(model_args["input_shape"]) == splits["train"].x.shape[1:] == (4, 4, 1)
+    # 15% of 30 is 4.5: halves round up.
+    assert len(splits["test"]) == 5 and len(splits["validation"]) == 5
+
+
+def test_images_test_dir_is_kept_with_the_main_class_ids(tmp_path, image_dir):
+    # A test folder holding only the second class, written in another order.
+    test_dir = tmp_path / "test_images"
+    shades = [10, 40, 25]
+    for i, shade in enumerate(shades):
+        _png(test_dir / "dark" / f"t{i}.png", np.full((8, 8, 3), shade, np.uint8))
+    options = {"image_size": [8, 8], "test_dir": str(test_dir)}
+    loaded = _splits(f"images:{image_dir}", seed=1, **options)
+    test = loaded["test"]
+    assert test.class_names == ("bright", "dark") and test.y.tolist() == [1, 1, 1]
+    np.testing.assert_allclose(test.x[:, 0, 0, 0] * 255, shades, atol=1e-4)
+    np.testing.assert_array_equal(test.indices, np.arange(3))
+    _carved(
+        {s: loaded[s].indices for s in ("train", "validation")}, [0] * 10 + [1] * 10
+    )
+    with_other = tmp_path / "other"
+    _png(with_other / "cats" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(
+        AnnzooError, match=r"`test_dir` must hold only subfolders .*cats"
+    ):
+        datasets.load(
+            f"images:{image_dir}", image_size=[8, 8], test_dir=str(with_other)
+        )
+    with pytest.raises(AnnzooError, match="`test_dir` must be an existing folder"):
+        datasets.load(
+            f"images:{image_dir}", image_size=[8, 8], test_dir=str(tmp_path / "x")
+        )
