@@ -111,6 +111,28 @@ def check_parameter_count(name: str, value: Any, count: int) -> None:
     )
 
 
+def check_parameter_terms(terms: Iterable[tuple[int, Sequence[tuple]]]) -> None:
+    """`check_parameter_count` for a model estimated block by block.
+
+    Args:
+        terms: ``(count, factors)`` per block of weights: ``count`` weights
+            (a Python int, so that absurd sizes cannot overflow) and the
+            builder arguments whose sizes multiply into it, each as
+            ``(name, value, size)``. Each block is charged to its largest
+            factor, and the argument charged with the most weights is the one
+            the error names.
+    """
+    total, charged, values = 0, {}, {}
+    for count, factors in terms:
+        total += count
+        name, value, _ = max(factors, key=lambda factor: factor[2])
+        charged[name] = charged.get(name, 0) + count
+        values[name] = value
+    if charged:
+        name = max(charged, key=lambda key: charged[key])
+        check_parameter_count(name, values[name], total)
+
+
 def check_output_path(name: str, value: Any, *, directory: bool) -> Path:
     """Where annzoo will write: a directory to create files in, or a file.
 

@@ -162,3 +162,86 @@ def _vit(
         task,
     )
     return keras.Model(images, outputs, name=name)
+
+
+def weight_terms(
+    variant: str,
+    *,
+    d_model: int,
+    num_heads: int,
+    key_dim: int,
+    key_dim_given: bool,
+    ff_dim: int,
+    num_layers: int,
+    decoder_layers: int = 0,
+    position: str = "learned",
+    vocabulary_size: int = 0,
+    sequence_length: int = 0,
+    target_vocabulary_size: int = 0,
+    target_sequence_length: int = 0,
+    input_shape: tuple = (),
+    patch_size: tuple = (),
+    hidden_units: tuple = (),
+    num_classes: int = 0,
+) -> list[tuple[int, list[tuple]]]:
+    """A lower bound of a variant's weights, block by block, for
+    `annzoo._checks.check_parameter_terms`: embeddings, attention and
+    feed-forward kernels, the head (biases and norms left out)."""
+    d = ("d_model", d_model, d_model)
+    heads = [("num_heads", num_heads, num_heads)]
+    if key_dim_given:  # else key_dim = d_model // num_heads, charged to those
+        heads.append(("key_dim", key_dim, key_dim))
+    ff = ("ff_dim", ff_dim, ff_dim)
+    attention = 4 * d_model * num_heads * key_dim  # query, key, value, output
+    feed_forward = 2 * d_model * ff_dim
+    terms = []
+
+    def blocks(count, name, attentions):
+        depth = (name, count, count)
+        terms.append((count * attentions * attention, [d, *heads, depth]))
+        terms.append((count * feed_forward, [d, ff, depth]))
+
+    def tokens(vocabulary, vocab_value, length, length_value):
+        terms.append(
+            (vocab_value * d_model, [(vocabulary, vocab_value, vocab_value), d])
+        )
+        if position == "learned":
+            terms.append(
+                (length_value * d_model, [(length, length_value, length_value), d])
+            )
+
+    blocks(num_layers, "num_layers", 1)
+    if variant == "encoder_decoder":
+        blocks(decoder_layers, "decoder_layers", 2)
+        tokens("vocabulary_size", vocabulary_size, "sequence_length", sequence_length)
+        tokens(
+            "target_vocabulary_size",
+            target_vocabulary_size,
+            "target_sequence_length",
+            target_sequence_length,
+        )
+        target = (
+            "target_vocabulary_size",
+            target_vocabulary_size,
+            target_vocabulary_size,
+        )
+        terms.append((d_model * target_vocabulary_size, [target, d]))
+        return terms
+    if variant == "vit":
+        (height, width, channels), (ph, pw) = input_shape, patch_size
+        channels = channels or 1  # unknown: Keras refuses it when building
+        shape = ("input_shape", input_shape, max(channels, height * width))
+        patch = ("patch_size", patch_size, ph * pw)
+        terms.append((ph * pw * channels * d_model, [patch, shape, d]))
+        patches = (height // ph) * (width // pw) + 1
+        terms.append((patches * d_model, [("input_shape", input_shape, patches), d]))
+    else:
+        tokens("vocabulary_size", vocabulary_size, "sequence_length", sequence_length)
+    fan_in, source = d_model, d
+    for units in hidden_units:
+        layer = ("hidden_units", hidden_units, units)
+        terms.append((fan_in * units, [source, layer]))
+        fan_in, source = units, layer
+    outputs = ("num_classes", num_classes, num_classes)
+    terms.append((fan_in * num_classes, [source, outputs]))
+    return terms  # fmt: skip

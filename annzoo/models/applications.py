@@ -21,7 +21,13 @@ from typing import Any
 import keras
 
 from annzoo import tasks
-from annzoo._checks import check_choice, check_input_shape, check_name, check_rate
+from annzoo._checks import (
+    check_choice,
+    check_input_shape,
+    check_name,
+    check_parameter_terms,
+    check_rate,
+)
 from annzoo.errors import AnnzooError
 from annzoo.models._common import (
     check_compile,
@@ -139,6 +145,18 @@ def build_application(
             "annzoo.finetune(model, input_shape=...), or pass weights=None to "
             "train from scratch."
         )
+
+    # The backbone's size is fixed; what the arguments can blow up is the
+    # first convolution (every backbone starts with at least 16 filters of
+    # at least 3x3 per input channel) and the head (every backbone ends in at
+    # least 512 features, VGG's), refused before anything is allocated.
+    channels = input_shape[2] or 1
+    check_parameter_terms(
+        [
+            (9 * 16 * channels, [("input_shape", input_shape, channels)]),
+            (512 * num_classes, [("num_classes", num_classes, num_classes)]),
+        ]
+    )
 
     inputs = keras.Input(input_shape, name="images")
     backbone = _backbone(architecture, inputs, weights, pooling)

@@ -17,6 +17,7 @@ from annzoo._checks import (
     check_input_shape,
     check_int_sequence,
     check_name,
+    check_parameter_terms,
     check_positive_int,
 )
 from annzoo.errors import AnnzooError
@@ -33,6 +34,7 @@ from annzoo.models.seq2seq import (
     check_decoder_arguments,
     check_dot_attention,
     decoder_initial_state,
+    decoder_weight_terms,
 )
 from annzoo.registry import FamilySpec, Reference, register, register_preset
 
@@ -181,6 +183,16 @@ def build_captioner(
     # the grid would vanish.
     _check_spatial_size(
         input_shape, (1,) * len(filters), "plain", 3, 1, "same", "max", "none"
+    )
+    # A lower bound of the weights (convolution kernels and the decoder's),
+    # refused before anything is allocated.
+    terms, fan_in = [], ("input_shape", input_shape, input_shape[2])
+    for width in filters:
+        layer = ("filters", filters, width)
+        terms.append((9 * fan_in[2] * width, [fan_in, layer]))
+        fan_in = layer
+    check_parameter_terms(
+        terms + decoder_weight_terms(vocabulary_size, embedding_dim, units, cell)
     )
     compile = check_compile(compile, task)
     name = check_name("name", name)

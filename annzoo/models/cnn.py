@@ -14,6 +14,7 @@ from annzoo._checks import (
     check_input_shape,
     check_int_sequence,
     check_name,
+    check_parameter_terms,
     check_positive_int,
     check_rate,
     per_stage,
@@ -189,9 +190,15 @@ def build_cnn(
         pooling = "none" if residual else "max"
     batch_norm = check_bool("batch_norm", batch_norm, allow_none=True)
     batch_norm = residual if batch_norm is None else batch_norm
-    _check_spatial_size(
+    grid = _check_spatial_size(
         input_shape, depths, block, kernel_size, strides, padding, pooling, stem
     )
+    check_parameter_terms(
+        _weight_terms(
+            input_shape, num_classes, filters, depths, block, kernel_size, stem,
+            head, hidden_units, grid,
+        )
+    )  # fmt: skip
 
     inputs = keras.Input(input_shape, name="images")
     x = _stem(inputs, stem, filters[0], activation)
@@ -233,6 +240,58 @@ def build_cnn(
     )
     outputs = output_head(x, num_classes, task)
     return finish(keras.Model(inputs, outputs, name=name), task, compile)
+
+
+def _weight_terms(
+    input_shape, num_classes, filters, depths, block, kernel_size, stem, head,
+    hidden_units, grid,
+):  # fmt: skip
+    """The convolution and dense kernels of `build_cnn`, block by block, for
+    `check_parameter_terms` (a lower bound: biases, batch norms and
+    projection shortcuts left out)."""
+    terms = []
+
+    def add(count, *factors):
+        terms.append((count, factors))
+
+    channels = ("input_shape", input_shape, input_shape[2])
+    kernel = ("kernel_size", kernel_size, kernel_size)
+    if stem != "none":
+        size = 7 if stem == "imagenet" else 3
+        add(
+            size * size * input_shape[2] * filters[0],
+            channels,
+            ("filters", filters, filters[0]),
+        )
+        channels = ("filters", filters, filters[0])
+    expansion = BOTTLENECK_EXPANSION if block == "bottleneck" else 1
+    for width, count in zip(filters, depths, strict=True):
+        stage, depth, c = (
+            ("filters", filters, width),
+            ("depth", depths, count),
+            channels[2],
+        )
+        if block == "plain":
+            add(kernel_size**2 * c * width, channels, stage, kernel)
+            add((count - 1) * kernel_size**2 * width**2, stage, kernel, depth)
+        elif block == "basic":  # 3x3 + 3x3 per block
+            add(9 * c * width + (2 * count - 1) * 9 * width**2, channels, stage, depth)
+        else:  # 1x1 (c -> w), 3x3, 1x1 (w -> 4w); later blocks start from 4w
+            rest = (count - 1) * (2 * expansion + 9) * width**2
+            add(c * width + (9 + expansion) * width**2 + rest, channels, stage, depth)
+        channels = ("filters", filters, width * expansion)
+    features, source = channels[2], channels
+    if head == "flatten" and None not in grid:
+        pixels = grid[0] * grid[1]
+        features *= pixels
+        if pixels > channels[2]:
+            source = ("input_shape", input_shape, pixels)
+    for units in hidden_units:
+        layer = ("hidden_units", hidden_units, units)
+        add(features * units, source, layer)
+        features, source = units, layer
+    add(features * num_classes, source, ("num_classes", num_classes, num_classes))
+    return terms  # fmt: skip
 
 
 def _conv_bn_act(
@@ -301,24 +360,33 @@ def _output_size(n: int, kernel: int, stride: int, padding: str) -> int:
 def _check_spatial_size(
     input_shape, depths, block, kernel, strides, padding, pooling, stem
 ):
-    """Fails early, naming ``input_shape``, when the image shrinks to nothing."""
-    steps = []  # (where, kernel, stride, padding), in network order
-    if stem == "imagenet":
-        steps += [("stem_conv", 7, 2, "same"), ("stem_pool", 3, 2, "same")]
-    for s, count in enumerate(depths, start=1):
-        if block != "plain":
-            if s > 1:
-                steps.append((f"stage{s}_block1", 3, 2, "same"))
-            continue
-        for c in range(1, count + 1):
-            stride = strides if c == 1 else 1
-            steps.append((f"block{s}_conv{c}", kernel, stride, padding))
-        if pooling != "none":
-            steps.append((f"block{s}_pool", 2, 2, "valid"))
+    """Fails early, naming ``input_shape``, when the image shrinks to nothing;
+    returns the final feature map's ``(height, width)`` (None where unknown)."""
+
+    def steps():  # (where, kernel, stride, padding), in network order
+        if stem == "imagenet":
+            yield from [("stem_conv", 7, 2, "same"), ("stem_pool", 3, 2, "same")]
+        for s, count in enumerate(depths, start=1):
+            if block != "plain":
+                if s > 1:
+                    yield (f"stage{s}_block1", 3, 2, "same")
+                continue
+            yield (f"block{s}_conv1", kernel, strides, padding)
+            # The other convolutions have stride 1: with 'same' padding or a
+            # 1x1 kernel they keep the size, so a huge `depth` costs nothing
+            # here (and 'valid' ones empty the map within a few steps).
+            if padding == "valid" and kernel > 1:
+                for c in range(2, count + 1):
+                    yield (f"block{s}_conv{c}", kernel, 1, padding)
+            if pooling != "none":
+                yield (f"block{s}_pool", 2, 2, "valid")
+
+    final = []
     for n in input_shape[:2]:
         if n is None:
+            final.append(None)
             continue
-        for where, size, stride, pad in steps:
+        for where, size, stride, pad in steps():
             n = _output_size(n, size, stride, pad)
             if n < 1:
                 raise AnnzooError(
@@ -327,6 +395,8 @@ def _check_spatial_size(
                     "padding='same' or a larger input. "
                     f"Received: input_shape={tuple(input_shape)}"
                 )
+        final.append(n)
+    return tuple(final)
 
 
 def _resnet_imagenet(depths, block):

@@ -21,7 +21,7 @@ from annzoo._checks import (
     check_input_shape,
     check_int_sequence,
     check_name,
-    check_parameter_count,
+    check_parameter_terms,
     check_positive_int,
     check_rate,
 )
@@ -206,11 +206,12 @@ def build_rnn(
             f"task={task!r}"
         )
     compile = check_compile(compile, task)
-    if vocabulary_size is not None:
-        # A lower bound (the embedding alone), refused before it is allocated.
-        check_parameter_count(
-            "vocabulary_size", vocabulary_size, vocabulary_size * embedding_dim
+    check_parameter_terms(
+        _weight_terms(
+            input_shape, num_outputs, vocabulary_size, embedding_dim, cell, units,
+            bidirectional,
         )
+    )  # fmt: skip
     name = check_name("name", name)
 
     if vocabulary_size is not None:
@@ -251,6 +252,33 @@ def build_rnn(
     # step (what TimeDistributed(Dense) does) and it passes the mask on.
     outputs = output_head(x, num_outputs, task)
     return finish(keras.Model(inputs, outputs, name=name), task, compile)
+
+
+def _weight_terms(
+    input_shape, num_outputs, vocabulary_size, embedding_dim, cell, units,
+    bidirectional,
+):  # fmt: skip
+    """A lower bound of `build_rnn`'s weights (the embedding, the recurrent
+    and output kernels), for `annzoo._checks.check_parameter_terms`."""
+    terms = []
+    if vocabulary_size is not None:
+        vocab = ("vocabulary_size", vocabulary_size, vocabulary_size)
+        embed = ("embedding_dim", embedding_dim, embedding_dim)
+        terms.append((vocabulary_size * embedding_dim, [vocab, embed]))
+        fan_in, source = embedding_dim, embed
+    else:
+        features = input_shape[-1] or 1
+        fan_in, source = features, ("input_shape", input_shape, features)
+    gates = {"lstm": 4, "gru": 3, "simple": 1}[cell]
+    directions = 2 if bidirectional else 1
+    for width in units:
+        layer = ("units", units, width)
+        count = directions * gates * (fan_in + width) * width
+        terms.append((count, [source, layer]))
+        fan_in, source = directions * width, layer
+    outputs = ("num_outputs", num_outputs, num_outputs)
+    terms.append((fan_in * num_outputs, [source, outputs]))
+    return terms
 
 
 def decode_tags(model: keras.Model, x: Any, *, batch_size: int = 32) -> np.ndarray:

@@ -18,7 +18,7 @@ from annzoo._checks import (
     check_bool,
     check_choice,
     check_name,
-    check_parameter_count,
+    check_parameter_terms,
     check_positive_int,
     check_rate,
 )
@@ -37,6 +37,7 @@ from annzoo.registry import FamilySpec, Reference, register, register_preset
 __all__ = ["build_seq2seq", "attention_decoder", "decoder_initial_state"]
 
 CELLS = {"gru": "GRU", "lstm": "LSTM"}
+GATES = {"gru": 3, "lstm": 4}  # kernels of size (input + units) x units per cell
 # attention= name -> RecurrentAttention score.
 ATTENTIONS = {"bahdanau": "additive", "luong": "dot", "luong_general": "general"}
 NO_ATTENTION = "none"
@@ -94,6 +95,28 @@ def decoder_initial_state(features: Any, cell: str, units: int) -> list:
     return [
         keras.layers.Dense(units, activation="tanh", name=f"decoder_init_{n}")(f)
         for n, f in zip(names, features, strict=True)
+    ]
+
+
+def decoder_weight_terms(
+    vocabulary_size: int,
+    embedding_dim: int,
+    units: int,
+    cell: str,
+    *,
+    vocabulary: str = "vocabulary_size",
+) -> list[tuple[int, list[tuple]]]:
+    """A lower bound of `attention_decoder`'s weights, for
+    `annzoo._checks.check_parameter_terms`: the embedding, the recurrent
+    kernels and the output kernel (``vocabulary`` names the vocabulary's
+    builder argument)."""
+    vocab = (vocabulary, vocabulary_size, vocabulary_size)
+    embed = ("embedding_dim", embedding_dim, embedding_dim)
+    width = ("units", units, units)
+    return [
+        (vocabulary_size * embedding_dim, [vocab, embed]),
+        (GATES[cell] * (embedding_dim + units) * units, [width, embed]),
+        (units * vocabulary_size, [vocab, width]),
     ]
 
 
@@ -282,16 +305,27 @@ def build_seq2seq(
     memory_size = 2 * units if bidirectional else units
     check_dot_attention(attention, units, memory_size, "the encoder outputs")
     compile = check_compile(compile, task)
-    # Lower bounds (the embeddings, the output layer's kernel), refused before
-    # they are allocated.
-    check_parameter_count(
-        "vocabulary_size", vocabulary_size, vocabulary_size * embedding_dim
-    )
-    check_parameter_count(
-        "target_vocabulary_size",
-        target_vocabulary_size,
-        target_vocabulary_size * (embedding_dim + units),
-    )
+    # A lower bound (the embeddings, the recurrent and output kernels),
+    # refused before anything is allocated.
+    encoder = [
+        (
+            vocabulary_size * embedding_dim,
+            [("vocabulary_size", vocabulary_size, vocabulary_size),
+             ("embedding_dim", embedding_dim, embedding_dim)],
+        ),
+        (
+            encoder_layers * GATES[cell] * units * (embedding_dim + units),
+            [("units", units, units), ("encoder_layers", encoder_layers,
+             encoder_layers), ("embedding_dim", embedding_dim, embedding_dim)],
+        ),
+    ]  # fmt: skip
+    check_parameter_terms(
+        encoder
+        + decoder_weight_terms(
+            target_vocabulary_size, embedding_dim, units, cell,
+            vocabulary="target_vocabulary_size",
+        )
+    )  # fmt: skip
     name = check_name("name", name)
 
     encoder_tokens = keras.Input(

@@ -18,6 +18,7 @@ from annzoo._checks import (
     check_input_shape,
     check_int_sequence,
     check_name,
+    check_parameter_terms,
     check_positive_int,
     check_rate,
 )
@@ -38,6 +39,7 @@ from annzoo.models._transformer_graphs import (
     _encoder_classifier,
     _translator,
     _vit,
+    weight_terms,
 )
 from annzoo.registry import FamilySpec, Reference, register, register_preset
 
@@ -258,6 +260,7 @@ def build_transformer(
     defaults = _DEFAULTS[variant]
     d_model = check_positive_int("d_model", d_model)
     num_heads = check_positive_int("num_heads", num_heads)
+    key_dim_given = key_dim is not None
     if key_dim is None:
         if d_model % num_heads:
             raise AnnzooError(
@@ -290,6 +293,11 @@ def build_transformer(
     attention_dropout = check_rate("attention_dropout", attention_dropout)
     compile = check_compile(compile, task)
     name = check_name("name", name)
+    sizes = dict(
+        d_model=d_model, num_heads=num_heads, key_dim=key_dim,
+        key_dim_given=key_dim_given, ff_dim=ff_dim, num_layers=num_layers,
+        position=position, hidden_units=hidden_units,
+    )  # fmt: skip
     block_options = dict(
         num_heads=num_heads,
         key_dim=key_dim,
@@ -317,6 +325,12 @@ def build_transformer(
                     f"Received: patch_size={patch_size}, input_shape={input_shape}"
                 )
         num_classes = _require_outputs(num_classes, task, variant)
+        check_parameter_terms(
+            weight_terms(
+                variant, input_shape=input_shape, patch_size=patch_size,
+                num_classes=num_classes, **sizes,
+            )
+        )  # fmt: skip
         model = _vit(
             input_shape,
             patch_size,
@@ -334,6 +348,12 @@ def build_transformer(
     sequence_length = _require_int("sequence_length", sequence_length, variant)
     if variant == "encoder":
         num_classes = _require_outputs(num_classes, task, variant)
+        check_parameter_terms(
+            weight_terms(
+                variant, vocabulary_size=vocabulary_size,
+                sequence_length=sequence_length, num_classes=num_classes, **sizes,
+            )
+        )  # fmt: skip
         model = _encoder_classifier(
             vocabulary_size,
             sequence_length,
@@ -359,6 +379,14 @@ def build_transformer(
     decoder_layers = check_positive_int(
         "decoder_layers", num_layers if decoder_layers is None else decoder_layers
     )
+    check_parameter_terms(
+        weight_terms(
+            variant, vocabulary_size=vocabulary_size, sequence_length=sequence_length,
+            target_vocabulary_size=target_vocabulary_size,
+            target_sequence_length=target_sequence_length,
+            decoder_layers=decoder_layers, **sizes,
+        )
+    )  # fmt: skip
     model = _translator(
         (vocabulary_size, sequence_length),
         (target_vocabulary_size, target_sequence_length),
