@@ -244,8 +244,94 @@ def _export_onnx(model: keras.Model, target: Path) -> dict[str, Any]:
         # keras' tf2onnx patch for numpy 2 probes np.object.
         warnings.filterwarnings("ignore", message=".*np.object.*")
         model.export(tmp, format="onnx", verbose=False)
+        _complete_onnx(model, tmp)
         info = _describe_onnx(tmp)
     return info
+
+
+def _complete_onnx(model: keras.Model, file: Path) -> None:
+    """Rewrites what tf2onnx leaves unconverted, then checks the graph.
+
+    tf2onnx passes a TensorFlow op it has no handler for into the graph
+    unchanged (logging an error) and writes a file that ONNX Runtime refuses
+    to load. ``Erfc``, from the exact GELU (``activation="gelu"``, ViT and
+    Transformer feed-forward blocks), is rewritten as ``1 - Erf(x)`` with
+    standard ONNX ops; any other op makes the export fail here, before the
+    file replaces a previous export.
+    """
+    # Deferred: onnx is an optional extra (annzoo[export]).
+    import onnx
+
+    proto = onnx.load(str(file))
+    opset = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
+    rewritten = sum(_rewrite_erfc(graph) for graph in _graphs(proto.graph))
+    unknown = sorted(
+        {
+            node.op_type
+            for graph in _graphs(proto.graph)
+            for node in graph.node
+            if node.domain in ("", "ai.onnx")
+            and not onnx.defs.has(node.op_type, opset["ai.onnx"], "")
+        }
+    )
+    if unknown:
+        raise AnnzooError(
+            f"Cannot export model {model.name!r} to ONNX: tf2onnx cannot convert "
+            f"the TensorFlow op(s) {', '.join(unknown)} (opset "
+            f"{opset['ai.onnx']}); export it with format='savedmodel' or "
+            "format='keras' instead."
+        )
+    onnx.checker.check_model(proto)
+    if rewritten:
+        onnx.save(proto, str(file))
+
+
+def _graphs(graph: Any) -> list[Any]:
+    """``graph`` and every subgraph under it (loop and branch bodies)."""
+    # Deferred: onnx is an optional extra (annzoo[export]).
+    import onnx
+
+    found = [graph]
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                found += _graphs(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for subgraph in attribute.graphs:
+                    found += _graphs(subgraph)
+    return found
+
+
+def _rewrite_erfc(graph: Any) -> int:
+    """Replaces each ``Erfc(x)`` node by ``1 - Erf(x)``; returns how many."""
+    # Deferred: onnx is an optional extra (annzoo[export]).
+    from onnx import TensorProto, helper
+
+    nodes, count = [], 0
+    for node in graph.node:
+        if node.op_type != "Erfc" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        count += 1
+        stem = f"{node.name}/annzoo"
+        (x,), (y,) = node.input, node.output
+        nodes += [
+            helper.make_node("Erf", [x], [f"{stem}/erf"], name=f"{stem}/Erf"),
+            helper.make_node(
+                "Constant",
+                [],
+                [f"{stem}/one"],
+                name=f"{stem}/One",
+                value=helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+            ),
+            helper.make_node(
+                "Sub", [f"{stem}/one", f"{stem}/erf"], [y], name=f"{stem}/Sub"
+            ),
+        ]
+    if count:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return count
 
 
 def _mark_called(model: keras.Model) -> None:
