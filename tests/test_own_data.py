@@ -238,6 +238,10 @@ def test_from_arrays_labels_and_tasks():
     assert len(reg["validation"]) == 6 and reg["test"].y.tolist() == pytest.approx(
         targets[:5].tolist()
     )
+    # Raw text features: a 1-D array of strings, kept as Python strings.
+    texts = np.array([f"sample {i}" for i in range(40)])
+    text = datasets.from_arrays(texts, y)["validation"]
+    assert text.x.dtype == object and text.x.tolist() == texts[text.indices].tolist()
     # class_names name ids 0..K-1; ids are kept even when one is absent.
     named = datasets.from_arrays(x, np.minimum(y, 1), class_names=["a", "b", "c"])
     assert named["train"].num_classes == 3 and named["train"].task == "multiclass"

@@ -302,43 +302,46 @@ def load(
 ) -> ArrayDataset:
     """Loads one split of a dataset as NumPy arrays.
 
-    For the embedded datasets every split is drawn from the same seeded
-    partition of the whole dataset: 70% ``"train"``, 15% ``"validation"``, 15%
-    ``"test"``, stratified by class for classification. The splits of one seed
-    are disjoint and cover every sample; the same seed gives identical arrays in
-    any process. Tabular features are standardized with statistics of the train
-    split only. ``"tfds:NAME"`` datasets keep TFDS's own splits and carve only
-    the missing ones from TFDS's train split (see `annzoo.datasets.tfds`).
+        For the embedded datasets every split is drawn from the same seeded
+        partition of the whole dataset: 70% ``"train"``, 15% ``"validation"``, 15%
+        ``"test"``, stratified by class for classification. The splits of one seed
+        are disjoint and cover every sample; the same seed gives identical arrays in
+        any process. Tabular features are standardized with statistics of the train
+        split only. ``"tfds:NAME"`` datasets keep TFDS's own splits and carve only
+        the missing ones from TFDS's train split (see `annzoo.datasets.tfds`); your
+    own ``"npz:PATH"``, ``"csv:PATH"`` and ``"images:DIR"`` data likewise keeps a
+    split you give and carves the missing ones (see `annzoo.datasets.arrays` and
+    `annzoo.datasets.files`).
 
-    Args:
-        name: A dataset name, one of `list_datasets()`: ``"digits"`` (8x8x1
-            images in [0, 1], 10 classes), ``"breast_cancer"`` (30 features,
-            binary) or ``"diabetes"`` (10 features, regression).
-        split: ``"train"``, ``"validation"`` or ``"test"``.
-        seed: Non-negative integer that draws the partition.
-        **options: Keyword options of the dataset's source, passed through to
-            its loader: ``data_dir`` and ``download`` for ``"tfds:NAME"`` (see
-            `annzoo.datasets.tfds`). The embedded datasets accept none.
+        Args:
+            name: A dataset name, one of `list_datasets()`: ``"digits"`` (8x8x1
+                images in [0, 1], 10 classes), ``"breast_cancer"`` (30 features,
+                binary) or ``"diabetes"`` (10 features, regression).
+            split: ``"train"``, ``"validation"`` or ``"test"``.
+            seed: Non-negative integer that draws the partition.
+            **options: Keyword options of the dataset's source, passed through to
+                its loader: ``data_dir`` and ``download`` for ``"tfds:NAME"`` (see
+                `annzoo.datasets.tfds`). The embedded datasets accept none.
 
-    Returns:
-        An `ArrayDataset`; it unpacks as ``x, y``, and also carries ``task``,
-        ``num_classes``, ``class_names``, ``input_shape``, ``num_outputs`` and
-        the source row ``indices``. Its arrays are new on every call.
+        Returns:
+            An `ArrayDataset`; it unpacks as ``x, y``, and also carries ``task``,
+            ``num_classes``, ``class_names``, ``input_shape``, ``num_outputs`` and
+            the source row ``indices``. Its arrays are new on every call.
 
-    Raises:
-        UnknownNameError: If ``name`` or ``split`` is not known.
-        AnnzooError: If ``seed`` is not a non-negative integer, or an option
-            is not one the dataset's source accepts.
+        Raises:
+            UnknownNameError: If ``name`` or ``split`` is not known.
+            AnnzooError: If ``seed`` is not a non-negative integer, or an option
+                is not one the dataset's source accepts.
 
-    Example:
+        Example:
 
-    >>> from annzoo import datasets
-    >>> x_train, y_train = datasets.load("digits", "train", seed=0)
-    >>> x_train.shape, x_train.dtype, y_train.dtype
-    ((1257, 8, 8, 1), dtype('float32'), dtype('int32'))
-    >>> test = datasets.load("digits", "test", seed=0)
-    >>> test.num_classes, test.input_shape
-    (10, (8, 8, 1))
+        >>> from annzoo import datasets
+        >>> x_train, y_train = datasets.load("digits", "train", seed=0)
+        >>> x_train.shape, x_train.dtype, y_train.dtype
+        ((1257, 8, 8, 1), dtype('float32'), dtype('int32'))
+        >>> test = datasets.load("digits", "test", seed=0)
+        >>> test.num_classes, test.input_shape
+        (10, (8, 8, 1))
     """
     entry = _resolve(name)
     split = check_choice("split", split, entry.splits)
