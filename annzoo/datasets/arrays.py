@@ -5,7 +5,7 @@
 >>> splits["validation"].x.shape          # carved from x_train, 15% of it
 >>> datasets.register_arrays("my_mnist", x_train, y_train, x_test=x_test,
 ...                          y_test=y_test)
->>> annzoo.train(recipe.override(["data.dataset=my_mnist"]))
+>>> annzoo.training.train(recipe.override(["data.dataset=my_mnist"]))
 
 or, from a file (``numpy.savez(path, x_train=..., y_train=..., ...)``), in a
 recipe::
@@ -36,9 +36,9 @@ and ``class_names`` are their text; two classes are ``"binary"`` when they are
 labels must be integers in ``[0, len(class_names))`` and are kept.
 
 Arrays registered with `register_arrays` live in this Python process only:
-`annzoo.train` and `annzoo.tune` find them, the ``annzoo`` command (another
-process) does not, and a run directory's ``recipe.json`` names the dataset
-without its data. Save the arrays with ``numpy.savez`` and use ``"npz:PATH"``
+`annzoo.training.train` and `annzoo.tune` find them, the ``annzoo`` command
+(another process) does not, and a run directory's ``recipe.json`` names the
+dataset without its data. Save the arrays with ``numpy.savez`` and use ``"npz:PATH"``
 for runs the command line can repeat.
 """
 
@@ -377,8 +377,8 @@ def register_arrays(
     Example:
 
     >>> register_arrays("my_mnist", x_train, y_train, x_test=x_test, y_test=y_test)
-    >>> annzoo.train(Recipe(name="mnist", model={"name": "mnist_convnet"},
-    ...                     data={"dataset": "my_mnist"}))
+    >>> annzoo.training.train(Recipe(name="mnist", model={"name": "mnist_convnet"},
+    ...                              data={"dataset": "my_mnist"}))
     """
     if not isinstance(name, str) or not name or ":" in name:
         raise AnnzooError(
