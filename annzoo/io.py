@@ -7,6 +7,9 @@ never a half-written one. A directory (a SavedModel) is built the same way,
 as a temporary sibling swapped into place (:func:`atomic_directory`).
 Temporaries carry the ``.annzoo-tmp-`` prefix so :func:`clean_temporaries`
 can remove the ones a killed process left behind.
+
+One writer per directory: :func:`lock_directory` takes the advisory lock a
+run or search directory is written under (see its docstring).
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ import keras
 from annzoo.errors import CheckpointError
 from annzoo.speedups import host_initialization
 
+try:  # POSIX; elsewhere (Windows) `lock_directory` locks nothing
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
 __all__ = [
     "TMP_PREFIX",
     "atomic_directory",
@@ -39,6 +47,9 @@ __all__ = [
     "write_json",
     "save_model",
     "clean_temporaries",
+    "DirectoryLock",
+    "lock_directory",
+    "lock_holder",
 ]
 
 TMP_PREFIX = ".annzoo-tmp-"
@@ -292,9 +303,14 @@ def write_manifest(directory: str | os.PathLike) -> Path:
 def check_file(path: str | os.PathLike, sha256: str | None = None) -> Path:
     """Checks ``path`` against ``sha256`` or its directory's manifest.
 
+    A file of a finished run (its directory holds ``results.json``) is
+    refused when the manifest is missing: deleting the manifest must not
+    turn the checks off without a word.
+
     Raises:
         CheckpointError: naming the file and what is wrong with it (missing,
-            truncated, or changed since it was written).
+            truncated, or changed since it was written), or the missing
+            manifest.
     """
     path = Path(path)
     if sha256 is None:
@@ -302,6 +318,16 @@ def check_file(path: str | os.PathLike, sha256: str | None = None) -> Path:
             listed = json.loads((path.parent / MANIFEST).read_text("utf-8"))["files"]
         except FileNotFoundError:
             listed = {}
+            if (path.parent / "results.json").is_file():
+                # A finished run without its manifest: checking nothing would
+                # pass any damage silently.
+                raise CheckpointError(
+                    f"{str(path.parent / MANIFEST)!r} is missing from a finished run "
+                    f"(it holds results.json), so {path.name} cannot be checked "
+                    "against what annzoo wrote; restore manifest.json from a copy "
+                    "of the run, or load the file with keras.saving.load_model "
+                    "if you trust it."
+                ) from None
         except (OSError, ValueError, KeyError, TypeError):
             raise CheckpointError(
                 f"{str(path.parent / MANIFEST)!r} is unreadable (truncated or "
@@ -352,3 +378,92 @@ def clean_temporaries(directory: str | os.PathLike) -> list[Path]:
                     stray.unlink()
                 removed.append(stray)
     return removed
+
+
+class DirectoryLock:
+    """The lock `lock_directory` took; `release` (or leaving a ``with``
+    block) gives it back, and so does the process ending in any way."""
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path = path
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        """False once released, or where the system cannot lock at all."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the only descriptor drops the flock
+
+    def __enter__(self) -> DirectoryLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_directory(path: str | os.PathLike) -> DirectoryLock | None:
+    """Takes the exclusive advisory lock of the existing directory ``path``,
+    without waiting; None when another holder has it.
+
+    The lock is ``flock(2)`` on the directory itself (no lock file, so a run
+    directory holds nothing but the run): it belongs to this open descriptor,
+    so a second `lock_directory` of the same path fails even in the same
+    process, and the kernel drops it when the descriptor is closed, which a
+    process killed in any way (``kill -9`` included) does. A lock is
+    therefore never stale and never needs removing by hand. It is advisory:
+    it keeps out annzoo processes, which all take it before they choose,
+    resume or write a run or search directory, not other programs.
+
+    Where the system has no ``flock`` (Windows) or the filesystem refuses it
+    on a directory, a lock that holds nothing is returned
+    (`DirectoryLock.held` is False): the run goes on as before locks.
+
+    Raises:
+        CheckpointError: ``path`` cannot be opened (missing, not a directory,
+            no permission).
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot open {str(path)!r} to lock it: {error.strerror or error}. "
+            "Check that it is a directory you can read and write."
+        ) from error
+    if fcntl is None:  # pragma: no cover
+        os.close(fd)
+        return DirectoryLock(path, None)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:  # a filesystem that cannot lock directories
+        os.close(fd)
+        return DirectoryLock(path, None)
+    return DirectoryLock(path, fd)
+
+
+def lock_holder(path: str | os.PathLike) -> int | None:
+    """The id of the process holding `lock_directory`'s lock on ``path``;
+    None when it is free or the system does not say (``/proc/locks`` is
+    Linux's)."""
+    try:
+        info = os.stat(path)
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}"
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:2154622 0 EOF"; waiters have "->"
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        dev, _, inode = fields[5].rpartition(":")
+        if inode == str(info.st_ino) and dev.lower() == device:
+            return int(fields[4])
+    return None

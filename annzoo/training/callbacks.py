@@ -89,12 +89,20 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
 
 class MetricsLog(keras.callbacks.Callback):
-    """Per-epoch metrics (and learning rate) as CSV, rewritten atomically."""
+    """Per-epoch metrics (and learning rate) as CSV, rewritten atomically.
+
+    Its rows are part of the run's state (`state`), so a resumed run writes
+    the file an uninterrupted one does, byte for byte: the learning rate it
+    reads from the optimizer is in no log that the history keeps.
+    """
 
     def __init__(self, path, rows: list[dict[str, float]] | None = None):
         super().__init__()
         self.path = Path(path)
-        self.rows: list[dict[str, float]] = list(rows or [])
+        self.rows: list[dict[str, float]] = [dict(row) for row in rows or []]
+
+    def state(self) -> dict[str, Any]:
+        return {"rows": self.rows}
 
     def on_epoch_end(self, epoch, logs=None):
         row: dict[str, float] = {"epoch": epoch + 1}
@@ -364,12 +372,16 @@ def build_callbacks(recipe, run_dir, *, progress: dict | None = None) -> Bundle:
         bundle.parts["checkpoint"] = bundle.checkpoint
         bundle.callbacks.append(bundle.checkpoint)
     if cb["csv"]:
-        epochs = len(history.get("loss", []))
-        rows = [
-            {"epoch": i + 1, **{k: v[i] for k, v in history.items() if i < len(v)}}
-            for i in range(epochs)
-        ]
-        bundle.callbacks.append(MetricsLog(Path(run_dir) / "metrics.csv", rows))
+        rows = (saved.get("metrics_log") or {}).get("rows")
+        if rows is None:  # a state written before the rows were part of it
+            epochs = len(history.get("loss", []))
+            rows = [
+                {"epoch": i + 1, **{k: v[i] for k, v in history.items() if i < len(v)}}
+                for i in range(epochs)
+            ]
+        log = MetricsLog(Path(run_dir) / "metrics.csv", rows)
+        bundle.parts["metrics_log"] = log
+        bundle.callbacks.append(log)
     if cb["early_stopping"]:
         stopping = ResumableEarlyStopping(
             monitor=monitor,

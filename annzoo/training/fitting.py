@@ -135,7 +135,7 @@ def _check_finite(bundle: Bundle, run: Run) -> None:
     kept = (
         f"the state after epoch {saved['epoch']} in {run.path} is intact and a "
         "rerun resumes from it"
-        if saved
+        if saved and saved.get("epoch")
         else "no epoch finished cleanly, so nothing was saved"
     )
     raise AnnzooError(

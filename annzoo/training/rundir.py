@@ -20,13 +20,31 @@
 An unfinished run of the same recipe is resumed in place (after a kill -9
 too: every file is written atomically, and ``state/`` holds the last finished
 epoch); a finished run is never overwritten.
+
+One writer per run directory: the process that runs a recipe takes the
+directory's lock (`annzoo.io.lock_directory`) before it looks at what the
+directory holds, and keeps it until the run ends; a second process asking to
+resume it is refused with the holder's process id, one asking for a new run
+gets the next free ``NAME-k``.
+
+No silent restart: a new run writes ``state/progress.json`` (epoch 0) as soon
+as its first files exist, so a run directory that has trained but lacks its
+state, its ``recipe.json`` or a file its state needs (``best.keras``,
+``metrics.csv``, the state's model) is refused, naming what is missing, never
+trained again over its files. A run is finished once ``manifest.json`` is
+written (the last write; ``state/`` goes after it), or when it holds
+``results.json`` and no state: deleting either file alone does not make a
+finished run look unfinished.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +75,32 @@ __all__ = [
 STATE_DIR = "state"
 
 
+# Files that only exist once an epoch has trained (``state/`` aside): a
+# directory holding one of them but no committed state was damaged.
+TRAINED_FILES = ("best.keras", "final.keras", "metrics.csv", "results.json")
+
+
 @dataclass(frozen=True)
 class Run:
     """The directory a run writes, and the state it resumes from."""
 
     path: Path
     progress: dict | None = None  # ``state/progress.json`` of the run resumed
+    # The directory's lock (process 0), and whether `open_run` created it.
+    lock: aio.DirectoryLock | None = dataclasses.field(default=None, compare=False)
+    created: bool = False
+
+    def release(self) -> None:
+        """Gives the directory's lock back; a directory `open_run` created
+        and nothing was written to (the run failed before its first file)
+        is removed first."""
+        if self.created:
+            try:
+                self.path.rmdir()  # only when empty
+            except OSError:
+                pass
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def state_dir(self) -> Path:
@@ -101,15 +139,32 @@ def resolved_recipe(recipe: Recipe, model_args: dict, plan: Plan) -> dict:
 def open_run(
     output_dir: str | Path, name: str, resolved: dict, *, resume: bool, plan: Plan
 ) -> Run:
-    """The run's directory (`resolve_run_dir`) and, when resuming, its state.
+    """The run's directory (`resolve_run_dir`), locked for this process, and
+    when resuming, its state; `Run.release` gives the lock back.
+
+    Process 0 takes the lock of each candidate directory before it looks at
+    it (other processes of a job choose the same directory without locking).
 
     Raises:
-        CheckpointError: the state to resume from is unreadable.
+        AnnzooError: another process holds the directory of the run to resume.
+        CheckpointError: the state to resume from, or a file it needs, is
+            missing or unreadable.
     """
-    path, resuming = resolve_run_dir(output_dir, name, resolved if resume else None)
-    # Every process has chosen the same directory before process 0 creates it.
-    plan.barrier("annzoo-run-dir")
-    return Run(path, _load_progress(path / STATE_DIR) if resuming else None)
+    recipe = resolved if resume else None
+    path, resuming, lock, created = _choose(output_dir, name, recipe, claim=plan.chief)
+    run = Run(path, None, lock, created)
+    try:
+        progress = _load_progress(path / STATE_DIR) if resuming else None
+        if progress is not None and int(progress["epoch"]) < 1:
+            progress = None  # no epoch committed yet: start it over in place
+        if progress is not None:
+            _check_resumable(path, progress)
+        # Every process has chosen the same directory before process 0 writes.
+        plan.barrier("annzoo-run-dir")
+    except BaseException:
+        run.release()
+        raise
+    return dataclasses.replace(run, progress=progress)
 
 
 def create(run: Run, plan: Plan, resolved: dict, model, train) -> Run:
@@ -129,7 +184,21 @@ def create(run: Run, plan: Plan, resolved: dict, model, train) -> Run:
         vocabularies = sequences.vocabularies(train)
         if vocabularies:
             aio.write_json(run.path / "vocabulary.json", vocabularies)
+        if resolved["callbacks"]["backup"]:
+            # Epoch 0 committed: from here on, a run directory without its
+            # state is a damaged one (see the module docstring).
+            aio.write_json(run.state_dir / "progress.json", START_PROGRESS)
     return run
+
+
+# ``state/progress.json`` of a run that has not finished an epoch yet.
+START_PROGRESS = {
+    "epoch": 0,
+    "model_file": None,
+    "history": {},
+    "callbacks": {},
+    "wall_time_s": 0.0,
+}
 
 
 def summary_text(model) -> str:
@@ -140,10 +209,12 @@ def summary_text(model) -> str:
 
 
 def finish(run: Run) -> None:
-    """Finished: the resume state is no longer needed (best/final stay), and
-    the manifest records what the finished run holds."""
-    shutil.rmtree(run.state_dir, ignore_errors=True)
+    """Finished: the manifest records what the finished run holds, and its
+    writing is what marks the run finished (`is_finished`); then the resume
+    state, no longer needed, goes (best/final stay). A kill before the
+    manifest leaves a run that resumes and finishes again in place."""
     aio.write_manifest(run.path)
+    shutil.rmtree(run.state_dir, ignore_errors=True)
 
 
 def finish_other(run: Run) -> None:
@@ -152,7 +223,15 @@ def finish_other(run: Run) -> None:
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / "results.json").is_file()
+    """Whether ``run_dir`` holds a finished run: its manifest (written last),
+    or its results without a state to resume (a run finished before
+    manifests, or whose manifest was deleted)."""
+    run_dir = Path(run_dir)
+    if (run_dir / aio.MANIFEST).is_file():
+        return True
+    return (run_dir / "results.json").is_file() and not (
+        run_dir / STATE_DIR / "progress.json"
+    ).is_file()
 
 
 def resolve_run_dir(
@@ -164,46 +243,240 @@ def resolve_run_dir(
     ``name-2``, ``name-3``... With ``recipe`` (resuming allowed), an unfinished
     run of the same recipe is resumed in place, and an unfinished run of a
     different recipe is refused with an error naming what changed, so two
-    recipes never mix in one directory. A finished run is never overwritten.
+    recipes never mix in one directory. A finished run is never overwritten,
+    and a damaged unfinished one is refused (`open_run` checks the state it
+    resumes from). This looks only: `open_run` decides the same way with each
+    directory locked.
     """
+    path, resuming, _, _ = _choose(output_dir, name, recipe, claim=False)
+    return path, resuming
+
+
+def _choose(
+    output_dir: str | Path, name: str, recipe: dict | None, *, claim: bool
+) -> tuple[Path, bool, aio.DirectoryLock | None, bool]:
+    """`resolve_run_dir`; with ``claim``, each candidate is created if missing
+    and locked before it is looked at, and the one chosen is returned locked
+    (with whether it was created here)."""
     base = Path(output_dir)
+    if claim:
+        _make_directory(base, parents=True)
     for index in range(1, 10_000):
         candidate = base / (name if index == 1 else f"{name}-{index}")
-        # A run killed while writing its first file leaves only a temporary.
-        if not candidate.exists() or not any(
-            not p.name.startswith(aio.TMP_PREFIX) for p in candidate.iterdir()
-        ):
-            return candidate, False
-        if recipe is None or is_finished(candidate):
-            continue
-        saved_path = candidate / "recipe.json"
-        if not saved_path.is_file():
-            continue  # not a run directory of ours
-        saved = read_json(saved_path)
-        if saved is None:
+        if candidate.exists() and not candidate.is_dir():
+            continue  # a file of that name: not a run directory
+        lock, created = None, False
+        if claim:
+            # os.mkdir creates a directory once however many try; the lock
+            # decides who writes it (a creator that loses it moves on too).
+            created = _make_directory(candidate)
+            lock = aio.lock_directory(candidate)
+            if lock is None:
+                if recipe is None:
+                    continue  # a new run asked for: the next free name
+                raise AnnzooError(_busy(candidate))
+        try:
+            verdict = _verdict(candidate, recipe)
+        except BaseException:
+            Run(candidate, lock=lock, created=created).release()
+            raise
+        if verdict != "skip":
+            return candidate, verdict == "resume", lock, created
+        Run(candidate, lock=lock, created=created).release()
+    raise AnnzooError(f"`output_dir` {str(base)!r} holds too many runs named {name!r}.")
+
+
+def _make_directory(path: Path, *, parents: bool = False) -> bool:
+    """Creates ``path``; False when it existed already."""
+    try:
+        path.mkdir(parents=parents, exist_ok=parents)
+    except FileExistsError:
+        return False
+    except OSError as error:
+        raise CheckpointError(
+            f"`output_dir` must be a directory annzoo can write. Cannot create "
+            f"{str(path)!r}: {error.strerror or error}."
+        ) from None
+    return not parents
+
+
+def _busy(candidate: Path) -> str:
+    pid = aio.lock_holder(candidate)
+    who = "another process" if pid is None else f"process {pid}"
+    if pid == os.getpid():
+        who += " (this one)"
+    return (
+        f"{str(candidate)!r} is in use by {who}, another annzoo run writing it, "
+        "and two processes never write one run directory: wait for it to end, or "
+        "pass --no-resume to start a new run directory beside it."
+    )
+
+
+def _verdict(candidate: Path, recipe: dict | None) -> str:
+    """What to do with ``candidate``: ``"free"`` (start a new run in it),
+    ``"resume"``, ``"restart"`` (same recipe, no epoch committed: start it
+    over in place) or ``"skip"`` (finished, another recipe's, not ours).
+
+    Raises:
+        AnnzooError: it holds an unfinished run of a different recipe.
+        CheckpointError: it holds an unfinished run of this name that is
+            damaged (its recipe or state missing or unreadable).
+    """
+    # A run killed while writing its first file leaves only a temporary.
+    if not candidate.exists() or not any(
+        not p.name.startswith(aio.TMP_PREFIX) for p in candidate.iterdir()
+    ):
+        return "free"
+    if recipe is None or is_finished(candidate):
+        return "skip"
+    saved_path = candidate / "recipe.json"
+    progress_path = candidate / STATE_DIR / "progress.json"
+    if not saved_path.is_file():
+        held = _holdings(candidate)
+        if not held:
+            return "skip"  # not a run directory of ours
+        raise CheckpointError(
+            f"{str(saved_path)!r} is missing, but {str(candidate)!r} holds an "
+            f"unfinished run ({held}) that cannot be resumed safely without it, "
+            "so nothing was changed; pass --no-resume to start a new run "
+            "directory beside it."
+        )
+    saved = read_json(saved_path)
+    if saved is None:
+        raise CheckpointError(
+            f"{str(saved_path)!r} is unreadable (truncated or corrupt), so the "
+            f"unfinished run in {str(candidate)!r} ({_holdings(candidate)}) cannot "
+            "be resumed safely and nothing was changed; pass --no-resume to start "
+            "a new run directory beside it."
+        )
+    saved = _with_new_fields(saved)
+    committed = read_json(progress_path) if progress_path.is_file() else None
+    # An epoch committed, or a state file too damaged to say.
+    has_state = progress_path.is_file() and not (
+        isinstance(committed, dict) and committed.get("epoch") == 0
+    )
+    if saved == recipe:
+        if progress_path.is_file():
+            return "resume"  # `open_run` checks the state, epoch 0 starts over
+        backup = (saved.get("callbacks") or {}).get("backup", True)
+        trained = [n for n in TRAINED_FILES if (candidate / n).exists()]
+        if (candidate / STATE_DIR).is_dir():
+            trained.append(f"{STATE_DIR}/")
+        if backup and trained:
             raise CheckpointError(
-                f"{str(saved_path)!r} is unreadable (truncated or corrupt), so the "
-                f"unfinished run in {str(candidate)!r} cannot be resumed safely. "
-                "Pass --no-resume to start a new run directory beside it."
+                f"{str(progress_path)!r} is missing, but {str(candidate)!r} holds a "
+                f"run that has trained ({_holdings(candidate)}), so it can be "
+                "neither resumed nor started over its files and nothing was "
+                "changed; pass --no-resume to start a new run directory beside it."
             )
-        has_state = (candidate / STATE_DIR / "progress.json").is_file()
-        saved = _with_new_fields(saved)
-        if saved == recipe:
-            # Same recipe: resume it, or (no epoch finished yet) start it over.
-            return candidate, has_state
-        if has_state:
-            changes = changed_keys(saved, recipe)
-            shown = ", ".join(
-                f"`{k}` ({short_value(saved, k)} -> {short_value(recipe, k)})"
-                for k in changes[:3]
-            )
-            raise AnnzooError(
-                f"{str(candidate)!r} holds an unfinished run of a different recipe: "
-                f"{shown}{' ...' if len(changes) > 3 else ''}. Rerun with the "
-                "same settings to resume it, or pass --no-resume to start a new run "
+        # No epoch trained (or no state kept, `callbacks.backup` off).
+        return "restart"
+    if has_state:
+        changes = changed_keys(saved, recipe)
+        shown = ", ".join(
+            f"`{k}` ({short_value(saved, k)} -> {short_value(recipe, k)})"
+            for k in changes[:3]
+        )
+        raise AnnzooError(
+            f"{str(candidate)!r} holds an unfinished run of a different recipe: "
+            f"{shown}{' ...' if len(changes) > 3 else ''}. Rerun with the "
+            "same settings to resume it, or pass --no-resume to start a new run "
+            "directory beside it."
+        )
+    return "skip"
+
+
+def _holdings(run_dir: Path) -> str:
+    """What ``run_dir`` holds, for messages: its run files and the epochs
+    its state has committed (empty when it holds nothing of a run)."""
+    names = sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in run_dir.iterdir()
+        if p.name in RUN_FILES and p.name != STATE_DIR
+    )
+    state = run_dir / STATE_DIR
+    if state.is_dir():
+        progress = read_json(state / "progress.json")
+        if isinstance(progress, dict) and isinstance(progress.get("epoch"), int):
+            names.append(f"{STATE_DIR}/ after epoch {progress['epoch']}")
+        elif (state / "progress.json").exists():
+            names.append(f"{STATE_DIR}/ with an unreadable progress.json")
+        else:
+            names.append(f"{STATE_DIR}/ without progress.json")
+    return ", ".join(names)
+
+
+# The names a run directory's files and folders may have (module docstring).
+RUN_FILES = frozenset(
+    {
+        "recipe.json",
+        "metrics.csv",
+        "best.keras",
+        "final.keras",
+        "curves.png",
+        "confusion.png",
+        "attention.png",
+        "vocabulary.json",
+        "summary.txt",
+        "results.json",
+        aio.MANIFEST,
+        "tensorboard",
+        STATE_DIR,
+    }
+)
+
+
+def _check_resumable(run_dir: Path, progress: dict) -> None:
+    """Refuses to resume from a state whose files are missing or damaged:
+    the state's model, ``best.keras`` when an epoch was best, ``metrics.csv``
+    and ``summary.txt``.
+
+    ``best.keras`` may be newer than the state (a kill after it was saved,
+    before the epoch was committed); the rerun saves it again, so it must
+    only be a complete Keras file.
+    """
+    recipe = read_json(run_dir / "recipe.json") or {}
+    callbacks = recipe.get("callbacks") or {}
+    state_model = run_dir / STATE_DIR / str(progress["model_file"])
+    needed = [state_model, run_dir / "summary.txt"]
+    best = (progress.get("callbacks") or {}).get("checkpoint") or {}
+    if best.get("best_epoch") is not None:
+        needed.append(run_dir / "best.keras")
+    if callbacks.get("csv", True):
+        needed.append(run_dir / "metrics.csv")
+    for path in needed:
+        problem = None
+        if not path.is_file():
+            problem = "is missing"
+        elif path.suffix == ".keras":
+            problem = _incomplete_keras_file(path)
+        if path.parent.name == STATE_DIR and problem is None:
+            expected = progress.get("model_sha256")
+            if expected and aio.file_digest(path) != expected:
+                problem = (
+                    "is damaged (its SHA-256 is not the one recorded when annzoo "
+                    "wrote it)"
+                )
+        if problem:
+            raise CheckpointError(
+                f"{str(path)!r} {problem}, but the unfinished run in "
+                f"{str(run_dir)!r} ({_holdings(run_dir)}) needs it to resume, so "
+                "nothing was changed; pass --no-resume to start a new run "
                 "directory beside it."
             )
-    raise AnnzooError(f"`output_dir` {str(base)!r} holds too many runs named {name!r}.")
+
+
+def _incomplete_keras_file(path: Path) -> str | None:
+    """Why ``path`` is not a complete ``.keras`` file (a zip archive whose
+    every member reads back with its CRC), or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
+        return f"is damaged (not a complete Keras file: {type(error).__name__})"
+    if bad is not None:
+        return f"is damaged (its member {bad} does not match its checksum)"
+    return None
 
 
 def _with_new_fields(saved: dict) -> dict:

@@ -73,6 +73,14 @@ def _train(recipe: Recipe, *, output_dir, verbose: int, resume: bool) -> RunResu
     checks.check_monitor(recipe, model_args)
     resolved = rundir.resolved_recipe(recipe, model_args, plan)
     run = rundir.open_run(output_dir, recipe.name, resolved, resume=resume, plan=plan)
+    try:  # the run directory is this process's (locked) until the run ends
+        return _run(recipe, plan, splits, model_args, resolved, run, started, verbose)
+    finally:
+        run.release()
+
+
+def _run(recipe, plan, splits, model_args, resolved, run, started, verbose):
+    """The steps of `_train` once its run directory is chosen and locked."""
     model = build.load_or_build(recipe, model_args, plan, run)
     run = rundir.create(run, plan, resolved, model, splits["train"])
     fit_inputs = inputs.fit_inputs(recipe, splits, model, plan)

@@ -2,15 +2,21 @@
 
 A search is resumed only over files that parse and a definition that matches;
 anything else is refused with the file named and nothing changed, so a crash
-never turns into a silently different search.
+never turns into a silently different search. A search directory has one
+writer: the chief of the search holds its lock (`claim_search`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from annzoo import io as aio
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.training.recipe import Recipe
 from annzoo.training.rundir import changed_keys, short_value
@@ -19,7 +25,10 @@ __all__ = [
     "MAX_ATTEMPTS",
     "attempts_file",
     "check_same_search",
+    "check_search_files",
     "check_tuner_files",
+    "claim_search",
+    "empty_directory",
     "read_attempts",
     "search_definition",
 ]
@@ -111,3 +120,113 @@ def read_attempts(path: Path) -> int:
             "cannot be resumed safely; nothing was changed. Rerun with "
             "overwrite=True (--overwrite) to start it again."
         ) from None
+
+
+@contextlib.contextmanager
+def claim_search(run_dir: Path) -> Iterator[None]:
+    """Holds the lock of the search directory ``run_dir`` (created if
+    missing) for the block: two searches never write one directory.
+
+    Only the chief of a distributed search takes it (keras-tuner's workers
+    write the chief's directory through its oracle, as before). A directory
+    created here that is still empty at the end is removed.
+
+    Raises:
+        AnnzooError: another process holds the lock, naming it.
+    """
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
+        yield
+        return
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CheckpointError(
+            f"`output_dir` must be a directory annzoo can write. Cannot create "
+            f"{str(run_dir)!r}: {error.strerror or error}."
+        ) from None
+    lock = aio.lock_directory(run_dir)
+    if lock is None:
+        pid = aio.lock_holder(run_dir)
+        who = "another process" if pid is None else f"process {pid}"
+        raise AnnzooError(
+            f"The search directory {str(run_dir)!r} is in use by {who}, another "
+            "search writing it, and two searches never write one directory: wait "
+            "for it to end, or choose another --output-dir."
+        )
+    try:
+        yield
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only when nothing was written
+        lock.release()
+
+
+def empty_directory(path: Path) -> None:
+    """Removes what ``path`` holds, not ``path``: its lock stays with it."""
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _trial_ids(oracle: dict) -> set[str]:
+    """Every trial id keras-tuner's ``oracle.json`` refers to."""
+    ids = set(map(str, oracle.get("start_order") or []))
+    ids |= set(map(str, oracle.get("end_order") or []))
+    ids |= set(map(str, (oracle.get("ongoing_trials") or {}).values()))
+    ids |= set(map(str, oracle.get("retry_queue") or []))
+    return ids
+
+
+def check_search_files(run_dir: Path, project: Path) -> None:
+    """Refuses to resume a search whose files are partly missing: its
+    ``search.json``, keras-tuner's ``oracle.json`` once a trial has ended,
+    or the ``trial.json`` of a trial the oracle lists (keras-tuner would
+    stop with a traceback, or run trials again without a word).
+
+    Legitimate states of a killed search pass: keras-tuner writes a trial's
+    ``trial.json`` before ``oracle.json`` lists it, and its tuner file
+    (``tuner0.json``) only after both.
+    """
+    if not project.is_dir():
+        return
+    trials = sorted(p.parent.name for p in project.glob("trial_*/trial.json"))
+    tuner_files = [p.name for p in project.glob("*.json") if p.name != "oracle.json"]
+    holds = f"{len(trials)} trial{'s' * (len(trials) != 1)}" + (
+        f" and {', '.join(sorted(tuner_files))}" if tuner_files else ""
+    )
+    again = (
+        "so it cannot be resumed safely and nothing was changed; rerun with "
+        "overwrite=True (--overwrite) to start it again, or choose another "
+        "--output-dir."
+    )
+    if (trials or tuner_files) and not (run_dir / "search.json").is_file():
+        raise CheckpointError(
+            f"{str(run_dir / 'search.json')!r} is missing, but the search in "
+            f"{str(run_dir)!r} holds {holds}, {again}"
+        )
+    oracle_file = project / "oracle.json"
+    if not oracle_file.is_file():
+        if tuner_files or len(trials) > 1:
+            raise CheckpointError(
+                f"{str(oracle_file)!r} is missing, but the search in "
+                f"{str(run_dir)!r} holds {holds}, {again}"
+            )
+        return
+    try:
+        oracle = json.loads(oracle_file.read_text("utf-8"))
+        listed = _trial_ids(oracle)
+    except (OSError, ValueError, TypeError, AttributeError):
+        raise CheckpointError(
+            f"{str(oracle_file)!r} is unreadable (truncated or corrupt), {again}"
+        ) from None
+    for trial_id in sorted(listed):
+        path = project / f"trial_{trial_id}" / "trial.json"
+        if not path.is_file():
+            raise CheckpointError(
+                f"{str(path)!r} is missing, but the search in {str(run_dir)!r} "
+                f"lists trial {trial_id} in oracle.json (it holds {holds}), {again}"
+            )

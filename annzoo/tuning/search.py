@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -187,79 +186,83 @@ def tune(
         {"objective": objective, "tuner": tuner, "seed": seed, "epochs": epochs,
          "mixed_precision": precision},
     )  # fmt: skip
-    search_file = run_dir / "search.json"
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    directory.check_same_search(search_file, definition)
-    directory.check_tuner_files(run_dir / PROJECT)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    aio.clean_temporaries(run_dir)
-    if not search_file.exists():
-        aio.write_json(search_file, definition)
+    # One writer per search directory, from before anything in it is read.
+    with directory.claim_search(run_dir):
+        search_file = run_dir / "search.json"
+        if overwrite:
+            directory.empty_directory(run_dir)
+        directory.check_same_search(search_file, definition)
+        directory.check_tuner_files(run_dir / PROJECT)
+        directory.check_search_files(run_dir, run_dir / PROJECT)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        aio.clean_temporaries(run_dir)
+        if not search_file.exists():
+            aio.write_json(search_file, definition)
 
-    stats_dir = run_dir / "stats"
-    record: dict[str, Any] = {}
-    tuner_class = trials.tuner_class(
-        getattr(keras_tuner, TUNERS[tuner]), stats_dir, record, seed, manage_memory
-    )
-    options: dict[str, Any] = dict(
-        hypermodel=hypermodel,
-        objective=keras_tuner.Objective(objective, _mode(objective)),
-        directory=str(run_dir),
-        project_name=PROJECT,
-        # keras-tuner takes a seed of 0 for "none" and draws a random one.
-        seed=seed + 1,
-        overwrite=False,
-    )
-    if tuner == "hyperband":
-        options.update(max_epochs=epochs, hyperband_iterations=1)
-    else:
-        options.update(max_trials=max_trials)
-    callbacks = [trials.EpochTimer(record)]
-    patience = (recipe.callbacks["early_stopping"] or {}).get("patience")
-    if patience is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=objective, mode=_mode(objective), patience=patience
+        stats_dir = run_dir / "stats"
+        record: dict[str, Any] = {}
+        tuner_class = trials.tuner_class(
+            getattr(keras_tuner, TUNERS[tuner]), stats_dir, record, seed, manage_memory
+        )
+        options: dict[str, Any] = dict(
+            hypermodel=hypermodel,
+            objective=keras_tuner.Objective(objective, _mode(objective)),
+            directory=str(run_dir),
+            project_name=PROJECT,
+            # keras-tuner takes a seed of 0 for "none" and draws a random one.
+            seed=seed + 1,
+            overwrite=False,
+        )
+        if tuner == "hyperband":
+            options.update(max_epochs=epochs, hyperband_iterations=1)
+        else:
+            options.update(max_trials=max_trials)
+        callbacks = [trials.EpochTimer(record)]
+        patience = (recipe.callbacks["early_stopping"] or {}).get("patience")
+        if patience is not None:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=objective, mode=_mode(objective), patience=patience
+                )
             )
-        )
-    if recipe.callbacks["terminate_on_nan"]:
-        callbacks.append(NaNGuard())
-    if verbose:
-        print(
-            f"annzoo: tuning {recipe.model['name']!r} on {recipe.data['dataset']!r} "
-            f"with {tuner} search, {max_trials} trials, objective {objective}; "
-            f"search directory {run_dir}",
-            flush=True,
-        )
-    # The compilation cache serves the trials and the retraining (which then
-    # takes the best trial's compiled step).
-    heap = memory.frozen_heap() if manage_memory else contextlib.nullcontext()
-    with compile_cache():
-        files = atomic_keras_tuner(aio.write_text, aio.atomic_path)
-        with files, tasks.mixed_precision(precision), heap:
-            engine = tuner_class(**options)
-            engine.search(epochs=epochs, callbacks=callbacks, verbose=verbose)
-        if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
-            # A worker of a distributed search: the chief reports.
-            return TuneResult(run_dir, {}, None, [], 0)
-        rows = reports.collect(engine, hypermodel, stats_dir)
-        completed = sum(t["status"] == "COMPLETED" for t in rows)
-        best = reports.best(rows, _mode(objective))
-        reports.write(run_dir, rows, best, objective, verbose=verbose)
-        plots.plot_trials(rows, run_dir / "trials.png", objective=objective)
-        result = TuneResult(
-            run_dir=run_dir,
-            best_hyperparameters=best["hyperparameters"] if best else {},
-            best_score=best["score"] if best else None,
-            trials=rows,
-            completed=completed,
-        )
-        if retrain and best:
-            result.retrained = _retrain(
-                recipe, hypermodel, engine, best, run_dir, verbose, precision
+        if recipe.callbacks["terminate_on_nan"]:
+            callbacks.append(NaNGuard())
+        if verbose:
+            print(
+                f"annzoo: tuning {recipe.model['name']!r} on "
+                f"{recipe.data['dataset']!r} with {tuner} search, {max_trials} "
+                f"trials, objective {objective}; "
+                f"search directory {run_dir}",
+                flush=True,
             )
-        return result
+        # The compilation cache serves the trials and the retraining (which then
+        # takes the best trial's compiled step).
+        heap = memory.frozen_heap() if manage_memory else contextlib.nullcontext()
+        with compile_cache():
+            files = atomic_keras_tuner(aio.write_text, aio.atomic_path)
+            with files, tasks.mixed_precision(precision), heap:
+                engine = tuner_class(**options)
+                engine.search(epochs=epochs, callbacks=callbacks, verbose=verbose)
+            if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
+                # A worker of a distributed search: the chief reports.
+                return TuneResult(run_dir, {}, None, [], 0)
+            rows = reports.collect(engine, hypermodel, stats_dir)
+            completed = sum(t["status"] == "COMPLETED" for t in rows)
+            best = reports.best(rows, _mode(objective))
+            reports.write(run_dir, rows, best, objective, verbose=verbose)
+            plots.plot_trials(rows, run_dir / "trials.png", objective=objective)
+            result = TuneResult(
+                run_dir=run_dir,
+                best_hyperparameters=best["hyperparameters"] if best else {},
+                best_score=best["score"] if best else None,
+                trials=rows,
+                completed=completed,
+            )
+            if retrain and best:
+                result.retrained = _retrain(
+                    recipe, hypermodel, engine, best, run_dir, verbose, precision
+                )
+            return result
 
 
 def _retrain(recipe, hypermodel, engine, best, run_dir, verbose, precision):
