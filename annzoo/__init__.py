@@ -9,46 +9,55 @@ Builders return compiled ``keras.Model`` objects::
 
 Model code is backend-agnostic Keras 3: ``import annzoo`` and every builder work
 on the TensorFlow, JAX and PyTorch backends; only the data pipelines import
-TensorFlow, and only when used.
+TensorFlow, and only when used. ``import annzoo`` itself imports no Keras:
+each name below is loaded from its module on first use.
 """
 
 import importlib
+import importlib.util
+import sys
+import types
 
-from annzoo import augment, data, datasets, metrics, text
 from annzoo._version import __version__
-from annzoo.decode import Decoded, decode
 from annzoo.errors import AnnzooError, CheckpointError, UnknownNameError
-from annzoo.finetune import (
-    feature_extractor,
-    finetune,
-    freeze,
-    replace_head,
-    unfreeze,
-)
-from annzoo.models import (
-    build_captioner,
-    build_cnn,
-    build_mlp,
-    build_rnn,
-    build_seq2seq,
-    build_transformer,
-)
-from annzoo.registry import (
-    ModelInfo,
-    Reference,
-    create_model,
-    list_families,
-    list_models,
-    model_info,
-)
-from annzoo.tasks import compile_model
+
+# Every other public name is loaded from its defining module on first use, so
+# that `import annzoo` (and with it the `annzoo` command's `--help`, `list`,
+# `info` and `datasets`) imports neither Keras nor a backend.
+_EXPORTS = {
+    "Decoded": "annzoo.decode",
+    "decode": "annzoo.decode",
+    "feature_extractor": "annzoo.finetune",
+    "finetune": "annzoo.finetune",
+    "freeze": "annzoo.finetune",
+    "replace_head": "annzoo.finetune",
+    "unfreeze": "annzoo.finetune",
+    "build_captioner": "annzoo.models",
+    "build_cnn": "annzoo.models",
+    "build_mlp": "annzoo.models",
+    "build_rnn": "annzoo.models",
+    "build_seq2seq": "annzoo.models",
+    "build_transformer": "annzoo.models",
+    "ModelInfo": "annzoo.registry",
+    "Reference": "annzoo.registry",
+    "create_model": "annzoo.registry",
+    "list_families": "annzoo.registry",
+    "list_models": "annzoo.registry",
+    "model_info": "annzoo.registry",
+    "compile_model": "annzoo.tasks",
+    # `annzoo.tune` loads keras-tuner only when a search is asked for.
+    "tune": "annzoo.tuning",
+}
 
 # Submodules reachable as attributes of `annzoo` without importing them first
-# (`annzoo.plots.plot_curves(...)`), loaded on first use.
+# (`annzoo.plots.plot_curves(...)`), loaded on first use; any other submodule
+# is too.
 _LAZY_MODULES = (
     "augment",
     "data",
+    "datasets",
     "export",
+    "layers",
     "metrics",
     "plots",
     "predict",
@@ -59,15 +68,34 @@ _LAZY_MODULES = (
 
 
 def __getattr__(name: str):
-    # `annzoo.tune` loads keras-tuner only when a search is asked for.
-    if name == "tune":
-        from annzoo.tuning import tune
-
-        return tune
-    if name in _LAZY_MODULES:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in _LAZY_MODULES or (
+        not name.startswith("__") and importlib.util.find_spec(f"annzoo.{name}")
+    ):
         return importlib.import_module(f"annzoo.{name}")
     raise AttributeError(f"module 'annzoo' has no attribute {name!r}")
 
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_LAZY_MODULES})
+
+
+class _Package(types.ModuleType):
+    """`annzoo`, whose functions `finetune` and `decode` share their names with
+    the submodules defining them: importing such a submodule (which sets the
+    package attribute of that name) must not hide the function, as it did not
+    when `import annzoo` imported both eagerly."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "AnnzooError",

@@ -8,19 +8,32 @@ read raw input and what its run report draws); presets are named argument
 sets for a family, registered with :func:`register_preset` next to the family's
 code, each carrying the published parameter count it reproduces and where that
 figure comes from.
+
+Registration is lazy: the families register themselves when `annzoo.models`
+is imported, and the functions below import it on first use, so that
+``import annzoo`` and ``import annzoo.registry`` load no Keras.
+
+What the ``annzoo`` command shows without building anything (``annzoo list``,
+``annzoo info NAME``) is read from ``registry_metadata.json``, a table this
+registry writes (`write_metadata`, ``python -m annzoo.registry``) and
+`plain_info` reads without importing Keras; ``tests/test_registry.py`` checks
+that the table agrees with the registry, so the builders and presets stay the
+one source of truth.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from annzoo._checks import check_choice
 from annzoo.errors import AnnzooError
-from annzoo.speedups import with_host_initialization
 
 __all__ = [
     "FamilySpec",
@@ -33,6 +46,10 @@ __all__ = [
     "list_families",
     "model_info",
     "family_spec",
+    "plain_family",
+    "plain_info",
+    "plain_names",
+    "write_metadata",
 ]
 
 _FAMILIES: dict[str, Callable[..., Any]] = {}
@@ -175,6 +192,11 @@ def register(family: str, *, spec: FamilySpec) -> Callable:
                 f"`spec.smoke` of family {family!r} must hold builder arguments. "
                 f"Received: {unknown}"
             )
+        # Deferred: annzoo.speedups imports Keras, which the registry's
+        # plain-data side (`plain_info`) must not; a builder is only ever
+        # registered by a family module that has imported Keras already.
+        from annzoo.speedups import with_host_initialization
+
         # On JAX, new weights are filled from NumPy: no XLA program per
         # weight shape (the `host_init` speedup; `benchmarks/run.py --only
         # overhead`).
@@ -195,6 +217,7 @@ def register_preset(
     **config: Any,
 ) -> None:
     """Registers ``name`` as ``family``'s builder called with ``config``."""
+    _load_families()  # a preset of one of annzoo's families, registered from outside
     if name in _PRESETS or name in _FAMILIES:
         raise AnnzooError(f"`name` {name!r} is already registered.")
     check_choice("family", family, _FAMILIES)
@@ -212,7 +235,27 @@ def _check_arguments(family: str, arguments: dict[str, Any]) -> None:
         )
 
 
+_LOADED = False
+
+
+def _load_families() -> None:
+    """Imports `annzoo.models`, whose modules register every family and preset.
+
+    By name, through importlib: the models sit above the registry in annzoo's
+    import layers, and only this lazy registration needs them.
+    """
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True  # first, so that a lookup during that import does not recurse
+        try:
+            importlib.import_module("annzoo.models")
+        except BaseException:
+            _LOADED = False
+            raise
+
+
 def _lookup(name: Any) -> tuple[str, dict[str, Any], _Preset | None]:
+    _load_families()
     check_choice("name", name, [*_PRESETS, *_FAMILIES])
     if name in _PRESETS:
         preset = _PRESETS[name]
@@ -244,11 +287,13 @@ def create_model(name: str, /, **overrides: Any):
 
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted preset names matching the shell-style ``pattern``."""
+    _load_families()
     return sorted(n for n in _PRESETS if fnmatch.fnmatchcase(n, pattern))
 
 
 def list_families() -> list[str]:
     """Sorted family names (builders usable with :func:`create_model`)."""
+    _load_families()
     return sorted(_FAMILIES)
 
 
@@ -285,6 +330,7 @@ def model_info(name: str) -> ModelInfo:
 
 def builder(family: str) -> Callable[..., Any]:
     """The builder function registered as ``family``."""
+    _load_families()
     check_choice("family", family, _FAMILIES)
     return _FAMILIES[family]
 
@@ -306,3 +352,90 @@ def builder_parameters(name: str) -> list[str]:
     """The argument names of the builder behind preset or family ``name``."""
     family, _, _ = _lookup(name)
     return list(inspect.signature(_FAMILIES[family]).parameters)
+
+
+# -- the plain table: what the CLI shows without importing Keras ---------------
+
+METADATA_FILE = Path(__file__).with_name("registry_metadata.json")
+
+
+def _tuples(value: Any) -> Any:
+    # JSON has no tuples; ModelInfo holds no lists (tests/test_registry.py).
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def metadata_table() -> dict[str, Any]:
+    """What `write_metadata` writes: every preset's and family's `model_info`.
+
+    ``{"presets": [...], "families": [...], "models": {name: info dict}}``; a
+    family whose `model_info` needs arguments it has no default for (``rnn``)
+    is named in ``families`` but has no ``models`` entry.
+    """
+    models = {}
+    for name in [*list_models(), *list_families()]:
+        try:
+            models[name] = model_info(name).to_dict()
+        except (KeyError, TypeError):  # a family without a default size
+            continue
+    return {"presets": list_models(), "families": list_families(), "models": models}
+
+
+def write_metadata(path: str | Path | None = None) -> Path:
+    """Writes `metadata_table` as JSON (default: ``registry_metadata.json``)."""
+    # Deferred: annzoo.io imports Keras; only this maintenance step writes.
+    from annzoo import io as aio
+
+    text = json.dumps(metadata_table(), indent=1) + "\n"
+    return aio.write_text(METADATA_FILE if path is None else path, text)
+
+
+_PLAIN: dict[str, Any] | None = None
+
+
+def _plain_table() -> dict[str, Any]:
+    global _PLAIN
+    if _PLAIN is None:
+        _PLAIN = _tuples(json.loads(METADATA_FILE.read_text(encoding="utf-8")))
+    return _PLAIN
+
+
+def plain_names(pattern: str = "*") -> list[str]:
+    """`list_models` from the plain table: sorted preset names, without Keras."""
+    return sorted(
+        n for n in _plain_table()["presets"] if fnmatch.fnmatchcase(n, pattern)
+    )
+
+
+def plain_family(name: str) -> str:
+    """The family of preset or family ``name``, from the plain table."""
+    table = _plain_table()
+    check_choice("name", name, [*table["presets"], *table["families"]])
+    return name if name in table["families"] else table["models"][name]["family"]
+
+
+def plain_info(name: str) -> ModelInfo:
+    """`model_info` from the plain table, without importing Keras.
+
+    A name the table does not describe (a family without default sizes) is
+    looked up in the registry itself, which gives the same answer or error.
+    """
+    table = _plain_table()
+    check_choice("name", name, [*table["presets"], *table["families"]])
+    if name not in table["models"]:
+        return model_info(name)
+    info = dict(table["models"][name])
+    if info["reference"] is not None:
+        info["reference"] = Reference(**info["reference"])
+    return ModelInfo(**info)
+
+
+if __name__ == "__main__":  # python -m annzoo.registry: rewrite the table
+    # Through the imported module: as __main__ this file is a second copy
+    # whose registry the families never fill.
+    from annzoo import registry as _registry
+
+    print(_registry.write_metadata())

@@ -1,25 +1,18 @@
 """Breast cancer, logistic regression: one sigmoid neuron trained by log loss.
 
-The course's starting point: P(benign) = sigmoid(w . x + b) on the 30
-standardized features, fitted by gradient descent on the log loss.
+The recipe is annzoo/recipes/breast_cancer_logistic.yaml, installed with annzoo;
+this script runs it as ``annzoo train breast_cancer_logistic`` does, with its options:
 
-    python recipes/breast_cancer_logistic.py --set compile.learning_rate=0.05
+    python recipes/breast_cancer_logistic.py --epochs 5 --set data.batch_size=64
 """
 
 import sys
 
+from annzoo import recipes
 from annzoo.cli import recipe_main
-from annzoo.training import Recipe
+from annzoo.training import load_recipe
 
-RECIPE = Recipe(
-    name="breast_cancer_logistic",
-    description=__doc__,
-    model=dict(name="logistic_regression"),
-    data=dict(dataset="breast_cancer", batch_size=32),
-    compile=dict(optimizer="sgd", learning_rate=0.1),
-    fit=dict(epochs=200),
-    callbacks=dict(early_stopping=dict(patience=20)),
-)
+RECIPE = load_recipe(recipes.path("breast_cancer_logistic"))
 
 if __name__ == "__main__":
     sys.exit(recipe_main(RECIPE))

@@ -1,25 +1,18 @@
 """Breast cancer, MLP: the logistic regression with two hidden ReLU layers.
 
-Compare with breast_cancer_logistic: same data, split and log loss; a deeper
-model with dropout.
+The recipe is annzoo/recipes/breast_cancer_mlp.yaml, installed with annzoo;
+this script runs it as ``annzoo train breast_cancer_mlp`` does, with its options:
 
-    python recipes/breast_cancer_mlp.py --set model.dropout=0.3
+    python recipes/breast_cancer_mlp.py --epochs 5 --set data.batch_size=64
 """
 
 import sys
 
+from annzoo import recipes
 from annzoo.cli import recipe_main
-from annzoo.training import Recipe
+from annzoo.training import load_recipe
 
-RECIPE = Recipe(
-    name="breast_cancer_mlp",
-    description=__doc__,
-    model=dict(name="mlp", hidden_units=[32, 16], dropout=0.2),
-    data=dict(dataset="breast_cancer", batch_size=32),
-    compile=dict(optimizer="adam", learning_rate=0.001),
-    fit=dict(epochs=200),
-    callbacks=dict(early_stopping=dict(patience=20)),
-)
+RECIPE = load_recipe(recipes.path("breast_cancer_mlp"))
 
 if __name__ == "__main__":
     sys.exit(recipe_main(RECIPE))

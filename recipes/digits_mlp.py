@@ -1,24 +1,18 @@
 """Digits MLP: a two-hidden-layer perceptron on the flattened 8x8 digits.
 
-The fully connected baseline for digits_cnn: same data, same training
-settings, no convolutions.
+The recipe is annzoo/recipes/digits_mlp.yaml, installed with annzoo;
+this script runs it as ``annzoo train digits_mlp`` does, with its options:
 
-    python recipes/digits_mlp.py --epochs 40
+    python recipes/digits_mlp.py --epochs 5 --set data.batch_size=64
 """
 
 import sys
 
+from annzoo import recipes
 from annzoo.cli import recipe_main
-from annzoo.training import Recipe
+from annzoo.training import load_recipe
 
-RECIPE = Recipe(
-    name="digits_mlp",
-    description=__doc__,
-    model=dict(name="mlp", hidden_units=[128, 64], dropout=0.2),
-    data=dict(dataset="digits", batch_size=32),
-    fit=dict(epochs=100),
-    callbacks=dict(early_stopping=dict(patience=10)),
-)
+RECIPE = load_recipe(recipes.path("digits_mlp"))
 
 if __name__ == "__main__":
     sys.exit(recipe_main(RECIPE))

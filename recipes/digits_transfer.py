@@ -1,18 +1,12 @@
 """Digits transfer: pretrained on digits 0-4, can it learn 5-9 from a few examples?
 
-`annzoo train digits_transfer` runs the pretraining: the digits_cnn network on
-digits 0-4 only. `python recipes/digits_transfer.py` runs the whole
-comparison: after pretraining, for each seed and each number of labelled
-examples per class (10 and 50) of digits 5-9, the pretrained network is
-fine-tuned (its classifier replaced, 10 epochs of the new head on the frozen
-base, then everything at a tenth of the learning rate, batch normalization
-kept frozen) and the same network is trained from scratch on the same few
-examples. Validation uses as few examples as training; the test split is
-every test image of digits 5-9. Writes transfer.md (table), transfer.json
-and transfer.png (test accuracy against examples per class, mean and
-standard deviation over the seeds) in OUTPUT_DIR/digits_transfer_comparison.
+The pretraining is the recipe annzoo/recipes/digits_transfer.yaml (installed
+with annzoo; `annzoo train digits_transfer` runs it), whose description
+says what this script adds: the few-shot comparison of fine-tuning against
+training from scratch on digits 5-9.
 
     python recipes/digits_transfer.py [--seeds 5] [--sizes 10 50] [--output-dir runs]
+    python recipes/digits_transfer.py train [options of annzoo train]
 """
 
 import argparse
@@ -21,27 +15,14 @@ import statistics
 import sys
 from pathlib import Path
 
+from annzoo import recipes
 from annzoo.cli import recipe_main
-from annzoo.training import Recipe, train
+from annzoo.training import Recipe, load_recipe, train
 
-CNN = dict(
-    name="cnn",
-    filters=[32, 64],
-    kernel_size=3,
-    batch_norm=True,
-    hidden_units=[128],
-    dropout=0.3,
-)
-FIRST, SECOND = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
-
-RECIPE = Recipe(
-    name="digits_transfer",
-    description=__doc__,
-    model=CNN,
-    data=dict(dataset="digits", batch_size=32, options=dict(classes=FIRST)),
-    fit=dict(epochs=40),
-    callbacks=dict(early_stopping=dict(patience=8)),
-)
+RECIPE = load_recipe(recipes.path("digits_transfer"))
+CNN = RECIPE.model  # the digits_cnn network
+FIRST = RECIPE.data["options"]["classes"]  # digits 0-4
+SECOND = [c for c in range(10) if c not in FIRST]
 
 
 def few_shot(per_class: int, seed: int, source: str | None) -> Recipe:
@@ -116,7 +97,10 @@ def compare(output_dir="runs", seeds=5, sizes=(10, 50), overrides=(), verbose=0)
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "train":  # the pretraining alone
         sys.exit(recipe_main(RECIPE, sys.argv[2:]))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=RECIPE.description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--output-dir", default="runs")

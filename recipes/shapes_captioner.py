@@ -1,30 +1,18 @@
 """Shapes captioner: describe a picture in words, and show where it looked.
 
-"Show, attend and tell" at toy size on the embedded "shapes_captions"
-images (two coloured shapes in a spatial relation, 32x32 RGB): a small CNN
-encodes the image into a grid of regions; a GRU decoder, trained with
-teacher forcing, attends over the regions (additive attention) before each
-word. Reported: exact match of the greedy caption on the test split, and
-attention.png, the first test image with each word's attention overlaid.
-No download.
+The recipe is annzoo/recipes/shapes_captioner.yaml, installed with annzoo;
+this script runs it as ``annzoo train shapes_captioner`` does, with its options:
 
-    python recipes/shapes_captioner.py --set model.units=256
+    python recipes/shapes_captioner.py --epochs 5 --set data.batch_size=64
 """
 
 import sys
 
+from annzoo import recipes
 from annzoo.cli import recipe_main
-from annzoo.training import Recipe
+from annzoo.training import load_recipe
 
-RECIPE = Recipe(
-    name="shapes_captioner",
-    description=__doc__,
-    model=dict(name="captioner"),
-    data=dict(dataset="shapes_captions", batch_size=32),
-    compile=dict(optimizer="adam", learning_rate=2e-3),
-    fit=dict(epochs=60),
-    callbacks=dict(early_stopping=dict(patience=8)),
-)
+RECIPE = load_recipe(recipes.path("shapes_captioner"))
 
 if __name__ == "__main__":
     sys.exit(recipe_main(RECIPE))

@@ -58,9 +58,10 @@ def test_list_info_datasets(capsys):
     info = json.loads(_ok(_in_process(capsys, "info", "mnist_convnet", "--json")))
     assert info["reference"]["params"] == 34_826 and info["family"] == "cnn"
     assert "digits" in _ok(_in_process(capsys, "datasets"))
-    described = _ok(_in_process(capsys, "info", "lenet5"))
+    described = _ok(_in_process(capsys, "info", "lenet5", "--summary"))
     assert "LeCun et al. 1998" in described  # the reference source
     assert "Total params: 61,706" in described  # the Keras model summary
+    assert "Total params" not in _ok(_in_process(capsys, "info", "lenet5"))
     _error(_in_process(capsys, "info", "resnet2O"), "`name`", "resnet2O")
     _error(_in_process(capsys, "list", "nomatch*"), "`pattern`")
     # The installed command itself, once.

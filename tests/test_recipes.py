@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import re
 from pathlib import Path
 
 import keras
 import pytest
 
-from annzoo.training import Recipe, load_recipe, train
+from annzoo import AnnzooError, recipes
+from annzoo.training import Recipe, find_recipe, load_recipe, train
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.speedups_off
@@ -52,6 +54,55 @@ def _data_context(recipe: Recipe):
 
 def test_required_recipes_exist():
     assert REQUIRED <= set(RECIPES)
+
+
+def test_recipes_ship_in_the_package_and_the_scripts_load_them():
+    """One definition per recipe, `annzoo/recipes/NAME.yaml` (package data);
+    each `recipes/NAME.py` is a script that loads it, not a second copy."""
+    assert recipes.names() == RECIPES
+    for name in RECIPES:
+        script = (ROOT / "recipes" / f"{name}.py").read_text()
+        assert f'RECIPE = load_recipe(recipes.path("{name}"))' in script, name
+        assert "RECIPE = Recipe(" not in script, name
+        packaged = load_recipe(recipes.path(name))
+        assert packaged.name == name
+        assert load_recipe(ROOT / "recipes" / f"{name}.py") == packaged
+        assert find_recipe(name) == recipes.path(name)
+
+
+def test_find_recipe_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert find_recipe("digits_cnn") == recipes.path("digits_cnn")
+    (tmp_path / "recipes").mkdir()
+    own = tmp_path / "recipes" / "my_digits.py"
+    own.write_text("")
+    assert find_recipe("my_digits") == own  # a recipe of one's own, by name
+    with pytest.raises(AnnzooError, match=r"digits_cnn.*my_digits.*Did you mean"):
+        find_recipe("digits_cnm")
+
+
+def test_measured_results_agree_with_the_readme_table():
+    """`annzoo recipes` shows each recipe's `measured:`; recipes/README.md's
+    results table is where they are documented: both must say the same."""
+    readme = (ROOT / "recipes" / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        match = re.match(r"\| `(\w+)` \|", line)
+        if match:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[match.group(1)] = cells
+    assert set(rows) == set(RECIPES)
+    listed = {row["name"]: row for row in recipes.catalog()}
+    for name, cells in rows.items():
+        measured = recipes.read(name)["measured"]
+        dataset = recipes.read(name)["recipe"]["data"]["dataset"]
+        assert dataset.split(":")[-1] in cells[1], (name, dataset, cells[1])
+        if cells[4] == "not measured here":
+            assert measured is None and listed[name]["measured"] is None, name
+        else:
+            assert (measured["metric"], measured["result"]) == (cells[3], cells[4])
+            assert measured.get("epochs", "") == cells[5], name
+            assert listed[name]["measured"] == f"{cells[3]} {cells[4]}"
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
     annzoo list [PATTERN]                 registered models with family and size
     annzoo info NAME                      one model's description and reference
     annzoo datasets                       the datasets annzoo.datasets.load knows
+    annzoo recipes                        the recipes annzoo ships, with results
     annzoo train RECIPE [options]         run a recipe (name, .py, .json or .yaml)
     annzoo evaluate RUN_DIR [--split S]   evaluate a run's best model again
     annzoo predict RUN_DIR INPUT...       predictions for .npy/.npz/.csv/images
@@ -12,12 +13,18 @@
     annzoo export RUN_DIR --format F      keras, savedmodel or onnx
 
 Errors print one sentence and exit with status 2; ``--debug`` shows the
-traceback.
+traceback. TensorFlow's start-up lines are silenced; ``-v`` shows them.
 
 argparse lives in this package only: `annzoo.cli.models` (list, info,
-datasets), `annzoo.cli.train` (train, finetune), `annzoo.cli.tune`,
+datasets, recipes), `annzoo.cli.train` (train, finetune), `annzoo.cli.tune`,
 `annzoo.cli.runs` (evaluate, predict, export) and `annzoo.cli.recipes` (the
 options of a recipe, and `recipe_main`, the entry point of recipe scripts).
+
+Building the parser, the commands that only read plain data (``--help``,
+``list``, ``info``, ``datasets``, ``recipes``) and every usage error import
+neither Keras nor a backend (``tests/test_cli_startup.py``): each command
+checks its arguments, then starts the backend (`annzoo.cli._startup`) and
+imports what it runs.
 """
 
 from __future__ import annotations
@@ -39,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show the backend's start-up and log lines (TensorFlow, absl)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     models.add_commands(commands)
     train.add_commands(commands)

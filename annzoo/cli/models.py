@@ -1,18 +1,26 @@
-"""``annzoo list``, ``annzoo info`` and ``annzoo datasets``: what annzoo has."""
+"""``annzoo list``, ``info``, ``datasets`` and ``recipes``: what annzoo has.
+
+These read plain data (`annzoo.registry.plain_info`, the datasets' metadata,
+the packaged recipes' files) and import no Keras, so they answer at once;
+only ``info --summary`` builds the model.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import textwrap
+from pathlib import Path
 
-from annzoo import datasets, registry
+from annzoo import recipes, registry
+from annzoo.cli import _startup
 from annzoo.errors import AnnzooError
 
 __all__ = ["add_commands"]
 
 
 def add_commands(commands) -> None:
-    """Adds the ``list``, ``info`` and ``datasets`` subcommands."""
+    """Adds the ``list``, ``info``, ``datasets`` and ``recipes`` subcommands."""
     listing = commands.add_parser("list", help="list registered models")
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style pattern")
     listing.set_defaults(run=_list)
@@ -21,12 +29,26 @@ def add_commands(commands) -> None:
     info.add_argument("name")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument(
-        "--no-summary", action="store_true", help="skip building the Keras summary"
+        "--summary",
+        action="store_true",
+        help="also build the model and print its Keras summary (loads Keras)",
     )
+    # The default since the summary became opt-in; kept for existing scripts.
+    info.add_argument("--no-summary", action="store_true", help=argparse.SUPPRESS)
     info.set_defaults(run=_info)
 
     data = commands.add_parser("datasets", help="list the built-in datasets")
     data.set_defaults(run=_datasets)
+
+    listed = commands.add_parser(
+        "recipes",
+        help="list the recipes annzoo ships",
+        description="The recipes `annzoo train NAME` and `annzoo tune NAME` "
+        "accept, with family, dataset and the result measured in recipes/README.md.",
+    )
+    listed.add_argument("pattern", nargs="?", default="*", help="shell-style pattern")
+    listed.add_argument("--json", action="store_true", help="print JSON")
+    listed.set_defaults(run=_recipes)
 
 
 def _format_params(reference) -> str:
@@ -45,8 +67,8 @@ def _shape_text(shape: tuple) -> str:
 
 def _list(args: argparse.Namespace) -> None:
     rows = [("name", "family", "task", "input", "outputs", "published params")]
-    for name in registry.list_models(args.pattern):
-        info = registry.model_info(name)
+    for name in registry.plain_names(args.pattern):
+        info = registry.plain_info(name)
         rows.append(
             (
                 name,
@@ -68,7 +90,7 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
-    info = registry.model_info(args.name)
+    info = registry.plain_info(args.name)
     if args.json:
         print(json.dumps(info.to_dict(), indent=2, default=list))
         return
@@ -82,17 +104,48 @@ def _info(args: argparse.Namespace) -> None:
     print("  configuration:")
     for key, value in sorted(info.config.items()):
         print(f"    {key} = {value!r}")
-    if not args.no_summary:
+    if args.summary and not args.no_summary:
+        _startup.quiet_backend(args)
         model = registry.create_model(args.name, compile=False)
         model.summary(line_length=100)
 
 
+# annzoo.datasets.METADATA_FILE, read without importing annzoo.datasets (whose
+# text datasets import Faker): tests/test_cli_startup.py checks both agree.
+DATASETS_TABLE = Path(__file__).resolve().parents[1] / "datasets" / "metadata.json"
+
+
 def _datasets(args: argparse.Namespace) -> None:
-    for name in datasets.list_datasets():
-        info = datasets.dataset_info(name)
+    table = json.loads(DATASETS_TABLE.read_text(encoding="utf-8"))
+    for name, info in table.items():
+        info["input_shape"] = tuple(info["input_shape"])
         sizes = info.get("num_samples", {})
         sizes = ", ".join(f"{k} {v}" for k, v in sizes.items())
         print(f"{name:15s} {info['task']:11s} {str(info['input_shape']):12s} {sizes}")
     print("tfds:NAME       any TensorFlow Datasets name (downloads on first use)")
     print("csv:PATH        a CSV file; data.options: label_column (required), ...")
     print("images:DIR      class subfolders of images; data.options: image_size")
+
+
+def _recipes(args: argparse.Namespace) -> None:
+    entries = recipes.catalog(args.pattern)
+    if not entries:
+        raise AnnzooError(
+            f"No recipe matches `pattern` {args.pattern!r}. Try 'annzoo recipes' "
+            "without a pattern."
+        )
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return
+    rows = [("name", "family", "dataset", "measured (test split)")]
+    for entry in entries:
+        measured = entry["measured"] or "not measured here"
+        rows.append((entry["name"], entry["family"], entry["dataset"], measured))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    indent = sum(widths) + 2 * len(widths)
+    for row in rows:  # 100 columns at most: the last column wraps under itself
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        lines = textwrap.wrap(row[-1], max(100 - indent, 20)) or [""]
+        print("  ".join([*cells, lines[0]]).rstrip())
+        for line in lines[1:]:
+            print(" " * indent + line)

@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from annzoo._checks import check_output_path
 from annzoo.errors import AnnzooError
-from annzoo.training import distribute, launch
-from annzoo.training.recipe import Recipe
-from annzoo.training.runner import train
+
+if TYPE_CHECKING:
+    from annzoo.training.recipe import Recipe
+
+# annzoo.training is imported by the functions that train, not here: building
+# the parser and reporting a usage error must not import Keras
+# (tests/test_cli_startup.py). Hence also this copy of
+# annzoo.training.distribute.STRATEGIES, which a test keeps equal to it.
+STRATEGIES = ("auto", "none", "mirrored", "data-parallel", "model-parallel")
 
 __all__ = [
     "add_recipe_arguments",
@@ -52,6 +59,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="full tracebacks on errors",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the backend's start-up and log lines (TensorFlow, absl)",
+    )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +87,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("several devices or processes")
     group.add_argument(
         "--distribute",
-        choices=distribute.STRATEGIES,
+        choices=STRATEGIES,
         help="auto (default): data-parallel when several accelerators are visible",
     )
     group.add_argument(
@@ -126,6 +140,8 @@ def _job(args: argparse.Namespace) -> int | None:
     ``--workers N`` runs this same command as N processes (and returns their
     status); ``--coordinator --num-processes --process-id`` joins this one.
     """
+    from annzoo.training import distribute, launch  # see STRATEGIES
+
     workers = getattr(args, "workers", None)
     coordinator = getattr(args, "coordinator", None)
     if workers is not None and coordinator is None:
@@ -153,6 +169,8 @@ def run_and_report(
     recipe: Recipe, args: argparse.Namespace, prog: str = "annzoo"
 ) -> int:
     """Trains from parsed arguments and prints the outcome; returns the exit code."""
+    from annzoo.training.runner import train  # see STRATEGIES
+
     try:
         recipe = apply_arguments(recipe, args).validate()
         check_output_path("--output-dir", args.output_dir, directory=True)
@@ -186,10 +204,14 @@ def recipe_main(
     recipe: Recipe, argv: list[str] | None = None, description: str | None = None
 ) -> int:
     """Command-line entry point of a recipe script; returns the exit status."""
+    from annzoo.cli import _startup
+
     parser = argparse.ArgumentParser(
         prog=recipe.name,
         description=description or recipe.description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_train_arguments(parser)
-    return run_and_report(recipe, parser.parse_args(argv), prog=recipe.name)
+    args = parser.parse_args(argv)
+    _startup.quiet_backend(args)
+    return run_and_report(recipe, args, prog=recipe.name)

@@ -7,10 +7,8 @@ import json
 from pathlib import Path
 
 from annzoo._checks import check_output_path
+from annzoo.cli import _startup
 from annzoo.errors import AnnzooError
-from annzoo.export import export
-from annzoo.predict import predict_files, predict_texts
-from annzoo.training.report import evaluate_run
 
 __all__ = ["add_commands"]
 
@@ -59,6 +57,10 @@ def add_commands(commands) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    _startup.quiet_backend(args)
+    # Deferred, as in every command that loads a model: see annzoo.cli.recipes.
+    from annzoo.training.report import evaluate_run
+
     metrics = evaluate_run(args.run_dir, split=args.split, which=args.which)
     print(json.dumps({"split": args.split, "model": args.which, **metrics}, indent=2))
 
@@ -77,6 +79,9 @@ def _predict(args: argparse.Namespace) -> None:
     default = Path(args.run_dir) / "predictions" / "predictions.csv"
     if args.output or Path(args.run_dir).is_dir():  # else the run dir is refused
         check_output_path("--output", args.output or default, directory=False)
+    _startup.quiet_backend(args)
+    from annzoo.predict import predict_files, predict_texts
+
     if args.text:
         written, predictions = predict_texts(
             args.run_dir,
@@ -98,5 +103,8 @@ def _export(args: argparse.Namespace) -> None:
     if args.output is not None:
         savedmodel = args.format == "savedmodel"
         check_output_path("--output", args.output, directory=savedmodel)
+    _startup.quiet_backend(args)
+    from annzoo.export import export
+
     path = export(args.run_dir, args.output, format=args.format, which=args.which)
     print(f"exported: {path}")

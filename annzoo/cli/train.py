@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from annzoo import recipes
+from annzoo.cli import _startup
 from annzoo.cli.recipes import add_train_arguments, run_and_report
-from annzoo.training.recipe import Recipe, find_recipe, load_recipe
 
 __all__ = ["add_commands"]
 
@@ -18,7 +19,9 @@ def add_commands(commands) -> None:
         help="run a recipe",
         description="Run a recipe and write a run directory.",
     )
-    train.add_argument("recipe", help="recipe name (recipes/NAME.py) or file")
+    train.add_argument(
+        "recipe", help="recipe name (`annzoo recipes` lists them) or recipe file"
+    )
     add_train_arguments(train)
     train.set_defaults(run=_train)
 
@@ -30,18 +33,26 @@ def add_commands(commands) -> None:
         "base, reduced learning rate (see the recipe's finetune section).",
     )
     finetune.add_argument("source", help=".keras file, run directory or preset")
-    finetune.add_argument("recipe", help="recipe file or name in recipes/")
+    finetune.add_argument("recipe", help="recipe name or recipe file")
     add_train_arguments(finetune)
     finetune.set_defaults(run=_finetune)
 
 
 def _train(args: argparse.Namespace) -> int:
-    recipe = load_recipe(find_recipe(args.recipe))
-    return run_and_report(recipe, args)
+    path = recipes.find(args.recipe)
+    _startup.quiet_backend(args)
+    # Here, not at the top: see annzoo.cli.recipes.STRATEGIES.
+    from annzoo.training.recipe import load_recipe
+
+    return run_and_report(load_recipe(path), args)
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    recipe = load_recipe(find_recipe(args.recipe))
+    path = recipes.find(args.recipe)
+    _startup.quiet_backend(args)
+    from annzoo.training.recipe import Recipe, load_recipe
+
+    recipe = load_recipe(path)
     source = args.source
     if Path(source).exists():  # record where the weights came from, exactly
         source = str(Path(source).resolve())

@@ -8,10 +8,11 @@ import os
 import shutil
 from pathlib import Path
 
+from annzoo import recipes
 from annzoo._checks import check_output_path
+from annzoo.cli import _startup
 from annzoo.cli.recipes import add_recipe_arguments, apply_arguments
 from annzoo.errors import AnnzooError
-from annzoo.training.recipe import find_recipe, load_recipe
 
 __all__ = ["add_commands"]
 
@@ -24,7 +25,7 @@ def add_commands(commands) -> None:
         description="Hyperparameter search over a recipe's model (keras-tuner); "
         "rerunning the same command resumes it.",
     )
-    tune.add_argument("recipe", help="recipe file or name in recipes/")
+    tune.add_argument("recipe", help="recipe name or recipe file")
     tune.add_argument(
         "--tuner", default="random", choices=("random", "hyperband", "bayesian", "grid")
     )
@@ -52,10 +53,14 @@ def add_commands(commands) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    # deferred: annzoo.tuning loads keras-tuner, which only this command needs
+    path = recipes.find(args.recipe)
+    _startup.quiet_backend(args)
+    # deferred: annzoo.tuning loads keras-tuner (and the training code Keras),
+    # which only this command needs
+    from annzoo.training.recipe import load_recipe
     from annzoo.tuning import distributed, reports, tune
 
-    recipe = apply_arguments(load_recipe(find_recipe(args.recipe)), args)
+    recipe = apply_arguments(load_recipe(path), args)
     if args.batch_size is not None:  # fixed, not searched
         recipe = recipe.override([f"search_space.batch_size={args.batch_size}"])
     recipe = recipe.validate()

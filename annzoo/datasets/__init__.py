@@ -28,6 +28,9 @@ package imports neither scikit-learn, Keras, TensorFlow nor TensorFlow Datasets.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from annzoo.datasets import embedded as _embedded  # noqa: F401  (registers)
 from annzoo.datasets import files as _files  # noqa: F401  (registers "csv:", "images:")
 from annzoo.datasets import shapes as _shapes  # noqa: F401  (registers "shapes_captions")
@@ -49,6 +52,7 @@ from annzoo.datasets.arrays import from_arrays, register_arrays  # registers "np
 from annzoo.datasets.idx import read_idx
 
 __all__ = [
+    "METADATA_FILE",
     "ArrayDataset",
     "Loader",
     "SPLITS",
@@ -65,4 +69,25 @@ __all__ = [
     "split_indices",
     "split_sizes",
     "standardize",
+    "write_metadata",
 ]
+
+# What `annzoo datasets` prints (task, input shape, split sizes) for the
+# built-in datasets, read as plain data: some of them (dates, ner, surnames)
+# generate their samples to count them. Written by `write_metadata`; a test
+# (tests/test_cli_startup.py) keeps it equal to `dataset_info`.
+METADATA_FILE = Path(__file__).with_name("metadata.json")
+_SUMMARY = ("task", "input_shape", "num_samples")
+
+
+def write_metadata(path: str | Path | None = None) -> Path:
+    """Writes the table of `METADATA_FILE` from `dataset_info` (maintenance)."""
+    # Deferred: annzoo.io imports Keras; only this maintenance step writes.
+    from annzoo import io as aio
+
+    table = {
+        name: {key: dataset_info(name)[key] for key in _SUMMARY}
+        for name in list_datasets()
+    }
+    text = json.dumps(table, indent=1) + "\n"
+    return aio.write_text(METADATA_FILE if path is None else path, text)

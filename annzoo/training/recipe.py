@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from annzoo import io as aio
+from annzoo import recipes
 from annzoo.errors import AnnzooError
 from annzoo.training.validation import suggest, validate_recipe
 
@@ -294,7 +295,10 @@ class Recipe:
 def load_recipe(source: str | os.PathLike) -> Recipe:
     """Reads a recipe from a ``.json``/``.yaml`` file or a ``recipes/NAME.py`` file.
 
-    A Python file must define a module-level ``RECIPE``.
+    A Python file must define a module-level ``RECIPE``; a YAML or JSON file
+    holds the recipe's sections, or them under ``recipe:`` (as the files
+    annzoo ships do, beside their ``measured:`` result). `find_recipe` turns
+    a name into a file.
     """
     path = Path(source)
     if not path.is_file():
@@ -355,22 +359,7 @@ def load_recipe(source: str | os.PathLike) -> Recipe:
 
 
 def find_recipe(source: str | os.PathLike) -> Path:
-    """A recipe file from a path, or a name of a file in ``recipes/`` (of the
-    working directory, else of annzoo's source checkout)."""
-    path = Path(source)
-    if path.is_file():
-        return path
-    candidates = [
-        Path.cwd() / "recipes" / f"{source}.py",
-        Path(__file__).resolve().parents[2] / "recipes" / f"{source}.py",
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    known = sorted(
-        {p.stem for c in candidates if c.parent.is_dir() for p in c.parent.glob("*.py")}
-    )
-    raise AnnzooError(
-        "`recipe` must be a recipe file (.py, .json, .yaml) or the name of one in "
-        f"recipes/ (known: {known}). Received: {source!r}"
-    )
+    """A recipe file: ``source`` itself, else the recipe annzoo ships under that
+    name, else ``recipes/NAME.py`` in the working directory (`annzoo.recipes.find`).
+    """
+    return recipes.find(source)
