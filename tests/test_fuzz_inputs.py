@@ -320,9 +320,10 @@ wrong_values = st.one_of(
 
 @st.composite
 def recipes(draw):
-    """A recipe dict with one to three damages, and whether it must be refused."""
+    """A recipe dict with one to three damages, and whether it must be refused
+    (a field made wrong and then deleted is filled in by its default again)."""
     data = json.loads(json.dumps(BASE_RECIPE))
-    must_refuse, deleted = False, set()
+    wrong, broken, deleted = {}, False, set()
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["wrong", "unknown", "delete", "section", "top"]))
         section = draw(st.sampled_from(SECTIONS))
@@ -333,23 +334,24 @@ def recipes(draw):
             value = draw(wrong_values)
             data[section][field] = value
             oracle = FIELDS.get(f"{section}.{field}")
-            must_refuse |= oracle is not None and not oracle(value)
+            wrong[section, field] = oracle is not None and not oracle(value)
         elif kind == "unknown":
             name = draw(st.text(printable, min_size=1, max_size=8))
             fresh = name not in data[section] and (section, name) not in deleted
             if fresh and section != "model":
                 data[section][name] = 1
-                must_refuse = True
+                wrong[section, name] = True
         elif kind == "delete":
             del data[section][field]  # defaults may fill it in: no oracle
             deleted.add((section, field))
+            wrong.pop((section, field), None)
         elif kind == "section":
             data[section] = draw(st.sampled_from([[], "x", 3]))
-            must_refuse = True
+            broken = True
         else:
             data[draw(st.sampled_from(["nmae", "modle", "extra"]))] = {}
-            must_refuse = True
-    return data, must_refuse
+            broken = True
+    return data, broken or any(wrong.values())
 
 
 def test_recipe_files(tmp_path_factory, capsys, dry_runner, good_run):
@@ -425,7 +427,7 @@ def _npz_bytes(array, compressed) -> bytes:
 
 
 def _csv_bytes(array, header: bool) -> bytes:
-    rows = array.reshape(len(array), -1)
+    rows = array.reshape(len(array), math.prod(array.shape[1:]))
     lines = [",".join(f"c{i}" for i in range(rows.shape[1]))] if header else []
     lines += [",".join(repr(float(v)) for v in row) for row in rows]
     return ("\n".join(lines) + "\n").encode()
