@@ -50,7 +50,7 @@ BOTTLENECK_EXPANSION = 4
 # digits_cnn recipe (40 steps per epoch) sat at chance on validation for 8
 # epochs while its training-mode accuracy was above 0.9 from the first one.
 # 0.9 (PyTorch's default, and the one of He et al.'s ResNets) forgets the start
-# in about 50 steps. tests/test_plots.py::test_digits_cnn_validation_no_dip.
+# in about 50 steps (tests/test_cnn_batch_norm.py).
 BN_MOMENTUM = 0.9
 
 
