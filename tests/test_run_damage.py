@@ -193,6 +193,19 @@ def test_a_finished_run_without_its_manifest_says_its_files_are_unchecked(
     assert "manifest.json' is missing from a finished run" in _one_line(capsys)
 
 
+def test_finetune_takes_the_run_directory_lock(runs, tmp_path, capsys):
+    """`annzoo finetune` writes its run through the same locked runner."""
+    output = tmp_path / "out"
+    (output / "damage").mkdir(parents=True)
+    with aio.lock_directory(output / "damage"):
+        argv = ["finetune", str(runs.finished), str(runs.recipe)]
+        assert annzoo([*argv, "--output-dir", str(output), "--quiet"]) == 2
+    message = _one_line(capsys)
+    assert f"{str(output / 'damage')!r} is in use by process" in message
+    assert [p.name for p in output.iterdir()] == ["damage"]
+    assert not any((output / "damage").iterdir())
+
+
 @pytest.fixture(scope="module")
 def resumed(runs, tmp_path_factory):
     """The unfinished run resumed, and killed between results.json and the

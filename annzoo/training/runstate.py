@@ -147,7 +147,8 @@ def holdings(run_dir: Path) -> str:
     return ", ".join(names)
 
 
-# The names a run directory's files and folders may have (module docstring).
+# The names of the files and folders a run directory holds (the table in
+# `annzoo.training.rundir`).
 RUN_FILES = frozenset(
     {
         "recipe.json",
