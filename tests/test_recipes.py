@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from annzoo import AnnzooError, recipes
+from annzoo import AnnzooError, recipes, registry
 from annzoo.training import Recipe, find_recipe, load_recipe, train
 from tests.conftest import ROOT
 
@@ -132,7 +132,18 @@ def test_recipe_runs_at_smoke_size(name, tmp_path):
         assert results["examples"] and {"target", "predicted"} <= set(
             results["examples"][0]
         )
-        assert (run / "attention.png").is_file() == ("attention_png" in results)
+        # A family whose report draws attention, with a layer named
+        # "attention" (what decode(return_attention=True) reads), must draw
+        # it; the recipes that say they draw it must have such a layer.
+        family = registry.resolve(saved.model["name"])[0]
+        attends = "attention" in registry.family_spec(family).report and any(
+            layer.name == "attention"
+            for layer in keras.saving.load_model(run / "final.keras").layers
+        )
+        if "attention.png" in recipes.read(name)["recipe"].get("description", ""):
+            assert attends, name
+        assert (run / "attention.png").is_file() == attends, name
+        assert results.get("attention_png") == ("attention.png" if attends else None)
     elif "entity_f1" in results["test"]:  # a tagger: one count per real token
         assert sum(map(sum, results["confusion_matrix"])) > 48
         assert set(results["entities"]) <= {"PER", "ORG", "LOC", "DATE", "MISC"}
