@@ -71,18 +71,20 @@ def test_list_info_datasets(capsys):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli")
-    stdout = _ok(
-        annzoo(
-            "train",
-            "digits_mlp",
-            "--epochs",
-            "2",
-            "--set",
-            "data.limit=120",
-            "--output-dir",
-            str(out),
-        )
+    done = annzoo(
+        "train",
+        "digits_mlp",
+        "--epochs",
+        "2",
+        "--set",
+        "data.limit=120",
+        "--output-dir",
+        str(out),
     )
+    stdout = _ok(done)
+    # A quiet start: none of TensorFlow's start-up lines (annzoo.cli._startup).
+    for line in ("InitializeLog", "oneDNN", "cuda drivers", "cuInit", "I0000"):
+        assert line not in done.stderr, done.stderr[-3000:]
     assert "Epoch 2/2" in stdout and "test: accuracy" in stdout
     return out / "digits_mlp"
 

@@ -4,23 +4,20 @@
 error read plain data (`annzoo.registry.plain_info`, the datasets' and the
 recipes' files) and import no Keras nor any backend; the tables they read
 must agree with the registry and the datasets they describe. Commands that
-train import TensorFlow with its start-up lines filtered out.
+train import TensorFlow with its start-up lines filtered out (the filter
+here; the whole command in tests/test_cli.py's `run_dir`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-
-import pytest
 
 from annzoo import datasets, registry
 from annzoo.cli import _startup
 from annzoo.cli import models as cli_models
 from annzoo.cli import recipes as cli_recipes
-from tests.conftest import run_python, subprocess_env
+from tests.conftest import run_python
 
 HEAVY = ("tensorflow", "keras", "jax", "torch")
 
@@ -147,25 +144,3 @@ def test_startup_lines_are_filtered_and_other_lines_kept(capfd):
     assert err == (
         "W0000 00:00:17.5  1 real.cc:1] a real warning\nTraceback: an import error\n"
     )
-
-
-@pytest.mark.slow
-def test_train_starts_quietly(tmp_path):
-    """The whole command, as a user runs it: stderr holds none of TensorFlow's
-    start-up lines (TF_CPP_MIN_LOG_LEVEL unset, as for a user; the TensorFlow
-    backend, whose lines these are)."""
-    env = subprocess_env(KERAS_BACKEND="tensorflow")
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "annzoo.cli", "train", "digits_mlp", "--epochs", "1"]
-        + ["--quiet", "--output-dir", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "test: accuracy" in done.stdout
-    for needle in ("InitializeLog", "oneDNN", "cuda drivers", "cuInit", "I0000"):
-        assert needle not in done.stderr, done.stderr[-3000:]

@@ -8,7 +8,7 @@ TensorFlow library loaded. Later, on a machine without a GPU, TensorFlow's
 own logging reports an error-looking "failed call to cuInit", which
 ``TF_CPP_MIN_LOG_LEVEL=3`` silences (``2`` does not: it is an error line).
 
-`quiet_backend` sets that level (unless the environment already sets one)
+`quiet_backend` sets that level (over any lower one the environment sets)
 and imports Keras with the process's standard error (file descriptor 2, where
 the C++ side writes) sent to a temporary file, then writes back every line of
 it that is not one of those start-up lines, so that a real warning or an
@@ -77,8 +77,10 @@ def quiet_backend(args=None) -> None:
     """
     if args is not None and verbose(args):
         return
-    # Read by TensorFlow when it is imported: errors (cuInit) and below silenced.
-    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):
+    # Read by TensorFlow when it is imported: errors (cuInit) and below silenced,
+    # whatever lower level the environment sets (2 lets cuInit through); -v
+    # leaves the environment's level alone.
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") not in ("3", "4"):
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if "keras" in sys.modules:
         return
