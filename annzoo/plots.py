@@ -42,7 +42,9 @@ class _Figures:
         # Deferred: matplotlib loads on the first plot, not on `import annzoo`.
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=figsize)
+        # Constrained layout keeps a figure's title, the panels' titles, tick
+        # labels and colour bars apart (tests/test_plots.py measures it).
+        fig = Figure(figsize=figsize, layout="constrained")
         return fig, fig.subplots(*args, **kwargs)
 
     @staticmethod
@@ -61,11 +63,53 @@ def _pyplot() -> _Figures:
     return _Figures()
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path, *, dpi: int = 110) -> Path:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     _pyplot().close(fig)
     return write_bytes(path, buffer.getvalue())
+
+
+def _integer_ticks(axis, last: int | None = None) -> None:
+    """Ticks on whole numbers only (epochs, trials, layer counts: no 2.5);
+    with ``last``, the axis spans 1 to ``last`` (half a step either side, so
+    one epoch is still a whole-number axis)."""
+    # Deferred: matplotlib loads on the first plot, not on `import annzoo`.
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(
+        MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=1)
+    )
+    if last is not None:
+        axis.axes.set_xlim(0.5, max(last, 1) + 0.5)
+
+
+def _log_scale_if_spread(ax, values, *, ratio: float = 20.0) -> bool:
+    """A log y axis for positive values spanning ``ratio`` or more (a loss
+    falling from 2 to 0.003 is otherwise a flat line at zero)."""
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if values and min(values) > 0 and max(values) / min(values) >= ratio:
+        ax.set_yscale("log")
+        return True
+    return False
+
+
+_LEARNING_RATE_KEYS = ("learning_rate", "lr")
+
+
+def _log_axis(axis, values) -> None:
+    """A log axis labelled in plain numbers (0.001, 0.002, 0.005): under two
+    decades at 1, 2 and 5 per decade, else at the decades, and never the
+    crowded minor labels matplotlib adds to an axis without a whole decade."""
+    # Deferred: matplotlib loads on the first plot, not on `import annzoo`.
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    (axis.axes.set_xscale if axis.axis_name == "x" else axis.axes.set_yscale)("log")
+    positive = [v for v in values if v is not None and v > 0]
+    narrow = positive and max(positive) / min(positive) < 100
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def plot_curves(
@@ -77,10 +121,15 @@ def plot_curves(
 ) -> Path:
     """Plots training curves: one panel per metric, train and validation.
 
+    Epochs are whole numbers on the x axis. A loss (any metric whose name
+    contains ``loss``) that spans a factor of 20 or more is drawn on a log
+    axis. The learning rate (``"learning_rate"`` or ``"lr"``) gets its own
+    panel, on a log axis, when it changed during the run (a schedule or
+    ``reduce_lr``); a constant one is left out.
+
     Args:
         history: ``{"loss": [...], "val_loss": [...], "accuracy": [...]}`` as
-            in ``keras.callbacks.History.history``; ``"lr"``/``"learning_rate"``
-            are left out.
+            in ``keras.callbacks.History.history``.
         path: where the PNG goes (written atomically).
         title: figure title.
         best_epoch: 1-based epoch to mark with a vertical line.
@@ -92,22 +141,26 @@ def plot_curves(
     names = [
         k
         for k in history
-        if not k.startswith("val_") and k not in ("lr", "learning_rate", "epoch")
+        if not k.startswith("val_") and k not in (*_LEARNING_RATE_KEYS, "epoch")
     ]
     if not names:
-        names = [k.removeprefix("val_") for k in history]
-    fig, axes = plt.subplots(
-        1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False
-    )
-    for ax, name in zip(axes[0], names, strict=True):
+        names = [k.removeprefix("val_") for k in history if k.startswith("val_")]
+    rates = next((list(history[k]) for k in _LEARNING_RATE_KEYS if history.get(k)), [])
+    changed = len({float(r) for r in rates}) > 1
+    epochs = max((len(values) for values in history.values()), default=1)
+    panels = len(names) + changed
+    fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=False):
+        drawn = []
         for key, label, style in (
             (name, "train", "-"),
             (f"val_{name}", "validation", "--"),
         ):
             values = history.get(key)
             if values:
-                epochs = range(1, len(values) + 1)
-                ax.plot(epochs, values, style, marker="o", markersize=3, label=label)
+                steps = range(1, len(values) + 1)
+                ax.plot(steps, values, style, marker="o", markersize=3, label=label)
+                drawn.extend(values)
         if best_epoch:
             ax.axvline(
                 best_epoch,
@@ -116,11 +169,22 @@ def plot_curves(
                 linestyle=":",
                 label=f"best (epoch {best_epoch})",
             )
+        log = "loss" in name and _log_scale_if_spread(ax, drawn)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
+        ax.set_ylabel(f"{name} (log scale)" if log else name)
         ax.set_title(name)
+        ax.grid(alpha=0.3, which="major")
+        ax.legend(fontsize=8)
+        _integer_ticks(ax.xaxis, epochs)
+    if changed:
+        ax = axes[0][-1]
+        ax.plot(range(1, len(rates) + 1), rates, "-", marker="o", markersize=3)
+        _log_axis(ax.yaxis, rates)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate (log scale)")
+        ax.set_title("learning rate")
         ax.grid(alpha=0.3)
-        ax.legend()
+        _integer_ticks(ax.xaxis, epochs)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -147,8 +211,11 @@ def plot_confusion_matrix(
     fig, ax = plt.subplots(figsize=(size, size * 0.9))
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    # Slanted labels only where upright ones would run into each other
+    # (class names, not the digits 0-9).
+    slant = n > 6 and max(len(name) for name in names) > 2
     ax.set_xticks(
-        range(n), names, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center"
+        range(n), names, rotation=45 if slant else 0, ha="right" if slant else "center"
     )
     ax.set_yticks(range(n), names)
     ax.set_xlabel("predicted")
@@ -156,6 +223,8 @@ def plot_confusion_matrix(
     if n <= 30:
         for i in range(n):
             for j in range(n):
+                # Empty cells in light grey, so the mistakes stand out.
+                colour = "white" if shares[i, j] > 0.6 else "black"
                 ax.text(
                     j,
                     i,
@@ -163,7 +232,7 @@ def plot_confusion_matrix(
                     ha="center",
                     va="center",
                     fontsize=8,
-                    color="white" if shares[i, j] > 0.6 else "black",
+                    color=colour if matrix[i, j] else "0.75",
                 )
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"{title + ': ' if title else ''}accuracy {accuracy:.3f}")
@@ -397,19 +466,33 @@ def plot_attention_overlay(
     return _save(fig, path)
 
 
+def _trial_numbers(trials: Sequence[Mapping]) -> list[int]:
+    """Each trial's number from 1, as in trials.csv (`annzoo.tuning.reports`
+    writes it as ``"trial"``); else its position in ``trials``, from 1."""
+    return [int(t.get("trial", i)) for i, t in enumerate(trials, start=1)]
+
+
 def plot_trials(
     trials: Sequence[Mapping], path: str | os.PathLike, *, objective: str
 ) -> Path:
     """A search at a glance: the objective per trial, then per hyperparameter.
 
-    The first panel shows every completed trial's objective in trial order and
-    the best value so far; each further panel shows one hyperparameter's
-    values against the objective (categorical values on an ordinal axis).
+    The first panel shows every completed trial's objective against its
+    number (from 1, as in ``trials.csv``) and the best value so far; each
+    further panel shows one hyperparameter's values against the objective
+    (categorical values on an ordinal axis, the learning rate and any positive
+    values spanning 100x or more on a log axis, whole numbers with whole-number
+    ticks). The best trial is the star in every panel.
     """
-    done = [t for t in trials if t.get("score") is not None]
+    numbers = _trial_numbers(trials)
+    done = [
+        (number, t)
+        for number, t in zip(numbers, trials, strict=True)
+        if t.get("score") is not None
+    ]
     # One panel per hyperparameter that varied (a fixed one says nothing here).
     seen: dict[str, set] = {}
-    for t in done:
+    for _, t in done:
         for key, value in t["hyperparameters"].items():
             seen.setdefault(key, set()).add(json.dumps(value, default=str))
     names = sorted(k for k, values in seen.items() if len(values) > 1)
@@ -421,39 +504,55 @@ def plot_trials(
         rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False
     )
     axes = axes.ravel()
-    scores = np.array([t["score"] for t in done], dtype=float)
+    scores = np.array([t["score"] for _, t in done], dtype=float)
     maximize = any(k in objective for k in ("acc", "auc", "f1"))
+    pick = np.argmax if maximize else np.argmin
+    best = int(pick(scores)) if len(scores) else None
+    star = dict(marker="*", color="tab:red", markersize=11, linestyle="none")
     ax = axes[0]
     if len(scores):
-        order = np.arange(1, len(scores) + 1)
+        order = [number for number, _ in done]
         running = np.maximum.accumulate if maximize else np.minimum.accumulate
-        ax.plot(order, scores, "o", label="trial")
+        ax.plot(order, scores, "o", alpha=0.7, label="trial")
         ax.plot(order, running(scores), "-", label="best so far")
+        ax.plot(
+            [order[best]], [scores[best]], **star, label=f"best: trial {order[best]}"
+        )
         ax.legend(fontsize=8)
     ax.set_xlabel("trial")
     ax.set_ylabel(objective)
     ax.set_title("objective per trial")
+    _integer_ticks(ax.xaxis, max(numbers, default=1))
     for ax, name in zip(axes[1:], names, strict=False):
-        pairs = [(t["hyperparameters"][name], t["score"]) for t in done
+        pairs = [(t["hyperparameters"][name], t["score"], k)
+                 for k, (_, t) in enumerate(done)
                  if name in t["hyperparameters"]]  # fmt: skip
         values = [p[0] for p in pairs]
+        ys = [p[1] for p in pairs]
         numeric = all(
             isinstance(v, int | float) and not isinstance(v, bool) for v in values
         )
         if numeric:
-            ax.plot(values, [p[1] for p in pairs], "o")
+            xs = values
             positive = values and min(values) > 0
-            if positive and max(values) / min(values) >= 100:
-                ax.set_xscale("log")
+            learning_rate = name.rsplit(".", 1)[-1] in _LEARNING_RATE_KEYS
+            if positive and (learning_rate or max(values) / min(values) >= 100):
+                _log_axis(ax.xaxis, values)
+            elif all(float(v).is_integer() for v in values):
+                _integer_ticks(ax.xaxis)
         else:
             labels = sorted({str(v) for v in values})
-            ax.plot([labels.index(str(v)) for v in values], [p[1] for p in pairs], "o")
+            xs = [labels.index(str(v)) for v in values]
             ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+            ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.plot(xs, ys, "o", alpha=0.7)
+        for x, y, k in zip(xs, ys, [p[2] for p in pairs], strict=True):
+            if k == best:
+                ax.plot([x], [y], **star)
         ax.set_xlabel(name)
         ax.set_ylabel(objective)
     for ax in axes[panels:]:
         ax.axis("off")
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -486,5 +585,4 @@ def plot_spread(
     ax.legend()
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     return _save(fig, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from pathlib import Path
@@ -15,8 +14,7 @@ from annzoo.augment.mixing import batch_mix_fn
 from annzoo.augment.pipeline import pipeline_fn
 from annzoo.augment.specs import Spec, _describe, resolve
 from annzoo.errors import AnnzooError
-from annzoo.io import write_bytes
-from annzoo.plots import _pyplot
+from annzoo.plots import _pyplot, _save
 
 
 def _as_float_images(images) -> np.ndarray:
@@ -114,7 +112,4 @@ def preview(
             if row == 0:
                 ax.set_title("original" if col == 0 else f"augmented {col}", fontsize=8)
     fig.suptitle(title or f"augmentation: {_describe(items)}", fontsize=9)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return write_bytes(path, buffer.getvalue())
+    return _save(fig, path, dpi=100)

@@ -74,14 +74,18 @@ def failed_search(run_dir: Path, error: BaseException) -> TrialsFailedError | No
 
 
 def collect(engine, hypermodel, stats_dir: Path) -> list[dict[str, Any]]:
-    """One dict per trial, in trial order: status, score, active values, stats."""
+    """One dict per trial, in trial order: its number (``"trial"``, from 1, as
+    trials.csv and trials.png show it), keras-tuner's ``"trial_id"`` (from
+    ``"00"``, as its ``trial_*`` folders), status, score, active values, stats."""
     trials = []
-    for trial_id in sorted(engine.oracle.trials, key=lambda t: (len(t), t)):
+    ids = sorted(engine.oracle.trials, key=lambda t: (len(t), t))
+    for number, trial_id in enumerate(ids, start=1):
         trial = engine.oracle.trials[trial_id]
         stats_file = Path(stats_dir) / f"trial_{trial_id}.json"
         stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
         trials.append(
             {
+                "trial": number,
                 "trial_id": trial_id,
                 "status": str(getattr(trial.status, "value", trial.status)),
                 "score": None if trial.score is None else float(trial.score),
@@ -120,11 +124,11 @@ def _rows(trials: list[dict]) -> tuple[list[str], list[list[Any]]]:
         "rss_mb",
     ]
     rows = []
-    for t in trials:
+    for number, t in enumerate(trials, start=1):
         score = "" if t["score"] is None else repr(t["score"])
         values = [t["hyperparameters"].get(n, "") for n in names]
         extra = [t.get(k, "") for k in ("epochs", "wall_s", "train_s", "rss_mb")]
-        rows.append([t["trial_id"], t["status"], score, *values, *extra])
+        rows.append([t.get("trial", number), t["status"], score, *values, *extra])
     return columns, rows
 
 
@@ -146,6 +150,7 @@ def write(run_dir: Path, trials: list[dict], winner: dict | None, objective: str
         Path(run_dir) / "best_hyperparameters.json",
         {
             "objective": objective,
+            "trial": winner.get("trial") if winner else None,
             "trial_id": winner["trial_id"] if winner else None,
             "score": winner["score"] if winner else None,
             "hyperparameters": winner["hyperparameters"] if winner else {},
@@ -170,6 +175,6 @@ def _print_table(columns, rows, winner, objective) -> None:
     for column in columns:
         table.add_column(column)
     for row in rows:
-        style = "bold green" if winner and row[0] == winner["trial_id"] else None
+        style = "bold green" if winner and row[0] == winner.get("trial") else None
         table.add_row(*(str(v) for v in row), style=style)
     Console().print(table)
