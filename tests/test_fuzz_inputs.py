@@ -35,6 +35,7 @@ import json
 import math
 import os
 import sys
+import traceback
 import zipfile
 from pathlib import Path
 
@@ -86,8 +87,13 @@ def _dry_train(recipe, *, output_dir, verbose, resume):
     raise _Accepted
 
 
-def _run_cli(argv, capsys) -> tuple[str, str]:
-    """("refused" | "accepted" | "ok", the error line); fails on anything else."""
+def _run_cli(argv, capsys, *, recipe_code: Path | None = None) -> tuple[str, str]:
+    """("refused" | "accepted" | "ok", the error line); fails on anything else.
+
+    With ``recipe_code``, a Python recipe file, an exception raised by that
+    file's own code is its own, kept with its traceback by design (see
+    `annzoo.training.recipe.load_recipe`): outcome "recipe code".
+    """
     try:
         status = main([str(a) for a in argv])
     except _Accepted:
@@ -98,6 +104,10 @@ def _run_cli(argv, capsys) -> tuple[str, str]:
         assert exit.code == 2, err
         return "refused", err.strip().splitlines()[-1]
     except Exception as error:  # a traceback for the user
+        innermost = traceback.extract_tb(error.__traceback__)[-1].filename
+        if recipe_code is not None and Path(innermost) == Path(recipe_code):
+            capsys.readouterr()
+            return "recipe code", f"{type(error).__name__}: {error}"
         raise AssertionError(f"traceback: {type(error).__name__}: {error}") from error
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if line]
@@ -403,7 +413,7 @@ def test_damaged_recipe_files(tmp_path_factory, capsys, dry_runner):
         path = folder / f"damaged{suffix}"
         path.write_bytes(body[:keep] + junk)  # truncated, then junk
         argv = ["train", path, "--output-dir", folder / "runs", "--quiet"]
-        outcome, line = _run_cli(argv, capsys)
+        outcome, line = _run_cli(argv, capsys, recipe_code=path)
         # JSON and YAML recipes start with `name` then `model`: cut off before
         # the model's name, the file cannot be the recipe (a .py file cut
         # anywhere may still define one: no oracle).
@@ -562,11 +572,13 @@ def _report(kind: str, capsys) -> None:
     tracebacks (always 0 here: the first one fails the test), silently
     accepted (likewise)."""
     counts = TALLY[kind]
+    own = counts["recipe code"]
     with capsys.disabled():
         print(
             f"\nfuzz {kind}: {counts['tried']} tried, {counts['refused']} one-line "
             f"errors, {counts['ok'] + counts['accepted']} correct results, 0 "
             f"tracebacks, {counts['silently accepted']} silently accepted"
+            + (f", {own} errors of a damaged recipe's own Python code" if own else "")
         )
 
 
