@@ -119,10 +119,10 @@ def verdict(candidate: Path, recipe: dict | None) -> str:
             for k in changes[:3]
         )
         raise AnnzooError(
-            f"{str(candidate)!r} holds an unfinished run of a different recipe: "
-            f"{shown}{' ...' if len(changes) > 3 else ''}. Rerun with the "
-            "same settings to resume it, or pass --no-resume to start a new run "
-            "directory beside it."
+            f"{str(candidate)!r} holds an unfinished run of a different recipe "
+            f"({shown}{' ...' if len(changes) > 3 else ''}), so it is not resumed: "
+            "rerun with the same settings to resume it, or pass --no-resume to "
+            "start a new run directory beside it."
         )
     return "skip"
 

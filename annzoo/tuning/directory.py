@@ -67,8 +67,8 @@ def check_tuner_files(project: Path) -> None:
         except (OSError, ValueError) as error:
             raise CheckpointError(
                 f"{str(path)!r} is unreadable ({type(error).__name__}: truncated or "
-                "corrupt), so this search cannot be resumed safely; nothing was "
-                "changed. Rerun with overwrite=True (--overwrite) to start it again, "
+                "corrupt), so this search cannot be resumed safely and nothing was "
+                "changed; rerun with overwrite=True (--overwrite) to start it again, "
                 "or choose another --output-dir."
             ) from None
 
@@ -83,7 +83,8 @@ def check_same_search(path: Path, definition: dict) -> None:
     except ValueError:
         raise AnnzooError(
             f"{str(path)!r} is not valid JSON, so the search in {str(path.parent)!r} "
-            "cannot be resumed safely; rerun with overwrite=True (--overwrite)."
+            "cannot be resumed safely and nothing was changed; rerun with "
+            "overwrite=True (--overwrite) to start it again."
         ) from None
     changed = changed_keys(old, definition)
     if changed:
@@ -93,8 +94,8 @@ def check_same_search(path: Path, definition: dict) -> None:
         )
         raise AnnzooError(
             f"The search in {str(path.parent)!r} was started with a different "
-            f"definition ({shown}). Rerun with overwrite=True (--overwrite) to "
-            "start it again, or choose another --output-dir."
+            f"definition ({shown}), so it is not resumed: rerun with overwrite=True "
+            "(--overwrite) to start it again, or choose another --output-dir."
         )
 
 
@@ -117,7 +118,7 @@ def read_attempts(path: Path) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         raise CheckpointError(
             f"{str(path)!r} is unreadable (truncated or corrupt), so this search "
-            "cannot be resumed safely; nothing was changed. Rerun with "
+            "cannot be resumed safely and nothing was changed; rerun with "
             "overwrite=True (--overwrite) to start it again."
         ) from None
 
