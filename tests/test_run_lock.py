@@ -16,6 +16,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def _race(output: Path, count: int, resume: bool) -> list[tuple[int, str]]:
         return [(pid, _read_line(report)) for pid, _, report in children]
     finally:
         # Every start pipe first: each child holds copies of its elders'.
-        for pid, start, report in children:
+        for _, start, report in children:
             os.close(start)  # the children exit, dropping their locks
             os.close(report)
         for pid, _, _ in children:
@@ -219,8 +220,9 @@ def test_a_second_writer_never_mixes_into_a_run_and_a_killed_one_resumes(
     tmp_path, capsys
 ):
     """A training process, stopped at the end of its first epoch, holds its
-    run directory: another seed's run is refused naming it and its process
-    id (nothing of it lands there), a new run goes beside it (``lock-2``);
+    run directory: another seed's run (a third process) is refused naming it
+    and its process id (nothing of it lands there), a new run goes beside it
+    (``lock-2``);
     killed with SIGKILL, its lock is gone and the same command resumes it,
     ending byte for byte as the uninterrupted run beside it."""
     recipe = _write_recipe(tmp_path)
@@ -249,11 +251,18 @@ def test_a_second_writer_never_mixes_into_a_run_and_a_killed_one_resumes(
         before = _tree(run)
         assert json.loads((run / "state" / "progress.json").read_text())["epoch"] == 1
 
-        # Another seed, same name: refused, naming the directory and process.
-        status = annzoo(["train", str(other), "--output-dir", str(output), "--quiet"])
-        message = _one_line(capsys)
-        assert status == 2, message
-        assert f"{str(run)!r} is in use by process {holder.pid}," in message
+        # Another seed, same name, from a third process (`python -m annzoo.cli`):
+        # refused in one line naming the directory and the process writing it.
+        second = subprocess.run(
+            [sys.executable, "-m", "annzoo.cli", "train", str(other), "--output-dir",
+             str(output), "--quiet"],
+            cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        said = [line for line in second.stderr.splitlines() if "annzoo" in line]
+        assert second.returncode == 2 and "Traceback" not in second.stderr, said
+        assert len(said) == 1 and said[0].startswith("annzoo: error: "), said
+        assert f"{str(run)!r} is in use by process {holder.pid}," in said[0]
         assert _tree(run) == before
         # A new run of the same recipe goes beside it, uninterrupted.
         assert annzoo(["train", str(recipe), "--output-dir", str(output),
