@@ -8,6 +8,7 @@ hand and the best one found by enumerating all of them.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import keras
@@ -221,3 +222,98 @@ def test_bad_inputs_are_named(bigram):
         decode(model, {"tokens": SOURCES})
     with pytest.raises(AnnzooError, match="decoder_tokens"):
         decode(annzoo.build_mlp(3, 2), np.zeros((2, 3)))
+
+
+# -- return_attention=True: the weights each produced token was computed with.
+
+ATTENTION_SOURCES = np.array(
+    [[3, 4, 5, 6, 7, 8], [9, 10, 11, 0, 0, 0], [4, 0, 0, 0, 0, 0], [5, 6, 7, 8, 0, 0]],
+    dtype="int32",
+)
+
+
+@functools.cache
+def _attentive_model(seed, *, may_end):
+    """A smoke-size seq2seq with Bahdanau attention and random weights.
+
+    It never produces padding or the start token, as a trained model would
+    not (a produced padding id is masked in the next step's input, so the
+    next token would attend exactly as this one did), and with ``may_end``
+    False never the end token either: every sample then runs to max_length.
+    """
+    keras.utils.set_random_seed(seed)
+    model = annzoo.build_seq2seq(
+        12, 6, 10, 5, embedding_dim=4, units=8, attention="bahdanau"
+    )
+    bias = model.get_layer("head_logits").bias
+    never = keras.ops.convert_to_numpy(bias).copy()
+    never[[0, START] if may_end else [0, START, END]] = -30.0
+    bias.assign(never)
+    # Initialised as is, the scores are nearly equal (every weight close to
+    # 1/S, and the same at every step): sharpen the decoder's inputs and the
+    # scores, so that each step attends differently and a weight taken from
+    # the wrong step or beam shows.
+    sharpen = [*model.get_layer("decoder_embedding").weights]
+    sharpen += model.get_layer("attention").weights
+    for weight in sharpen:
+        weight.assign(keras.ops.convert_to_numpy(weight) * 5.0)
+    return model
+
+
+# (seed, may_end, beam_width); the seeds are picked so that beam search
+# reorders its beams (the weights must follow the returned sequence's parents)
+# and, with may_end, every sample ends early (the rows after the end are zero).
+ATTENTION_CASES = {
+    "greedy": (5, False, 1),
+    "beams": (5, False, 3),
+    "ending": (3, True, 3),
+}
+
+
+def _attention_by_hand(model, sources, decoder_tokens):
+    """Weights (N, T, S), teacher-forced on ``decoder_tokens``: the attention
+    layer's query and memory read from the graph, the additive score, the
+    mask and the softmax written here in NumPy."""
+    layer = model.get_layer("attention")
+    probe = keras.Model(model.inputs, layer.input)
+    query, memory = probe.predict_on_batch(
+        {"encoder_tokens": sources, "decoder_tokens": decoder_tokens}
+    )
+    w_q, w_m, b, v = (keras.ops.convert_to_numpy(w) for w in layer.weights)
+    hidden = np.tanh((query @ w_q)[:, :, None, :] + (memory @ w_m + b)[:, None])
+    scores = (hidden @ v).astype(np.float64)
+    scores = np.where((sources != 0)[:, None, :], scores, -np.inf)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES)
+def test_returned_attention_is_what_each_produced_token_attended_with(case):
+    seed, may_end, beam_width = ATTENTION_CASES[case]
+    model, sources = _attentive_model(seed, may_end=may_end), ATTENTION_SOURCES
+    result = decode(model, sources, beam_width=beam_width, return_attention=True)
+    steps, positions = result.ids.shape[1], sources.shape[1]
+    assert steps == 5
+    assert result.attention.shape == (len(sources), steps, positions)
+    assert result.attention.dtype == np.float32
+    last = np.minimum(result.lengths, steps - 1)
+    ended = result.ids[np.arange(len(sources)), last] == END
+    produced = result.lengths + ended  # tokens produced, the end token included
+    assert ((produced < steps) == may_end).all(), result.ids
+    # Token t was produced from decoder input [start, tokens before t] (the
+    # decoder is causal): its weights are row t of one teacher-forced pass
+    # over the whole returned sequence.
+    tokens = np.zeros_like(result.ids)
+    tokens[:, 0] = START
+    tokens[:, 1:] = result.ids[:, :-1]
+    expected = _attention_by_hand(model, sources, tokens)
+    for i, source in enumerate(sources):
+        n = int(produced[i])
+        weights = result.attention[i]
+        # Rows of produced tokens sum to 1 over the source, with exact zeros
+        # on its padding; rows after the end are zero.
+        np.testing.assert_allclose(weights[:n].sum(axis=1), 1.0, rtol=1e-5)
+        assert (weights[:n, source == 0] == 0).all()
+        assert (weights[:n, source != 0] > 0).all()
+        assert (weights[n:] == 0).all()
+        np.testing.assert_allclose(weights[:n], expected[i, :n], rtol=1e-4, atol=1e-6)
