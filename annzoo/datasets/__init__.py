@@ -1,15 +1,26 @@
 """Datasets as NumPy arrays, with fixed, seeded train/validation/test splits.
 
-Built in (no network needed, from scikit-learn's bundled copies):
+Built in, no network needed (`list_datasets` lists them; each is split
+70/15/15 by ``load``'s seed, stratified by class for classification):
 
-- ``"digits"``: 8x8x1 float32 images in [0, 1], 10 classes.
-- ``"breast_cancer"``: 30 standardized float32 features, binary.
-- ``"diabetes"``: 10 standardized float32 features, regression.
+- ``"digits"``: 8x8x1 float32 images in [0, 1], 10 classes (scikit-learn's
+  bundled copy).
+- ``"breast_cancer"``: 30 standardized float32 features, binary (scikit-learn).
+- ``"diabetes"``: 10 standardized float32 features, regression (scikit-learn).
+- ``"surnames"``: surnames from Faker's locale data as character ids (20 per
+  row), labelled with their language, 14 classes (`annzoo.datasets.text`).
+- ``"ner"``: templated English sentences of 24 word ids filled with Faker
+  values, one BIO tag per word for PER, ORG, LOC, DATE and MISC (11 tags).
+- ``"dates"``: dates written out by Babel in 8 locales (38 character ids),
+  with their ISO ``YYYY-MM-DD`` form as the target sequence.
+- ``"shapes_captions"``: generated 32x32x3 images of two shapes, each with a
+  caption such as "a red circle left of a blue square"
+  (`annzoo.datasets.shapes`).
 
 >>> from annzoo import datasets
 >>> x, y = datasets.load("breast_cancer", "validation", seed=1)
 >>> datasets.list_datasets()
-['breast_cancer', 'diabetes', 'digits']
+['breast_cancer', 'dates', 'diabetes', 'digits', 'ner', 'shapes_captions', 'surnames']
 
 TensorFlow Datasets (downloaded once into ``data_dir``; see
 `annzoo.datasets.tfds` for the splits and array conventions):
@@ -23,7 +34,9 @@ and `read_idx` for MNIST's IDX files; see docs/your-own-data.md.
 
 Other sources plug in with `register_dataset` (an exact name) or
 `register_dataset_prefix` (a family such as ``"tfds:NAME"``). Importing this
-package imports neither scikit-learn, Keras, TensorFlow nor TensorFlow Datasets.
+package imports none of scikit-learn, Faker, Babel, Keras, TensorFlow or
+TensorFlow Datasets: a dataset's source is read when it is first loaded
+(tests/test_datasets_docstring.py).
 """
 
 from __future__ import annotations
