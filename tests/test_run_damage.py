@@ -264,8 +264,8 @@ def search(tmp_path_factory):
     recipe = output / "search.json"
     recipe.write_text(json.dumps(SEARCH))
     # Seed 0: what `annzoo tune` searches with when no --seed is given.
-    result = tune(SEARCH, max_trials=2, seed=0, output_dir=output, verbose=0)
-    assert result.completed == 2
+    result = tune(SEARCH, max_trials=1, seed=0, output_dir=output, verbose=0)
+    assert result.completed == 1
     return SimpleNamespace(run_dir=result.run_dir, recipe=recipe)
 
 
@@ -290,7 +290,7 @@ def test_a_damaged_search_is_refused_in_one_line(search, damage, tmp_path, capsy
     do, named = SEARCH_DAMAGES[damage]
     do(copy / "search")
     before = _tree(copy)
-    argv = ["tune", str(search.recipe), "--max-trials", "2", "--quiet"]
+    argv = ["tune", str(search.recipe), "--max-trials", "1", "--quiet"]
     assert annzoo([*argv, "--output-dir", str(tmp_path)]) == 2
     message = _one_line(capsys)
     assert named in message and "--overwrite" in message, message
