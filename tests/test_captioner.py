@@ -191,7 +191,8 @@ def test_learns_a_toy_caption_task():
         compile=dict(learning_rate=1e-2),
     )
     # Small batches: enough steps for the batch-norm moving statistics
-    # (momentum 0.99) to settle before evaluating in inference mode.
+    # (momentum 0.9, annzoo.models.cnn.BN_MOMENTUM) to settle before evaluating
+    # in inference mode.
     history = model.fit(
         {"images": images[:512], "decoder_tokens": decoder[:512]},
         captions[:512],
