@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import json
 
+import keras
 import pytest
 
+from annzoo.decode import decode
 from annzoo.errors import AnnzooError
 from annzoo.predict import predict_texts
 from annzoo.text import Vocabulary
@@ -50,6 +52,11 @@ def test_translator_decodes_raw_text(dates_run):
     assert rows[0] == ["source", "prediction"] and rows[1][0] == "3 March 2021"
     _, beam = predict_texts(dates_run, ["3 March 2021"], beam_width=3)
     assert set(beam[0]) <= allowed
+    # The same texts decode() gives with the run's model.
+    assert predictions == _decoded_by_hand(
+        dates_run, ["3 March 2021", "1. Mai 1999"], 1
+    )
+    assert beam == _decoded_by_hand(dates_run, ["3 March 2021"], 3)
 
 
 def test_tagger_tags_each_word(ner_run):
@@ -62,15 +69,34 @@ def test_tagger_tags_each_word(ner_run):
     assert all(p.rsplit("/", 1)[1] in tags for p in pairs)
 
 
+def _decoded_by_hand(run_dir, texts, beam_width):
+    """What `annzoo.decode` makes of ``texts`` with the run's best model: the
+    characters encoded with the saved input vocabulary, decoded, joined."""
+    saved = json.loads((run_dir / "vocabulary.json").read_text())
+    model = keras.saving.load_model(run_dir / "best.keras")
+    length = model.get_layer("encoder_tokens").output.shape[1]
+    x = Vocabulary(saved["inputs"]).encode_batch(
+        [list(t) for t in texts], length=length
+    )
+    targets = Vocabulary(saved["targets"])
+    return decode(model, x, beam_width=beam_width, vocabulary=targets).texts(targets)
+
+
 @pytest.mark.slow
 def test_cli_text_and_errors(dates_run, tmp_path):
+    texts = ["5 June 2001", "12/03/1987"]
     result = run_python(
-        "-m", "annzoo.cli", "predict", str(dates_run), "--text", "5 June 2001",
-        "--output", str(tmp_path / "out.csv"),
+        "-m", "annzoo.cli", "predict", str(dates_run), "--text", texts[0],
+        "--text", texts[1], "--beam-width", "3", "--output", str(tmp_path / "out.csv"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("5 June 2001\t")
-    assert (tmp_path / "out.csv").is_file()
+    # The command prints and writes what decode() produces from the same model.
+    expected = _decoded_by_hand(dates_run, texts, 3)
+    printed = [line for line in result.stdout.splitlines() if "\t" in line]
+    assert printed == [f"{t}\t{p}" for t, p in zip(texts, expected, strict=True)]
+    with open(tmp_path / "out.csv") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[1:] == [list(pair) for pair in zip(texts, expected, strict=True)]
     both = run_python("-m", "annzoo.cli", "predict", str(dates_run))
     assert both.returncode == 2 and "--text" in both.stderr
     with pytest.raises(AnnzooError, match="vocabulary.json"):
