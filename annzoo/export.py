@@ -16,7 +16,9 @@ Three formats, one call::
 
 Each export comes with a small JSON description (input names, shapes and
 dtypes, output shapes, versions): ``<path>.json`` next to a file, or
-``annzoo-export.json`` inside a SavedModel. Everything is written atomically: a
+``annzoo-export.json`` inside a SavedModel; a CRF tagger's also holds the CRF's
+transitions, since the export's output is the emission scores and the tags are
+their Viterbi path. Everything is written atomically: a
 SavedModel is built in a ``.annzoo-tmp-`` sibling directory and swapped into
 place, so an interrupted export leaves the previous one complete.
 """
@@ -37,6 +39,8 @@ from annzoo import io as aio
 from annzoo._checks import check_choice
 from annzoo._version import __version__
 from annzoo.errors import AnnzooError, CheckpointError
+from annzoo.layers.crf import CRF, PAD_TAG
+from annzoo.layers.walk import walk_layers
 from annzoo.speedups import host_initialization
 
 __all__ = ["FORMATS", "METADATA_NAME", "export"]
@@ -449,10 +453,36 @@ def _describe_onnx(file: Path) -> dict[str, Any]:
     }
 
 
+def _describe_crf(model: keras.Model) -> dict[str, Any] | None:
+    """A CRF tagger's decoding parameters, which its forward pass never reads.
+
+    The model's output is the emission scores (what ``model.predict`` gives);
+    the tags are their Viterbi path under the CRF's transitions, which an
+    export of the forward pass alone would leave behind.
+    """
+    layers = [layer for layer in walk_layers(model) if isinstance(layer, CRF)]
+    if len(layers) != 1:
+        return None
+    (crf,) = layers
+    transitions, start, end = (
+        keras.ops.convert_to_numpy(w).astype(float).tolist()
+        for w in (crf.transitions, crf.start_transitions, crf.end_transitions)
+    )
+    return {
+        "layer": crf.name,
+        "decoding": "Viterbi over the output (emission scores); real steps are "
+        "the non-zero token ids; padded steps get pad_tag",
+        "transitions": transitions,
+        "start_transitions": start,
+        "end_transitions": end,
+        "pad_tag": PAD_TAG,
+    }
+
+
 def _metadata(
     model: keras.Model, format: str, info: dict[str, Any], provenance: str | None
 ) -> dict[str, Any]:
-    return {
+    metadata = {
         "format": format,
         "model_name": model.name,
         "source": provenance,
@@ -461,3 +491,7 @@ def _metadata(
         "annzoo_version": __version__,
         **info,
     }
+    crf = _describe_crf(model)
+    if crf is not None and format != "keras":  # a .keras file keeps the layer
+        metadata["crf"] = crf
+    return metadata
