@@ -303,9 +303,9 @@ def write_manifest(directory: str | os.PathLike) -> Path:
 def check_file(path: str | os.PathLike, sha256: str | None = None) -> Path:
     """Checks ``path`` against ``sha256`` or its directory's manifest.
 
-    A file of a finished run (its directory holds ``results.json``) is
-    refused when the manifest is missing: deleting the manifest must not
-    turn the checks off without a word.
+    A file of a finished run (its directory holds ``results.json`` and no
+    resume state) is refused when the manifest is missing: deleting the
+    manifest must not turn the checks off without a word.
 
     Raises:
         CheckpointError: naming the file and what is wrong with it (missing,
@@ -318,7 +318,10 @@ def check_file(path: str | os.PathLike, sha256: str | None = None) -> Path:
             listed = json.loads((path.parent / MANIFEST).read_text("utf-8"))["files"]
         except FileNotFoundError:
             listed = {}
-            if (path.parent / "results.json").is_file():
+            finished = (path.parent / "results.json").is_file() and not (
+                path.parent / "state" / "progress.json"
+            ).is_file()
+            if finished:
                 # A finished run without its manifest: checking nothing would
                 # pass any damage silently.
                 raise CheckpointError(
