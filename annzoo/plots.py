@@ -1,10 +1,18 @@
 """Every PNG annzoo draws. matplotlib is imported lazily, with the Agg backend.
 
-Training curves and confusion matrices (the runner draws them for every run),
-and attention maps: a token-by-token heatmap for sequence-to-sequence models
-(`plot_attention`) and per-word overlays on the image for captioners
-(`plot_attention_overlay`). Every file goes through `annzoo.io`, so it
-is written atomically.
+Training curves and confusion matrices (the runner draws them for every run:
+``curves.png``, ``confusion.png``), attention maps (``attention.png``: a
+token-by-token heatmap for sequence-to-sequence models, `plot_attention`, and
+per-word overlays on the image for captioners, `plot_attention_overlay`), a
+search's ``trials.png`` (`plot_trials`) and mean-and-spread curves
+(`plot_spread`, the digits_transfer comparison); `annzoo.augment.preview`
+draws its grid with the same helpers. Every file goes through `annzoo.io`, so
+it is written atomically.
+
+Conventions, checked on matplotlib's objects by tests/test_plots.py: epochs
+and trials are whole numbers on their axes, trials numbered from 1 as in
+``trials.csv``; the learning rate is on a log axis; figures use constrained
+layout, so a figure title never runs into the panels' titles.
 """
 
 from __future__ import annotations
