@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 
+import keras
+import numpy as np
 import pytest
 
 from annzoo.errors import AnnzooError
@@ -33,6 +36,34 @@ def pretrained(tmp_path_factory):
     return train(_digits("first", [0, 1, 2]), output_dir=out, verbose=0).run_dir
 
 
+def _weights(path):
+    model = keras.saving.load_model(path)
+    return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
+
+
+def _assert_kept(source_run, run_dir, layers):
+    """``layers`` of ``run_dir``'s best model hold the source run's weights, bit
+    for bit (frozen since they were loaded)."""
+    source, tuned = (
+        _weights(source_run / "best.keras"),
+        _weights(run_dir / "best.keras"),
+    )
+    assert layers and set(layers) <= set(source) & set(tuned), (layers, sorted(tuned))
+    for name in layers:
+        for a, b in zip(source[name], tuned[name], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def _above_chance(run_dir, accuracy):
+    """``accuracy`` beats chance (1 / classes) by twice chance, and by three
+    standard errors of a chance classifier on the test split's size."""
+    matrix = json.loads((run_dir / "results.json").read_text())["confusion_matrix"]
+    classes, samples = len(matrix), sum(map(sum, matrix))
+    chance = 1 / classes
+    margin = max(chance, 3 * math.sqrt(chance * (1 - chance) / samples))
+    assert accuracy > chance + margin, (accuracy, chance, margin, samples)
+
+
 def _learning_rates(run_dir):
     with open(run_dir / "metrics.csv") as handle:
         return [float(r["learning_rate"]) for r in csv.DictReader(handle)]
@@ -46,21 +77,30 @@ def test_two_stages_head_then_everything_at_the_reduced_rate(pretrained, tmp_pat
         compile={"learning_rate": 0.002},
         fit={"epochs": 3},
         finetune={"source": str(pretrained), "head_epochs": 1,
-                  "learning_rate_scale": 0.25},
+                  "learning_rate_scale": 0.25, "batchnorm": "frozen"},
     )  # fmt: skip
     result = train(recipe, output_dir=tmp_path, verbose=0)
     rates = _learning_rates(result.run_dir)
     assert rates == pytest.approx([0.002, 0.0005, 0.0005])
     saved = json.loads((result.run_dir / "recipe.json").read_text())
     assert saved["finetune"]["source"] == str(pretrained)  # where weights came from
-    assert result.test_metrics["accuracy"] > 0.25  # 4 classes; better than chance
+    # Batch normalization stayed frozen through both stages: its weights and
+    # moving statistics are the source's, so the source's weights were loaded.
+    _assert_kept(pretrained, result.run_dir, ["block1_conv1_bn"])
+    _above_chance(result.run_dir, result.test_metrics["accuracy"])  # 4 classes
 
 
 def test_one_stage_trains_at_the_reduced_rate(pretrained, tmp_path):
     recipe = _digits("one", [5, 6], finetune={"source": str(pretrained / "best.keras"),
-                                              "learning_rate_scale": 0.5})  # fmt: skip
+                                              "learning_rate_scale": 0.5,
+                                              "truncate": 1, "freeze": "base",
+                                              "batchnorm": "frozen"})  # fmt: skip
     result = train(recipe, output_dir=tmp_path, verbose=0)
     assert _learning_rates(result.run_dir) == pytest.approx([0.0005, 0.0005])
+    # One stage with the base frozen: every layer but the new head is the
+    # source's, bit for bit.
+    base = [n for n in _weights(pretrained / "best.keras") if n != "head_logits"]
+    _assert_kept(pretrained, result.run_dir, base)
 
 
 @pytest.mark.parametrize(
