@@ -363,7 +363,10 @@ def test_a_trial_that_keeps_killing_the_process_is_marked_failed(tmp_path):
                           cwd=ROOT, capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    said = f"trial 0 failed: the process died during this trial {MAX_ATTEMPTS} times"
+    said = (
+        "trial 1 (search/trial_0) failed: the process died during this trial "
+        f"{MAX_ATTEMPTS} times"
+    )
     assert said in done.stdout
     # The last run took trial 0 up again only to give up on it, untrained.
     pid = hooks.events(events, "trial")[-1]["pid"]

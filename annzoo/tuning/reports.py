@@ -76,7 +76,8 @@ def failed_search(run_dir: Path, error: BaseException) -> TrialsFailedError | No
 def collect(engine, hypermodel, stats_dir: Path) -> list[dict[str, Any]]:
     """One dict per trial, in trial order: its number (``"trial"``, from 1, as
     trials.csv and trials.png show it), keras-tuner's ``"trial_id"`` (from
-    ``"00"``, as its ``trial_*`` folders), status, score, active values, stats."""
+    ``"0"`` or ``"00"``, as its ``trial_*`` folders), status, score, active
+    values, stats."""
     trials = []
     ids = sorted(engine.oracle.trials, key=lambda t: (len(t), t))
     for number, trial_id in enumerate(ids, start=1):

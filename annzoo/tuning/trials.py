@@ -91,7 +91,9 @@ def tuner_class(
                     f"the process died during this trial {started} times (out of "
                     "memory, a crash or a kill); not run again"
                 )
-                print(f"annzoo: trial {trial.trial_id} failed: {message}", flush=True)
+                # Numbered from 1, as in trials.csv; keras-tuner's folder too.
+                number = f"{trial_number(trial) + 1} (search/trial_{trial.trial_id})"
+                print(f"annzoo: trial {number} failed: {message}", flush=True)
                 raise keras_tuner.errors.FailedTrialError(message)
             aio.write_json(attempts, {"starts": started + 1})
             return super().run_trial(trial, *args, **kwargs)
