@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import annzoo
-from annzoo import tuning
+from annzoo import registry, tuning
 from annzoo.errors import AnnzooError
 
 RNG = np.random.default_rng(0)
@@ -25,61 +25,72 @@ def _tokens(length, vocabulary=12):
     return RNG.integers(1, vocabulary, (N, length)).astype("int32")
 
 
-# name, fixed arguments, (x, y), expected output shape without the batch axis.
+FAMILIES = annzoo.list_families()
+
+
+def _family_fixed(family):
+    """The family's smoke configuration less the keys its default space
+    searches: sizes (and, for backbones, ``weights=None``) stay fixed, the
+    architecture is searched."""
+    spec = registry.family_spec(family)
+    return {k: v for k, v in spec.smoke.items() if k not in spec.search_space}
+
+
+def _batch_for(model):
+    """Random inputs and labels shaped as ``model`` reads and predicts them."""
+    x = {}
+    for tensor in model.inputs:
+        shape = tuple(6 if d is None else d for d in tensor.shape[1:])
+        if "int" in str(tensor.dtype):
+            x[tensor.name] = RNG.integers(1, 4, size=(N, *shape)).astype("int32")
+        else:
+            x[tensor.name] = RNG.random((N, *shape), dtype=np.float32)
+    x = x if len(x) > 1 else next(iter(x.values()))
+    out = model.output_shape
+    steps = tuple(6 if d is None else d for d in out[1:-1])
+    if out[-1] == 1:  # binary or regression: one output in [0, 1]
+        return x, RNG.integers(0, 2, size=(N, *steps, 1)).astype("float32")
+    return x, RNG.integers(0, out[-1], size=(N, *steps))
+
+
+# Families whose default space searches the architecture. The others (the
+# keras.applications backbones) search only the optimizer, learning rate,
+# batch size and dropout: their trials build the smoke model that
+# tests/test_family_specs.py builds and trains (a minute on a CPU), so their
+# spaces are checked like a preset's, without a build.
+SEARCHED = [f for f in FAMILIES if registry.family_spec(f).search_space]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", SEARCHED)
+def test_every_family_builds_from_its_default_space_and_trains_one_step(family):
+    """Read from the registry: a family registered with its spec is tested."""
+    hm = tuning.hypermodel(family, **_family_fixed(family))
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    reference = annzoo.create_model(family, **registry.family_spec(family).smoke)
+    assert model.output_shape == reference.output_shape
+    assert set(hm.active_values(hp)) >= {"optimizer", "learning_rate", "batch_size"}
+    x, y = _batch_for(model)
+    history = hm.fit(hp, model, x, y, epochs=1, verbose=0)
+    assert math.isfinite(history.history["loss"][0])
+
+
+# Variants and presets the family loop above does not reach (each family's
+# smoke configuration is one variant): name, fixed arguments, (x, y), expected
+# output shape without the batch axis.
 CASES = {
-    "mlp": (
-        "mlp",
-        dict(input_shape=4, num_outputs=3),
-        lambda: (_images((4,)), RNG.integers(0, 3, N)),
-        (3,),
-    ),
-    "cnn": (
-        "cnn",
-        dict(input_shape=(8, 8, 1), num_classes=3),
-        lambda: (_images((8, 8, 1)), RNG.integers(0, 3, N)),
-        (3,),
-    ),
-    "rnn_tokens": (
-        "rnn",
-        dict(input_shape=(6,), num_outputs=2, vocabulary_size=12),
-        lambda: (_tokens(6), RNG.integers(0, 2, N)),
-        (2,),
-    ),
     "rnn_series": (
         "rnn",
         dict(input_shape=(6, 3), num_outputs=1, task="regression"),
         lambda: (_images((6, 3)), RNG.random((N, 1), dtype=np.float32)),
         (1,),
     ),
-    "transformer_encoder": (
-        "transformer",
-        dict(variant="encoder", vocabulary_size=12, sequence_length=6, num_classes=2),
-        lambda: (_tokens(6), RNG.integers(0, 2, N)),
-        (2,),
-    ),
     "transformer_vit": (
         "transformer",
         dict(variant="vit", input_shape=(8, 8, 1), patch_size=4, num_classes=3),
         lambda: (_images((8, 8, 1)), RNG.integers(0, 3, N)),
         (3,),
-    ),
-    "seq2seq": (
-        "seq2seq",
-        dict(vocabulary_size=12, sequence_length=5),
-        lambda: (
-            {"encoder_tokens": _tokens(5), "decoder_tokens": _tokens(5)},
-            _tokens(5),
-        ),
-        (5, 12),
-    ),
-    "captioning": (
-        "captioning",
-        dict(input_shape=(8, 8, 3), vocabulary_size=12, sequence_length=4),
-        lambda: (
-            {"images": _images((8, 8, 3)), "decoder_tokens": _tokens(4)},
-            _tokens(4),
-        ),
-        (4, 12),
     ),
     "preset_logistic_regression": (
         "logistic_regression",
@@ -110,15 +121,47 @@ def test_builds_from_defaults_and_trains_one_step(case):
     assert math.isfinite(history.history["loss"][0])
 
 
+PRESETS = [name for name in annzoo.list_models() if name not in FAMILIES]
+
+
+def test_every_preset_searches_training_settings_only():
+    """Every registered preset (and family without a space of its own) keeps
+    its architecture: its default space is the optimizer, learning rate,
+    batch size and at most dropout, and the model arguments a trial passes
+    are at most dropout (no build: some take minutes on a CPU; two of CASES
+    build and train)."""
+    assert len(PRESETS) >= 20 and set(SEARCHED) < set(FAMILIES)
+    unsearched = [f for f in FAMILIES if f not in SEARCHED]
+    for name in PRESETS + unsearched:
+        fixed = _family_fixed(name) if name in FAMILIES else {}
+        space = set(tuning.default_space(name, **fixed))
+        assert {"optimizer", "learning_rate", "batch_size"} <= space, name
+        assert space <= {"optimizer", "learning_rate", "batch_size", "dropout"}, name
+        arguments = tuning.hypermodel(name, **fixed).arguments(kt.HyperParameters())
+        assert set(arguments["model"]) - set(fixed) <= {"dropout"}, (name, arguments)
+
+
+def test_cases_name_registered_models():
+    for name, *_ in CASES.values():
+        assert name in annzoo.list_models() or name in FAMILIES, name
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["cnn", "transformer_vit", "seq2seq", "captioning"])
+@pytest.mark.parametrize(
+    "case", [*SEARCHED, "transformer_vit"], ids=[*SEARCHED, "transformer_vit"]
+)
 def test_random_draws_build(case):
     """Values anywhere in the default space give a valid model (not just defaults)."""
-    name, fixed, _, output_shape = CASES[case]
+    if case in CASES:
+        name, fixed, _, output_shape = CASES[case]
+    else:
+        name, fixed = case, _family_fixed(case)
+        spec = registry.family_spec(case)
+        output_shape = annzoo.create_model(case, **spec.smoke).output_shape[1:]
     hm = tuning.hypermodel(name, **fixed)
     hp = kt.HyperParameters()
     hm.build(hp)
-    for seed in range(3):
+    for seed in range(2):
         # What an oracle does: fresh values for the active hyperparameters.
         for h in hp.space:
             hp.values[h.name] = h.random_sample(seed)
