@@ -16,6 +16,7 @@ In process, on tiny models; the one search runs a single one-epoch trial.
 from __future__ import annotations
 
 import os
+import sys
 
 import keras
 import numpy as np
@@ -183,12 +184,26 @@ def no_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("reached training or data loading")
 
+    import annzoo.cli.recipes
+    import annzoo.cli.runs
+    import annzoo.export
+    import annzoo.predict
+    import annzoo.training.runner
     import annzoo.tuning
 
-    monkeypatch.setattr("annzoo.cli.recipes.train", forbidden)
-    monkeypatch.setattr(annzoo.tuning, "tune", forbidden)
-    monkeypatch.setattr("annzoo.cli.runs.predict_files", forbidden)
-    monkeypatch.setattr("annzoo.cli.runs.export", forbidden)
+    # Where the commands find them, whether imported at the top of the CLI's
+    # modules or in the functions that run them.
+    for module, name in [
+        (annzoo.training.runner, "train"),
+        (annzoo.cli.recipes, "train"),
+        (annzoo.tuning, "tune"),
+        (annzoo.predict, "predict_files"),
+        (annzoo.cli.runs, "predict_files"),
+        (annzoo.export, "export"),
+        (annzoo.cli.runs, "export"),
+    ]:
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, forbidden)
 
 
 def _bad_destinations(tmp_path):
@@ -393,3 +408,36 @@ def test_parameter_terms_charge_the_biggest_factor():
     with pytest.raises(AnnzooError, match=r"^`c` makes .*Received: c='C'"):
         checks.check_parameter_terms(terms)
     checks.check_parameter_terms(terms[:1])
+
+
+# -- networks too deep for Keras to build ------------------------------------------
+
+
+@pytest.fixture
+def shallow_stack():
+    """A recursion limit 60 frames above the current depth, so that a chain
+    of 80 layers (cheap to build) is past it as 1000 are by default."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + 60)
+    yield
+    sys.setrecursionlimit(limit)
+
+
+@pytest.mark.parametrize(
+    "family,argument,value",
+    [
+        ("mlp", "hidden_units", [2] * 80),
+        ("cnn", "depth", 80),
+        ("seq2seq", "encoder_layers", 80),
+    ],
+)
+def test_networks_too_deep_to_trace_are_one_sentence(
+    family, argument, value, shallow_stack
+):
+    smoke = registry.family_spec(family).smoke
+    arguments = {**smoke, argument: value, "compile": False}
+    with pytest.raises(AnnzooError, match=rf"`{argument}`.*too deep.*recursion"):
+        registry.builder(family)(**arguments)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import keras
@@ -100,6 +101,38 @@ def check_compile(compile: Any, task: str) -> Any:
         "`compile` must be True, False or a dict of compile_model arguments. "
         f"Received: compile={compile!r}"
     )
+
+
+def functional_model(inputs, outputs, *, name: str | None, depth: dict[str, Any]):
+    """``keras.Model(inputs, outputs, name=name)``, refusing in one sentence a
+    network too deep for Keras to build.
+
+    Keras walks a functional graph recursively, about one Python frame per
+    layer call, so a chain of some hundreds of layers (``hidden_units`` of
+    length 1000, ``depth=2000``...) overruns the interpreter's recursion limit
+    with a ``RecursionError``. ``depth`` maps the builder arguments that set
+    the number of layers to their values, for the message.
+    """
+    try:
+        return keras.Model(inputs, outputs, name=name)
+    except RecursionError:
+        received = ", ".join(f"{k}={_shown(v)}" for k, v in depth.items())
+        names = [f"`{k}`" for k in depth]
+        named = ", ".join(names[:-1]) + " and " + names[-1] if names[1:] else names[0]
+        raise AnnzooError(
+            f"{named} {'make' if names[1:] else 'makes'} a network too deep for "
+            "Keras to build: it walks the layers recursively, past Python's "
+            f"recursion limit ({sys.getrecursionlimit()}); use fewer layers, or "
+            f"raise the limit with sys.setrecursionlimit. Received: {received}"
+        ) from None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    if len(text) <= 60:
+        return text
+    count = f" ({len(value)} values)" if hasattr(value, "__len__") else ""
+    return f"{text[:50]}...{count}"
 
 
 def finish(model: keras.Model, task: str, compile: Any) -> keras.Model:

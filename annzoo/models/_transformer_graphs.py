@@ -15,7 +15,7 @@ from annzoo.layers import (
     TransformerDecoderBlock,
     TransformerEncoderBlock,
 )
-from annzoo.models._common import dense_stack, output_head
+from annzoo.models._common import dense_stack, functional_model, output_head
 
 
 def _classifier_head(x, num_classes, hidden_units, dropout, task):
@@ -82,7 +82,8 @@ def _encoder_classifier(
         block_options["dropout"],
         task,
     )
-    return keras.Model(tokens, outputs, name=name)
+    depth = {"num_layers": num_layers, "hidden_units": hidden_units}
+    return functional_model(tokens, outputs, name=name, depth=depth)
 
 
 def _translator(source, target, d_model, layers, position, block_options, name):
@@ -118,10 +119,11 @@ def _translator(source, target, d_model, layers, position, block_options, name):
             x, context
         )
     outputs = output_head(x, target_vocabulary, "multiclass")
-    return keras.Model(
+    return functional_model(
         {"encoder_tokens": encoder_tokens, "decoder_tokens": decoder_tokens},
         outputs,
         name=name,
+        depth={"num_layers": encoder_layers, "decoder_layers": decoder_layers},
     )
 
 
@@ -161,7 +163,8 @@ def _vit(
         0.0,  # ViT has no dropout before its head
         task,
     )
-    return keras.Model(images, outputs, name=name)
+    depth = {"num_layers": num_layers, "hidden_units": hidden_units}
+    return functional_model(images, outputs, name=name, depth=depth)
 
 
 def weight_terms(

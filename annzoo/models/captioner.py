@@ -25,6 +25,7 @@ from annzoo.models._common import (
     SEQUENCE_DROPOUT_RATES,
     check_compile,
     finish,
+    functional_model,
     shape_arguments,
     target_arguments,
 )
@@ -222,8 +223,11 @@ def build_captioner(
         attention=attention,
         dropout=dropout,
     )
-    model = keras.Model(
-        {"images": images, "decoder_tokens": decoder_tokens}, outputs, name=name
+    model = functional_model(
+        {"images": images, "decoder_tokens": decoder_tokens},
+        outputs,
+        name=name,
+        depth={"filters": filters},
     )
     return finish(model, task, compile)
 

@@ -28,6 +28,7 @@ from annzoo.models._common import (
     check_outputs,
     dense_stack,
     finish,
+    functional_model,
     output_arguments,
     output_head,
     shape_arguments,
@@ -248,7 +249,9 @@ def build_cnn(
         x, hidden_units, activation=activation, dropout=dropout, prefix="head_dense"
     )
     outputs = output_head(x, num_classes, task)
-    return finish(keras.Model(inputs, outputs, name=name), task, compile)
+    layers = {"filters": filters, "depth": depth, "hidden_units": hidden_units}
+    model = functional_model(inputs, outputs, name=name, depth=layers)
+    return finish(model, task, compile)
 
 
 def _weight_terms(

@@ -23,6 +23,7 @@ from annzoo.models._common import (
     check_outputs,
     dense_stack,
     finish,
+    functional_model,
     output_arguments,
     output_head,
     shape_arguments,
@@ -119,7 +120,10 @@ def build_mlp(
         prefix="hidden",
     )
     outputs = output_head(x, num_outputs, task)
-    return finish(keras.Model(inputs, outputs, name=name), task, compile)
+    model = functional_model(
+        inputs, outputs, name=name, depth={"hidden_units": hidden_units}
+    )
+    return finish(model, task, compile)
 
 
 def _check_size(input_shape, hidden_units, num_outputs, batch_norm) -> None:

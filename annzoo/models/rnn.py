@@ -32,6 +32,7 @@ from annzoo.models._common import (
     check_compile,
     check_outputs,
     finish,
+    functional_model,
     output_arguments,
     output_head,
     shape_arguments,
@@ -240,7 +241,9 @@ def build_rnn(
     if crf:
         emissions = keras.layers.Dense(num_outputs, name="head_logits")(x)
         crf_layer = CRF(num_outputs, name="crf")
-        model = keras.Model(inputs, crf_layer(emissions), name=name)
+        model = functional_model(
+            inputs, crf_layer(emissions), name=name, depth={"units": units}
+        )
         if compile is False or compile is None:
             return model
         options = {} if compile is True else dict(compile)
@@ -251,7 +254,8 @@ def build_rnn(
     # Dense acts on the last axis, so on a sequence it is applied at every
     # step (what TimeDistributed(Dense) does) and it passes the mask on.
     outputs = output_head(x, num_outputs, task)
-    return finish(keras.Model(inputs, outputs, name=name), task, compile)
+    model = functional_model(inputs, outputs, name=name, depth={"units": units})
+    return finish(model, task, compile)
 
 
 def _weight_terms(

@@ -28,6 +28,7 @@ from annzoo.models._common import (
     SEQUENCE_DROPOUT_RATES,
     check_compile,
     finish,
+    functional_model,
     output_head,
     target_arguments,
     token_arguments,
@@ -373,10 +374,11 @@ def build_seq2seq(
         attention=attention,
         dropout=dropout,
     )
-    model = keras.Model(
+    model = functional_model(
         {"encoder_tokens": encoder_tokens, "decoder_tokens": decoder_tokens},
         outputs,
         name=name,
+        depth={"encoder_layers": encoder_layers},
     )
     return finish(model, task, compile)
 
