@@ -291,3 +291,64 @@ def test_zero_pad_shortcut_cannot_narrow():
         return
     out = model(keras.ops.convert_to_tensor(np.zeros((1, 8, 8, 3), "float32")))
     assert tuple(out.shape) == (1, 2)
+
+
+# -- Every registered family, from its spec: the hand-written CASES above go
+# into the detail of mlp and cnn; these reach every family's builder.
+
+FAMILIES = annzoo.list_families()
+
+
+def _family_bad_arguments(family):
+    """``(argument, bad value)`` pairs made from the family's smoke config and
+    builder signature: every positive size negative, every size tuple holding
+    a negative size, dropout 1.0, an unknown task."""
+    import inspect
+
+    from annzoo import registry
+
+    smoke = registry.family_spec(family).smoke
+    parameters = inspect.signature(registry.builder(family)).parameters
+    bad = []
+    for key, value in smoke.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and value > 0:
+            bad.append((key, -value))
+        elif (
+            isinstance(value, tuple)
+            and value
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            bad.append((key, (*value[:-1], -1)))
+    if "dropout" in parameters:
+        bad.append(("dropout", 1.0))
+    bad.append(("task", "classification"))
+    return bad
+
+
+FAMILY_CASES = [
+    pytest.param(family, key, value, id=f"{family}-{key}={value!r}")
+    for family in FAMILIES
+    for key, value in _family_bad_arguments(family)
+]
+
+
+@pytest.mark.parametrize("family, key, value", FAMILY_CASES)
+def test_every_family_names_a_bad_argument_before_building(
+    no_building, family, key, value
+):
+    from annzoo import registry
+
+    arguments = {**registry.family_spec(family).smoke, key: value, "compile": False}
+    with pytest.raises(AnnzooError) as caught:
+        annzoo.create_model(family, **arguments)
+    message = str(caught.value)
+    assert f"`{key}`" in message and "Received" in message, message
+
+
+def test_every_family_has_bad_argument_cases():
+    covered = {p.values[0] for p in FAMILY_CASES}
+    assert covered == set(FAMILIES)
+    for family in FAMILIES:  # more than the task alone
+        assert len(_family_bad_arguments(family)) >= 3, family
