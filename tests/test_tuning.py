@@ -392,21 +392,65 @@ def test_cli_role_errors(tmp_path):
     assert result.returncode == 2 and "HOST:PORT" in result.stderr
 
 
+# Loaded by every process of the distributed search below (a sitecustomize on
+# PYTHONPATH): a worker beginning its first trial waits there until the other
+# worker has begun one too, so that one worker cannot take every trial while
+# the other is still importing. A barrier, not a timing: nothing is asserted
+# about how long anything takes.
+_BARRIER = """
+import os, time
+if os.environ.get("KERASTUNER_TUNER_ID", "").startswith("worker"):
+    from annzoo.tuning import trials
+    tuner_class, begun = trials.tuner_class, os.environ["ANNZOO_TEST_BARRIER"]
+
+    def barrier_tuner_class(*args, **kwargs):
+        base = tuner_class(*args, **kwargs)
+
+        class Barrier(base):
+            first = True
+
+            def on_trial_begin(self, trial):
+                super().on_trial_begin(trial)
+                if Barrier.first:
+                    Barrier.first = False
+                    with open(begun, "a") as handle:
+                        handle.write(os.environ["KERASTUNER_TUNER_ID"] + "\\n")
+                    for _ in range(6000):  # the other worker, or give up
+                        with open(begun) as handle:
+                            if len(set(handle.read().split())) >= 2:
+                                break
+                        time.sleep(0.05)
+
+        return Barrier
+
+    trials.tuner_class = barrier_tuner_class
+"""
+
+
 @pytest.mark.slow
 def test_distributed_search_on_localhost(tmp_path):
     recipe_file = _recipe(fit={"epochs": 1}).save(tmp_path / "recipe.json")
     out = tmp_path / "out"
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_BARRIER)
+    env = subprocess_env(ANNZOO_TEST_BARRIER=str(tmp_path / "begun.txt"))
+    env["PYTHONPATH"] = f"{tmp_path / 'site'}:{env['PYTHONPATH']}"
     result = subprocess.run(
         _tune_command(recipe_file, out, "--max-trials", "4", "--workers", "2"),
-        env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
     run = out / "tiny_mlp"
     rows = _rows(run)
     assert [r["status"] for r in rows] == ["COMPLETED"] * 4
     assert len({r["trial"] for r in rows}) == 4  # none lost, none run twice
-    workers = {json.loads(p.read_text())["tuner_id"] for p in (run / "stats").glob("*")}
-    assert workers <= {"worker0", "worker1"} and workers
+    # Each worker ran at least one trial (the trials' own records say which).
+    assert sorted(set((tmp_path / "begun.txt").read_text().split())) == [
+        "worker0", "worker1"
+    ]  # fmt: skip
+    stats = [json.loads(p.read_text()) for p in (run / "stats").glob("trial_*.json")]
+    ran = {record["trial_id"]: record["tuner_id"] for record in stats}
+    assert len(ran) == 4 and set(ran.values()) == {"worker0", "worker1"}, ran
     chief = json.loads((run / "best_hyperparameters.json").read_text())
     assert chief["score"] == pytest.approx(min(float(r["score"]) for r in rows))
 
