@@ -58,11 +58,17 @@ for requirement in email.message_from_bytes(wheel.read(meta)).get_all("Requires-
 print("jax")
 PYTHON
 )
-    local sources=()
+    # From the local package files where this machine has them (no index
+    # queried), else from the configured index.
+    local sources=() folder
     for folder in /opt/pypi/files /opt/pypi-more/files /opt/wheels; do
-        [ -d "$folder" ] && sources+=(--find-links "$folder")
+        if [ -d "$folder" ]; then
+            sources+=(--find-links "$folder")
+        fi
     done
-    [ ${#sources[@]} -gt 0 ] && sources=(--no-index "${sources[@]}")
+    if [ ${#sources[@]} -gt 0 ]; then
+        sources=(--no-index "${sources[@]}")
+    fi
     "$python" -m venv "$tmp/venv"
     # --no-compile: the .pyc files are written on first import instead, for the
     # few modules a training run imports, not for all of jax, scipy, sklearn.
@@ -77,6 +83,9 @@ PYTHON
         cd "$tmp/run"
         KERAS_BACKEND=jax "$tmp/venv/bin/annzoo" train digits_mlp --epochs 2 --quiet
         [ -f runs/digits_mlp/results.json ]
+        # The plain tables the wheel ships (models, datasets, recipes).
+        "$tmp/venv/bin/annzoo" list >/dev/null
+        "$tmp/venv/bin/annzoo" datasets >/dev/null
         "$tmp/venv/bin/annzoo" recipes digits_mlp >/dev/null
     )
     rm -rf "$tmp"
