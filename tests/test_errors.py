@@ -352,3 +352,19 @@ def test_every_family_has_bad_argument_cases():
     assert covered == set(FAMILIES)
     for family in FAMILIES:  # more than the task alone
         assert len(_family_bad_arguments(family)) >= 3, family
+
+
+def test_cli_error_is_one_line_and_debug_shows_the_traceback():
+    """README: errors are one sentence and exit status 2; --debug shows the
+    traceback."""
+    from tests.conftest import run_python
+
+    plain = run_python("-m", "annzoo.cli", "info", "no_such_model")
+    assert plain.returncode == 2, plain.stderr[-2000:]
+    lines = [line for line in plain.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("annzoo: error:") and "no_such_model" in lines[-1]
+    assert "Traceback" not in plain.stderr
+    debug = run_python("-m", "annzoo.cli", "--debug", "info", "no_such_model")
+    assert debug.returncode != 0
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "UnknownNameError" in debug.stderr, debug.stderr[-2000:]
