@@ -8,11 +8,9 @@ this script runs it as ``annzoo train dates_seq2seq_attention`` does, with its o
 
 import sys
 
-from annzoo import recipes
-from annzoo.cli import recipe_main
-from annzoo.training import load_recipe
+from annzoo.cli import recipe_main, script_recipe
 
-RECIPE = load_recipe(recipes.path("dates_seq2seq_attention"))
+RECIPE = script_recipe("dates_seq2seq_attention", __name__)
 
 if __name__ == "__main__":
     sys.exit(recipe_main(RECIPE))

@@ -8,11 +8,9 @@ this script runs it as ``annzoo train digits_cnn`` does, with its options:
 
 import sys
 
-from annzoo import recipes
-from annzoo.cli import recipe_main
-from annzoo.training import load_recipe
+from annzoo.cli import recipe_main, script_recipe
 
-RECIPE = load_recipe(recipes.path("digits_cnn"))
+RECIPE = script_recipe("digits_cnn", __name__)
 
 if __name__ == "__main__":
     sys.exit(recipe_main(RECIPE))

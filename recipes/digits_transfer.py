@@ -15,11 +15,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from annzoo import recipes
-from annzoo.cli import recipe_main
-from annzoo.training import Recipe, load_recipe, train
+from annzoo.cli import recipe_main, script_recipe
 
-RECIPE = load_recipe(recipes.path("digits_transfer"))
+RECIPE = script_recipe("digits_transfer", __name__)  # starts the backend first
+from annzoo.training import Recipe, train  # noqa: E402
+
 CNN = RECIPE.model  # the digits_cnn network
 FIRST = RECIPE.data["options"]["classes"]  # digits 0-4
 SECOND = [c for c in range(10) if c not in FIRST]

@@ -8,11 +8,9 @@ this script runs it as ``annzoo train imdb_bilstm`` does, with its options:
 
 import sys
 
-from annzoo import recipes
-from annzoo.cli import recipe_main
-from annzoo.training import load_recipe
+from annzoo.cli import recipe_main, script_recipe
 
-RECIPE = load_recipe(recipes.path("imdb_bilstm"))
+RECIPE = script_recipe("imdb_bilstm", __name__)
 
 if __name__ == "__main__":
     sys.exit(recipe_main(RECIPE))

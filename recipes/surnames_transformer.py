@@ -8,11 +8,9 @@ this script runs it as ``annzoo train surnames_transformer`` does, with its opti
 
 import sys
 
-from annzoo import recipes
-from annzoo.cli import recipe_main
-from annzoo.training import load_recipe
+from annzoo.cli import recipe_main, script_recipe
 
-RECIPE = load_recipe(recipes.path("surnames_transformer"))
+RECIPE = script_recipe("surnames_transformer", __name__)
 
 if __name__ == "__main__":
     sys.exit(recipe_main(RECIPE))

@@ -62,7 +62,7 @@ def test_recipes_ship_in_the_package_and_the_scripts_load_them():
     assert recipes.names() == RECIPES
     for name in RECIPES:
         script = (ROOT / "recipes" / f"{name}.py").read_text()
-        assert f'RECIPE = load_recipe(recipes.path("{name}"))' in script, name
+        assert f'RECIPE = script_recipe("{name}", __name__)' in script, name
         assert "RECIPE = Recipe(" not in script, name
         packaged = load_recipe(recipes.path(name))
         assert packaged.name == name

@@ -33,10 +33,10 @@ import argparse
 import sys
 
 from annzoo.cli import models, runs, train, tune
-from annzoo.cli.recipes import recipe_main
+from annzoo.cli.recipes import recipe_main, script_recipe
 from annzoo.errors import AnnzooError
 
-__all__ = ["build_parser", "main", "recipe_main"]
+__all__ = ["build_parser", "main", "recipe_main", "script_recipe"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,12 +2,13 @@
 
 ``annzoo train``, ``annzoo finetune`` and ``annzoo tune`` take the options
 `add_recipe_arguments` and `add_train_arguments` define, and so does every
-recipe script, whose ``if __name__ == "__main__"`` block calls `recipe_main`::
+recipe script, whose ``if __name__ == "__main__"`` block calls `recipe_main`
+(``recipes/NAME.py`` in a source checkout load the recipe annzoo ships with
+`script_recipe`, which starts the backend as quietly as ``annzoo train``)::
 
-    from annzoo.cli import recipe_main
-    from annzoo.training import Recipe
+    from annzoo.cli import recipe_main, script_recipe
 
-    RECIPE = Recipe(...)
+    RECIPE = script_recipe("digits_cnn", __name__)
 
     if __name__ == "__main__":
         sys.exit(recipe_main(RECIPE))
@@ -37,6 +38,7 @@ __all__ = [
     "apply_arguments",
     "recipe_main",
     "run_and_report",
+    "script_recipe",
 ]
 
 
@@ -198,6 +200,24 @@ def run_and_report(
     )
     print(f"run directory: {result.run_dir}")
     return 0
+
+
+def script_recipe(name: str, module: str) -> Recipe:
+    """The recipe annzoo ships as ``name``, for the script ``recipes/NAME.py``.
+
+    Run as a script (``module == "__main__"``), the backend starts first and
+    quietly, as for ``annzoo train``, unless the command line asks for its
+    lines (``-v``, ``--verbose``, ``--debug``); imported (by a test, by
+    `load_recipe`), it only loads the recipe.
+    """
+    from annzoo import recipes
+    from annzoo.cli import _startup
+
+    if module == "__main__" and not {"-v", "--verbose", "--debug"} & set(sys.argv):
+        _startup.quiet_backend()
+    from annzoo.training.recipe import load_recipe  # see STRATEGIES
+
+    return load_recipe(recipes.path(name))
 
 
 def recipe_main(
