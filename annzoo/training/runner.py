@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annzoo import tasks
+from annzoo._checks import check_output_path
 from annzoo.training import build, checks, distribute, fitting, inputs, report, rundir
 from annzoo.training.recipe import Recipe
 
@@ -59,6 +60,7 @@ def train(
     if isinstance(recipe, dict):
         recipe = Recipe.from_dict(recipe)
     recipe.validate()
+    check_output_path("output_dir", output_dir, directory=True)
     # The whole run (build or reload, fit, test) in the recipe's precision.
     with tasks.mixed_precision(recipe.compile["mixed_precision"]):
         return _train(recipe, output_dir=output_dir, verbose=verbose, resume=resume)

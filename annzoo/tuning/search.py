@@ -43,7 +43,12 @@ import keras_tuner
 
 from annzoo import io as aio
 from annzoo import plots, tasks
-from annzoo._checks import check_choice, check_non_negative_int, check_positive_int
+from annzoo._checks import (
+    check_choice,
+    check_non_negative_int,
+    check_output_path,
+    check_positive_int,
+)
 from annzoo.errors import AnnzooError
 from annzoo.speedups import atomic_keras_tuner, compile_cache
 from annzoo.training import inputs, runner, sequences
@@ -164,6 +169,7 @@ def tune(
     """
     recipe = _as_recipe(recipe_or_name).validate()
     _check_settings(tuner, max_trials, objective, seed, mixed_precision, epochs)
+    check_output_path("output_dir", output_dir, directory=True)
     precision = mixed_precision or recipe.compile["mixed_precision"]
     objective = objective or recipe.callbacks["monitor"]
     epochs = epochs or recipe.fit["epochs"]
