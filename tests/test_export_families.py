@@ -27,13 +27,17 @@ since the outputs are probabilities or small regression values.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import inspect
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import keras
@@ -43,7 +47,7 @@ import pytest
 import annzoo
 from annzoo import AnnzooError, registry
 from annzoo import io as aio
-from annzoo.layers.crf import PAD_TAG, viterbi_decode
+from annzoo.layers.crf import CRF, PAD_TAG, viterbi_decode
 from annzoo.layers.walk import walk_layers
 from annzoo.models.rnn import decode_tags
 from tests.conftest import ROOT, run_python, subprocess_env
@@ -290,30 +294,42 @@ def _randomize(model, rng):
             layer.beta.assign(rng.normal(0.0, 0.5, size).astype("float32"))
 
 
-def _build(name, model, root, rng):
-    _randomize(model, rng)
+def _model(name):
+    """The model of case ``name``, the same in every process that builds it."""
+    keras.utils.set_random_seed(0)
+    if name in BEHAVIOUR:
+        model = BEHAVIOUR[name]()
+    else:
+        family, config = CASES[name]
+        model = annzoo.create_model(family, **config, compile=False)
+    _randomize(model, np.random.default_rng(zlib.crc32(name.encode())))
+    return model
+
+
+def _feed(x, structure, names):
+    return x if structure == "dict" else x[names[0]]
+
+
+def _build(name, root):
+    model = _model(name)
     assert len(model.outputs) == 1, "extend the serving scripts to several outputs"
-    x = _inputs(model, rng)
+    x = _inputs(model, np.random.default_rng(zlib.crc32(name.encode()) + 1))
     np.savez(root / f"{name}-inputs.npz", **x)
     structure = "dict" if isinstance(model.input, dict) else "single"
-    feed = x if structure == "dict" else x[model.inputs[0].name]
-    return {
-        "model": model,
-        "feed": feed,
-        "expected": model.predict(feed, verbose=0),
-        "structure": structure,
-        "paths": {},
-        "errors": {},
-        "cpu_seconds": {},
-    }
+    names = [t.name for t in model.inputs]
+    expected = model.predict(_feed(x, structure, names), verbose=0)
+    np.save(root / f"{name}-expected.npy", expected)
+    if any(isinstance(layer, CRF) for layer in model.layers):
+        np.save(root / f"{name}-tags.npy", decode_tags(model, x[names[0]]))
+    case = {"structure": structure, "names": names, "paths": {}, "errors": {},
+            "cpu_seconds": {}}  # fmt: skip
+    return model, case
 
 
-def _export(case, format, target):
+def _export(model, case, format, target):
     start = time.process_time()
     try:
-        case["paths"][format] = export_module.export(
-            case["model"], target, format=format
-        )
+        case["paths"][format] = str(export_module.export(model, target, format=format))
     except AnnzooError as error:  # a refusal: the tests report its sentence
         case["errors"][format] = str(error)
     case["cpu_seconds"][format] = time.process_time() - start
@@ -325,7 +341,7 @@ def _job(path, root, name, case):
         "inputs": str(root / f"{name}-inputs.npz"),
         "outputs": f"{path}-outputs.npz",
         "structure": case["structure"],
-        "names": [t.name for t in case["model"].inputs],
+        "names": case["names"],
     }
 
 
@@ -336,15 +352,13 @@ def _serve(jobs, script, blocked):
     assert result.returncode == 0, result.stderr[-3000:]
     imported = {m.split(".")[0] for m in json.loads(result.stdout.splitlines()[-1])}
     assert not imported & set(blocked), imported & set(blocked)
-    served = {}
-    for name, job in jobs.items():
-        error = Path(job["outputs"] + ".error")
-        served[name] = (
-            {"error": error.read_text()}
-            if error.exists()
-            else dict(np.load(job["outputs"]))
-        )
-    return served
+
+
+def _served(job):
+    error = Path(job["outputs"] + ".error")
+    if error.exists():
+        return {"error": error.read_text()}
+    return dict(np.load(job["outputs"]))
 
 
 def _cli_onnx(run):
@@ -357,27 +371,17 @@ def _cli_onnx(run):
     return status, stdout.getvalue()
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Every case exported to every format and served; the CLI's exports."""
-    pytest.importorskip("onnxruntime", reason="pip install 'annzoo[export]'")
-    pytest.importorskip("tf2onnx", reason="pip install 'annzoo[export]'")
-    root = tmp_path_factory.mktemp("exports")
-    rng = np.random.default_rng(0)
-    cases = {}
-    for name, (family, config) in CASES.items():
-        keras.utils.set_random_seed(0)
-        model = annzoo.create_model(family, **config, compile=False)
-        cases[name] = _build(name, model, root, rng)
-    for name, build in BEHAVIOUR.items():
-        keras.utils.set_random_seed(0)
-        cases[name] = _build(name, build(), root, rng)
+def _export_everything(root):
+    """Exports every case to every format and serves them; writes summary.json."""
+    cases, models = {}, {}
+    for name in NAMES:
+        models[name], cases[name] = _build(name, root)
 
     # The CLI case: a run directory, exported by `python -m annzoo.cli` in a
     # subprocess (SavedModel, while this process exports the other cases) and
     # by the CLI's entry point here (ONNX: one TensorFlow start less).
     run = root / "run"
-    aio.save_model(cases[CLI_CASE]["model"], run / "best.keras")
+    aio.save_model(models[CLI_CASE], run / "best.keras")
     command = [sys.executable, "-m", "annzoo.cli", "export", str(run)]
     process = subprocess.Popen(
         [*command, "--format", "savedmodel"],
@@ -388,38 +392,84 @@ def exported(tmp_path_factory):
         text=True,
     )
     for name, case in cases.items():
-        _export(case, "keras", root / f"{name}.keras")
+        _export(models[name], case, "keras", root / f"{name}.keras")
         if name != CLI_CASE:
-            _export(case, "savedmodel", root / f"{name}-savedmodel")
-            _export(case, "onnx", root / f"{name}.onnx")
+            _export(models[name], case, "savedmodel", root / f"{name}-savedmodel")
+            _export(models[name], case, "onnx", root / f"{name}.onnx")
     onnx_status, onnx_stdout = _cli_onnx(run)
     stdout, stderr = process.communicate(timeout=300)
-    cli_results = {
+    cli = {
         "savedmodel": (process.returncode, stdout, stderr),
         "onnx": (onnx_status, onnx_stdout, ""),
     }
     for format, default in (("savedmodel", "savedmodel"), ("onnx", "model.onnx")):
-        if cli_results[format][0] == 0:
-            cases[CLI_CASE]["paths"][format] = run / "export" / default
+        if cli[format][0] == 0:
+            cases[CLI_CASE]["paths"][format] = str(run / "export" / default)
 
-    served = {}
+    jobs = {}
     for format, script, blocked in (
         ("savedmodel", SERVE_WITH_TENSORFLOW, ("annzoo", "keras", "tf_keras")),
         ("onnx", SERVE_WITH_ONNXRUNTIME, ("annzoo", "keras", "tensorflow", "tf2onnx")),
     ):
-        jobs = {
+        jobs[format] = {
             name: _job(case["paths"][format], root, name, case)
             for name, case in cases.items()
             if format in case["paths"]
         }
-        served[format] = _serve(jobs, script, blocked)
+        _serve(jobs[format], script, blocked)
+    summary = {"run": str(run), "cases": cases, "cli": cli, "jobs": jobs}
+    aio.write_json(root / "summary.json", summary)
+
+
+@contextlib.contextmanager
+def _exclusive(path):
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Every case exported to every format and served; the CLI's exports.
+
+    Done once per test session: under pytest-xdist (CI's ``-n auto``), the
+    first worker to need it exports into the session's shared temporary
+    directory, and the others wait for it and read the results.
+    """
+    pytest.importorskip("onnxruntime", reason="pip install 'annzoo[export]'")
+    pytest.importorskip("tf2onnx", reason="pip install 'annzoo[export]'")
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this session's, common to its workers
+    root = shared / "annzoo-export-families"
+    with _exclusive(shared / "annzoo-export-families.lock"):
+        if not (root / "summary.json").is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that failed
+            root.mkdir()
+            _export_everything(root)
+    summary = json.loads((root / "summary.json").read_text())
+    cases = summary["cases"]
+    for name, case in cases.items():
+        x = dict(np.load(root / f"{name}-inputs.npz"))
+        case["feed"] = _feed(x, case["structure"], case["names"])
+        case["expected"] = np.load(root / f"{name}-expected.npy")
+        case["paths"] = {f: Path(p) for f, p in case["paths"].items()}
+        if (root / f"{name}-tags.npy").is_file():
+            case["tags"] = np.load(root / f"{name}-tags.npy")
+    served = {
+        format: {name: _served(job) for name, job in jobs.items()}
+        for format, jobs in summary["jobs"].items()
+    }
     for format in FORMATS:
         print(f"\n{format} export CPU seconds: " + ", ".join(
             f"{name} {case['cpu_seconds'][format]:.1f}"
             for name, case in cases.items() if format in case["cpu_seconds"]
         ))  # fmt: skip
-    return {"root": root, "run": run, "cases": cases, "served": served,
-            "cli": cli_results}  # fmt: skip
+    return {"root": root, "run": Path(summary["run"]), "cases": cases,
+            "served": served, "cli": summary["cli"]}  # fmt: skip
 
 
 def _max_difference(got, expected):
@@ -499,7 +549,7 @@ def test_export_descriptions_name_the_model_inputs(exported):
     # The serving scripts feed by these names; a renamed input would break
     # every client.
     for name, case in exported["cases"].items():
-        names = sorted(t.name for t in case["model"].inputs)
+        names = sorted(case["names"])
         saved = json.loads(
             (case["paths"]["savedmodel"] / export_module.METADATA_NAME).read_text()
         )
@@ -513,8 +563,9 @@ def test_export_descriptions_name_the_model_inputs(exported):
 def test_augmented_model_augments_in_training_only(exported):
     # The exports are compared with inference predictions: those must be the
     # bare network's, and training mode must differ, or the check is empty.
-    case = exported["cases"]["augmented"]
-    model, x, expected = case["model"], case["feed"], case["expected"]
+    # Built here (the exports may come from another xdist worker).
+    model, x = _model("augmented"), exported["cases"]["augmented"]["feed"]
+    expected = model.predict(x, verbose=0)
     bare = model.layers[-1]
     np.testing.assert_array_equal(expected, bare.predict(x, verbose=0))
     training = keras.ops.convert_to_numpy(model(x, training=True))
@@ -523,8 +574,9 @@ def test_augmented_model_augments_in_training_only(exported):
 
 def test_dropout_batchnorm_model_behaves_differently_in_training(exported):
     # Otherwise the inference-mode checks could not fail.
-    case = exported["cases"]["dropout_batchnorm"]
-    model, x, expected = case["model"], case["feed"], case["expected"]
+    model = _model("dropout_batchnorm")  # built here, as above
+    x = exported["cases"]["dropout_batchnorm"]["feed"]
+    expected = model.predict(x, verbose=0)
     weights = model.get_weights()
     try:
         training = keras.ops.convert_to_numpy(model(x, training=True))
@@ -580,8 +632,7 @@ CRF_CASES = [name for name, (_, config) in CASES.items() if config.get("crf")]
 @pytest.mark.parametrize("name", CRF_CASES)
 def test_crf_tags_from_an_export_equal_annzoo_tags(name, exported):
     case = exported["cases"][name]
-    tokens = case["feed"]
-    expected = decode_tags(case["model"], tokens)
+    tokens, expected = case["feed"], case["tags"]  # decode_tags(model, tokens)
     assert (tokens == 0).any() and (expected[tokens == 0] == PAD_TAG).all()
     for format, paths in (
         ("savedmodel", case["paths"]["savedmodel"] / export_module.METADATA_NAME),
