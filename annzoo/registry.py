@@ -23,6 +23,7 @@ one source of truth.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
 import inspect
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from annzoo._checks import check_choice
-from annzoo.errors import AnnzooError
+from annzoo.errors import AnnzooError, UnknownNameError
 
 __all__ = [
     "FamilySpec",
@@ -165,6 +166,8 @@ class ModelInfo:
     description: str
     reference: Reference | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    # A family's: every task its builder can train for (a preset's: its task).
+    tasks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -254,9 +257,41 @@ def _load_families() -> None:
             raise
 
 
+def close_names(name: str, names: list[str]) -> list[str]:
+    """Every name of ``names`` that ``name`` may have meant: those starting with
+    it or containing it (``resnet`` -> every ResNet), then the close spellings."""
+    names = sorted(names)
+    lower = name.lower()
+    found = [n for n in names if n.startswith(lower)]
+    found += [n for n in names if lower in n and n not in found]
+    found += [
+        n
+        for n in difflib.get_close_matches(lower, names, n=10, cutoff=0.6)
+        if n not in found
+    ]
+    return found
+
+
+def check_name(name: Any, presets: list[str], families: list[str]) -> str:
+    """``name`` when it is a preset or family; otherwise an error naming every
+    close match (`close_names`)."""
+    if isinstance(name, str) and (name in presets or name in families):
+        return name
+    close = close_names(name, [*presets, *families]) if isinstance(name, str) else []
+    hint = (
+        f" Did you mean {', '.join(map(repr, close))}?"
+        if close
+        else " `annzoo list` shows every model and family."
+    )
+    raise UnknownNameError(
+        f"`name` must be a registered model or family. Received: name={name!r}."
+        f"{hint}"
+    )
+
+
 def _lookup(name: Any) -> tuple[str, dict[str, Any], _Preset | None]:
     _load_families()
-    check_choice("name", name, [*_PRESETS, *_FAMILIES])
+    check_name(name, list(_PRESETS), list(_FAMILIES))
     if name in _PRESETS:
         preset = _PRESETS[name]
         return preset.family, dict(preset.config), preset
@@ -313,11 +348,16 @@ def model_info(name: str) -> ModelInfo:
     }
     spec = _SPECS[family]
     if spec.shapes is not None:
-        shapes.update({k: tuple(v) for k, v in spec.shapes(resolved).items()})
+        try:
+            shapes.update({k: tuple(v) for k, v in spec.shapes(resolved).items()})
+        except (KeyError, TypeError):  # a family without default sizes (rnn)
+            pass
+    task = _real_task(resolved.get("task", spec.tasks[0]), shapes)
     return ModelInfo(
         name=name,
         family=family,
-        task=resolved.get("task", "multiclass"),
+        task=task,
+        tasks=(task,) if preset else family_tasks(spec),
         input_shape=shapes["input_shape"],
         output_shape=shapes["output_shape"],
         description=preset.description
@@ -326,6 +366,28 @@ def model_info(name: str) -> ModelInfo:
         reference=preset.reference if preset else None,
         config=resolved,
     )
+
+
+def _real_task(task: str, shapes: dict[str, tuple]) -> str:
+    """The name of the `annzoo.tasks` Task a model trains for, from its compile
+    task and shapes: a builder compiles a tagger, and a translator without
+    ``task="sequence"``, with the "multiclass" loss, but a class per token is
+    "tagging" (one input) or "sequence" (an encoder and a decoder input)."""
+    output, inputs = shapes["output_shape"], shapes["input_shape"]
+    if task != "multiclass" or len(output) < 2:
+        return task
+    several_inputs = bool(inputs) and isinstance(inputs[0], tuple | list)
+    return "sequence" if several_inputs else "tagging"
+
+
+def family_tasks(spec: FamilySpec) -> tuple[str, ...]:
+    """Every task a family trains for: its builder's tasks, and "tagging" or
+    "sequence" where it trains on such data (`FamilySpec.data`)."""
+    found = list(spec.tasks)
+    for structure in spec.data:
+        if structure != "sample" and structure not in found:
+            found.append(structure)
+    return tuple(found)
 
 
 def builder(family: str) -> Callable[..., Any]:
@@ -372,15 +434,11 @@ def metadata_table() -> dict[str, Any]:
     """What `write_metadata` writes: every preset's and family's `model_info`.
 
     ``{"presets": [...], "families": [...], "models": {name: info dict}}``; a
-    family whose `model_info` needs arguments it has no default for (``rnn``)
-    is named in ``families`` but has no ``models`` entry.
+    family without default sizes (``rnn``) has empty shapes.
     """
     models = {}
     for name in [*list_models(), *list_families()]:
-        try:
-            models[name] = model_info(name).to_dict()
-        except (KeyError, TypeError):  # a family without a default size
-            continue
+        models[name] = model_info(name).to_dict()
     return {"presets": list_models(), "families": list_families(), "models": models}
 
 
@@ -410,23 +468,28 @@ def plain_names(pattern: str = "*") -> list[str]:
     )
 
 
+def plain_families(pattern: str = "*") -> list[str]:
+    """`list_families` from the plain table: sorted family names, without Keras."""
+    return sorted(
+        n for n in _plain_table()["families"] if fnmatch.fnmatchcase(n, pattern)
+    )
+
+
 def plain_family(name: str) -> str:
     """The family of preset or family ``name``, from the plain table."""
     table = _plain_table()
-    check_choice("name", name, [*table["presets"], *table["families"]])
+    check_name(name, table["presets"], table["families"])
     return name if name in table["families"] else table["models"][name]["family"]
 
 
 def plain_info(name: str) -> ModelInfo:
     """`model_info` from the plain table, without importing Keras.
 
-    A name the table does not describe (a family without default sizes) is
-    looked up in the registry itself, which gives the same answer or error.
+    Every preset and family is in the table (tests/test_registry.py keeps it
+    equal to `metadata_table`).
     """
     table = _plain_table()
-    check_choice("name", name, [*table["presets"], *table["families"]])
-    if name not in table["models"]:
-        return model_info(name)
+    check_name(name, table["presets"], table["families"])
     info = dict(table["models"][name])
     if info["reference"] is not None:
         info["reference"] = Reference(**info["reference"])

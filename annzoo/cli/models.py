@@ -18,10 +18,20 @@ from annzoo.errors import AnnzooError
 
 __all__ = ["add_commands"]
 
+# Keras' summary table width: every column, per-layer "Param #" included,
+# within 100 columns (tests/test_cli_output.py).
+SUMMARY_WIDTH = 98
+
 
 def add_commands(commands) -> None:
     """Adds the ``list``, ``info``, ``datasets`` and ``recipes`` subcommands."""
-    listing = commands.add_parser("list", help="list registered models")
+    listing = commands.add_parser(
+        "list",
+        help="list registered models and families",
+        description="The presets (models with fixed sizes) and the families "
+        "(builders sized by your data or arguments) that `annzoo info`, "
+        "`annzoo.create_model` and recipes accept.",
+    )
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style pattern")
     listing.set_defaults(run=_list)
 
@@ -65,28 +75,50 @@ def _shape_text(shape: tuple) -> str:
     return "x".join("T" if n is None else str(n) for n in shape)
 
 
-def _list(args: argparse.Namespace) -> None:
-    rows = [("name", "family", "task", "input", "outputs", "published params")]
-    for name in registry.plain_names(args.pattern):
-        info = registry.plain_info(name)
-        rows.append(
-            (
-                name,
-                info.family,
-                info.task,
-                _shape_text(info.input_shape),
-                _shape_text(info.output_shape),
-                _format_params(info.reference),
-            )
-        )
-    if len(rows) == 1:
-        raise AnnzooError(
-            f"No model matches `pattern` {args.pattern!r}. Try 'annzoo list' "
-            "without a pattern."
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+def _print_rows(rows: list[tuple[str, ...]], width: int = 100) -> None:
+    """Columns padded to their widest cell; the last one wraps under itself so
+    that no line passes ``width`` characters."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    indent = sum(widths) + 2 * len(widths)
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        lines = textwrap.wrap(row[-1], max(width - indent, 20)) or [""]
+        print("  ".join([*cells, lines[0]]).rstrip())
+        for line in lines[1:]:
+            print(" " * indent + line)
+
+
+def _list(args: argparse.Namespace) -> None:
+    presets = registry.plain_names(args.pattern)
+    families = registry.plain_families(args.pattern)
+    if not presets and not families:
+        raise AnnzooError(
+            f"No model or family matches `pattern` {args.pattern!r}. Try "
+            "'annzoo list' without a pattern."
+        )
+    if presets:
+        rows = [("preset", "family", "task", "input", "outputs", "published params")]
+        for name in presets:
+            info = registry.plain_info(name)
+            rows.append(
+                (
+                    name,
+                    info.family,
+                    info.task,
+                    _shape_text(info.input_shape),
+                    _shape_text(info.output_shape),
+                    _format_params(info.reference),
+                )
+            )
+        _print_rows(rows)
+    if families:
+        if presets:
+            print()
+        rows = [("family", "tasks", "description")]
+        for name in families:
+            info = registry.plain_info(name)
+            rows.append((name, ", ".join(info.tasks), info.description))
+        _print_rows(rows)
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -94,20 +126,34 @@ def _info(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(info.to_dict(), indent=2, default=list))
         return
-    print(f"{info.name}  ({info.family}, task={info.task})")
-    print(f"  {info.description}")
-    print(f"  input shape:  {info.input_shape}")
-    print(f"  output shape: {info.output_shape}")
+    family = info.name == info.family
+    if family:
+        print(f"{info.name}  (family; tasks: {', '.join(info.tasks)})")
+    else:
+        print(f"{info.name}  ({info.family}, task={info.task})")
+    for line in textwrap.wrap(info.description, 98):
+        print(f"  {line}")
+    if family:
+        presets = [
+            n for n in registry.plain_names() if registry.plain_family(n) == info.name
+        ]
+        print(f"  presets:      {', '.join(presets) or 'none'}")
+    if info.input_shape:
+        print(f"  input shape:  {info.input_shape}")
+        print(f"  output shape: {info.output_shape}")
+    else:  # a family without default sizes: a recipe's data sets them
+        print("  shapes:       set by the data (recipe) or the builder's arguments")
     if info.reference:
         print(f"  published:    {_format_params(info.reference)} parameters")
         print(f"  source:       {info.reference.source}")
     print("  configuration:")
     for key, value in sorted(info.config.items()):
-        print(f"    {key} = {value!r}")
+        text = f"    {key} = {value!r}"
+        print(text if len(text) <= 100 else text[:97] + "...")
     if args.summary and not args.no_summary:
         _startup.quiet_backend(args)
         model = registry.create_model(args.name, compile=False)
-        model.summary(line_length=100)
+        model.summary(line_length=SUMMARY_WIDTH)
 
 
 # annzoo.datasets.METADATA_FILE, read without importing annzoo.datasets (whose
@@ -141,11 +187,4 @@ def _recipes(args: argparse.Namespace) -> None:
     for entry in entries:
         measured = entry["measured"] or "not measured here"
         rows.append((entry["name"], entry["family"], entry["dataset"], measured))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    indent = sum(widths) + 2 * len(widths)
-    for row in rows:  # 100 columns at most: the last column wraps under itself
-        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
-        lines = textwrap.wrap(row[-1], max(100 - indent, 20)) or [""]
-        print("  ".join([*cells, lines[0]]).rstrip())
-        for line in lines[1:]:
-            print(" " * indent + line)
+    _print_rows(rows)  # 100 columns at most: the last column wraps under itself
