@@ -18,6 +18,7 @@ import error still shows.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -86,3 +87,8 @@ def quiet_backend(args=None) -> None:
         return
     with _filtered_stderr():
         import keras  # noqa: F401  (deferred: this is the backend's start)
+    if "tensorflow" in sys.modules:
+        # TensorFlow's Python warnings (a tf.function retraced for each trial
+        # of a search, each new model) are for -v: they print between annzoo's
+        # lines and need no action from a user.
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)

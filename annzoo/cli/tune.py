@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
+import textwrap
 from pathlib import Path
 
 from annzoo import recipes
@@ -100,7 +100,8 @@ def _tune(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             retrain=args.retrain,
             mixed_precision=args.mixed_precision,
-            verbose=0 if args.quiet else 1,
+            # -v: keras-tuner's display and Keras' per-epoch lines as well
+            verbose=0 if args.quiet else 2 if getattr(args, "verbose", False) else 1,
             # This process runs the search only: its heap and JAX's caches are
             # the search's to manage (`annzoo.tuning.memory`).
             manage_memory=True,
@@ -112,10 +113,13 @@ def _tune(args: argparse.Namespace) -> int:
         raise failed from error
     if args.role == "worker":
         return 0
-    print(
-        f"completed trials: {result.completed}; best {result.best_score} with "
-        f"{json.dumps(result.best_hyperparameters)}"
-    )
+    # One sentence, then the best values wrapped at 100 columns or fewer (the full
+    # precision is in best_hyperparameters.json).
+    best = "none" if result.best_score is None else f"{result.best_score:.6g}"
+    print(f"completed trials: {result.completed}; best score {best} with")
+    values = " ".join(reports.compact_values(result.best_hyperparameters))
+    width = reports.terminal_width()
+    print(textwrap.fill(values, width, initial_indent="    ", subsequent_indent="    "))
     if result.retrained is not None:
         metrics = ", ".join(
             f"{k} {v:.4f}" for k, v in result.retrained.test_metrics.items()

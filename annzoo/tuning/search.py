@@ -153,7 +153,10 @@ def tune(
         mixed_precision: ``"bfloat16"`` or ``"float16"`` compute (for
             accelerators) of the trials and the retrained model; None: the
             recipe's ``compile.mixed_precision``.
-        verbose: 1 shows keras-tuner's progress, 0 nothing.
+        verbose: 0 prints nothing; 1 a line per trial (its number and the
+            search's progress, score, epochs, time and the hyperparameters
+            that vary) and the trials table (`annzoo.tuning.reports`); 2 also
+            keras-tuner's display and Keras' per-epoch progress.
         manage_memory: manage this process's memory for the search, for a
             process that runs nothing else (``annzoo tune`` passes True): the
             heap older than the search is frozen out of the garbage collector
@@ -210,6 +213,13 @@ def tune(
         tuner_class = trials.tuner_class(
             getattr(keras_tuner, TUNERS[tuner]), stats_dir, record, seed, manage_memory
         )
+        if verbose:
+            tuner_class = reports.reporting_tuner(
+                tuner_class,
+                hypermodel=hypermodel,
+                stats_dir=stats_dir,
+                total=None if tuner == "hyperband" else max_trials,
+            )
         options: dict[str, Any] = dict(
             hypermodel=hypermodel,
             objective=keras_tuner.Objective(objective, _mode(objective)),
@@ -237,8 +247,7 @@ def tune(
             print(
                 f"annzoo: tuning {recipe.model['name']!r} on "
                 f"{recipe.data['dataset']!r} with {tuner} search, {max_trials} "
-                f"trials, objective {objective}; "
-                f"search directory {run_dir}",
+                f"trials, objective {objective}\nannzoo: search directory {run_dir}",
                 flush=True,
             )
         # The compilation cache serves the trials and the retraining (which then
@@ -248,7 +257,10 @@ def tune(
             files = atomic_keras_tuner(aio.write_text, aio.atomic_path)
             with files, tasks.mixed_precision(precision), heap:
                 engine = tuner_class(**options)
-                engine.search(epochs=epochs, callbacks=callbacks, verbose=verbose)
+                # keras-tuner's display and Keras' epoch lines at verbose=2 only.
+                engine.search(
+                    epochs=epochs, callbacks=callbacks, verbose=max(verbose - 1, 0)
+                )
             if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
                 # A worker of a distributed search: the chief reports.
                 return TuneResult(run_dir, {}, None, [], 0)
@@ -266,7 +278,13 @@ def tune(
             )
             if retrain and best:
                 result.retrained = _retrain(
-                    recipe, hypermodel, engine, best, run_dir, verbose, precision
+                    recipe,
+                    hypermodel,
+                    engine,
+                    best,
+                    run_dir,
+                    min(verbose, 1),
+                    precision,
                 )
             return result
 
