@@ -161,12 +161,12 @@ CASES = [
     pytest.param(create("alexnet"), ["`name`"], id="create-unknown"),
     pytest.param(
         create("lenet", compile=False),
-        ["`name`", "Did you mean 'lenet5'?"],
+        ["`name`", "Did you mean 'lenet5'"],
         id="create-near-miss",
     ),
     pytest.param(
         create("resnet_20", compile=False),
-        ["Did you mean 'resnet20'?"],
+        ["Did you mean 'resnet20'"],
         id="create-near-miss-2",
     ),
     pytest.param(
