@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from annzoo.errors import AnnzooError
 
 __all__ = ["add_commands"]
 
-# Keras' summary table width: every column, per-layer "Param #" included,
-# within 100 columns (tests/test_cli_output.py).
-SUMMARY_WIDTH = 98
+
+def _summary_width() -> int:
+    """Keras' summary table width for ``info --summary``: the terminal's, from
+    80 (narrower squeezes the layer names) to 100 columns (summary.txt's)."""
+    return max(80, min(shutil.get_terminal_size((100, 24)).columns, 100))
 
 
 def add_commands(commands) -> None:
@@ -145,15 +148,21 @@ def _info(args: argparse.Namespace) -> None:
         print("  shapes:       set by the data (recipe) or the builder's arguments")
     if info.reference:
         print(f"  published:    {_format_params(info.reference)} parameters")
-        print(f"  source:       {info.reference.source}")
+        source = textwrap.wrap(info.reference.source, 100 - 16)
+        print(f"  source:       {source[0]}")
+        for line in source[1:]:
+            print(" " * 16 + line)
     print("  configuration:")
     for key, value in sorted(info.config.items()):
         text = f"    {key} = {value!r}"
         print(text if len(text) <= 100 else text[:97] + "...")
     if args.summary and not args.no_summary:
         _startup.quiet_backend(args)
+        # deferred: the run directory's summary writer imports Keras
+        from annzoo.training.rundir import summary_text
+
         model = registry.create_model(args.name, compile=False)
-        model.summary(line_length=SUMMARY_WIDTH)
+        print(summary_text(model, line_length=_summary_width()), end="")
 
 
 # annzoo.datasets.METADATA_FILE, read without importing annzoo.datasets (whose

@@ -202,11 +202,29 @@ START_PROGRESS = {
 }
 
 
-def summary_text(model) -> str:
-    """The Keras model summary, as ``summary.txt`` holds it."""
+def summary_text(model, line_length: int = 100) -> str:
+    """The Keras model summary, as ``summary.txt`` holds it: every column
+    (per-layer "Param #" included) within ``line_length`` columns, whatever
+    the terminal's width.
+
+    Keras draws the table ``line_length`` wide but prints it through a rich
+    console as wide as the terminal (``COLUMNS``), which cut each line at 80
+    columns, "Param #" or "Connected to" with it; the console is given the
+    table's width for the call (tests/test_cli_output.py).
+    """
     lines: list[str] = []
-    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
-    return "\n".join(lines) + "\n"
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(line_length)
+    try:
+        model.summary(
+            print_fn=lambda line, *a, **k: lines.append(line), line_length=line_length
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = saved
+    return "\n".join(line.rstrip() for line in "\n".join(lines).splitlines()) + "\n"
 
 
 def finish(run: Run) -> None:
