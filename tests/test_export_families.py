@@ -377,12 +377,12 @@ def _export_everything(root):
     for name in NAMES:
         models[name], cases[name] = _build(name, root)
 
-    # The CLI case: a run directory, exported by `python -m annzoo.cli` in a
+    # The CLI case: a run directory, exported by `python -m annzoo` in a
     # subprocess (SavedModel, while this process exports the other cases) and
     # by the CLI's entry point here (ONNX: one TensorFlow start less).
     run = root / "run"
     aio.save_model(models[CLI_CASE], run / "best.keras")
-    command = [sys.executable, "-m", "annzoo.cli", "export", str(run)]
+    command = [sys.executable, "-m", "annzoo", "export", str(run)]
     process = subprocess.Popen(
         [*command, "--format", "savedmodel"],
         cwd=ROOT,
