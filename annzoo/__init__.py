@@ -14,6 +14,7 @@ each name below is loaded from its module on first use.
 """
 
 import importlib
+import importlib.abc
 import importlib.util
 import sys
 import types
@@ -96,6 +97,59 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
+
+
+# annzoo's layers and metrics are registered Keras serializables: a model saved
+# with them reloads with plain `keras.saving.load_model` once annzoo is
+# imported (docs/models.md). Keras finds a custom class only in its registry,
+# filled when the defining module runs, so those modules must run before any
+# load; but `import annzoo` itself must not import Keras (the CLI's fast
+# commands). So they are imported as soon as Keras is: now if it already is,
+# else right after `import keras` finishes, by a one-shot import finder.
+_SERIALIZABLES = ("annzoo.layers", "annzoo.metrics")
+
+
+def _register_serializables() -> None:
+    for module in _SERIALIZABLES:
+        importlib.import_module(module)
+
+
+class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when `keras` is imported, it takes Keras' own
+    spec from the other finders and runs annzoo's serializable modules right
+    after Keras' `__init__`, then leaves `sys.meta_path`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("keras")
+        if spec is not None and spec.loader is not None:
+            spec.loader = _LoaderThenRegister(spec.loader)
+        return spec
+
+
+class _LoaderThenRegister(importlib.abc.Loader):
+    def __init__(self, loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        _register_serializables()
+
+    def __getattr__(self, name: str):
+        # get_resource_reader, is_package, get_code...: Keras' own loader's.
+        return getattr(self._loader, name)
+
+
+if "keras" in sys.modules:
+    _register_serializables()
+else:
+    sys.meta_path.insert(0, _RegisterAfterKeras())
 
 __all__ = [
     "AnnzooError",

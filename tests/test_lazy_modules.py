@@ -64,3 +64,40 @@ def test_import_annzoo_loads_no_backend_and_names_resolve_on_use():
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_saved_model_reloads_after_import_annzoo_in_either_order(tmp_path):
+    """docs/models.md: once annzoo is imported, a model with annzoo's layers
+    reloads with plain `keras.saving.load_model`. `import annzoo` imports no
+    Keras, so its layers register when Keras is imported: after annzoo, or
+    before it."""
+    build = (
+        "import annzoo, keras, numpy as np\n"
+        "model = annzoo.build_transformer(variant='vit', input_shape=(8, 8, 1),"
+        " patch_size=4, num_classes=3, d_model=8, num_heads=2, ff_dim=8,"
+        " num_layers=1)\n"
+        f"model.save({str(tmp_path / 'vit.keras')!r})\n"
+        "x = np.random.default_rng(0).random((2, 8, 8, 1), dtype='float32')\n"
+        f"np.save({str(tmp_path / 'x.npy')!r}, x)\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, keras.ops.convert_to_numpy(model(x)))\n"
+    )
+    load = (
+        "import sys, numpy as np\n"
+        "{first}\n"
+        "{second}\n"
+        f"model = keras.saving.load_model({str(tmp_path / 'vit.keras')!r})\n"
+        f"x, y = np.load({str(tmp_path / 'x.npy')!r}), np.load({str(tmp_path / 'y.npy')!r})\n"
+        "np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), y)\n"
+    )
+    orders = [("import annzoo", "import keras"), ("import keras", "import annzoo"),
+              ("import annzoo", "from keras import saving; import keras")]
+    for code in [build] + [load.format(first=a, second=b) for a, b in orders]:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            env=subprocess_env(KERAS_BACKEND="jax"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (code, done.stderr[-2000:])
