@@ -89,8 +89,11 @@ def test_a_saved_model_reloads_after_import_annzoo_in_either_order(tmp_path):
         f"x, y = np.load({str(tmp_path / 'x.npy')!r}), np.load({str(tmp_path / 'y.npy')!r})\n"
         "np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), y)\n"
     )
-    orders = [("import annzoo", "import keras"), ("import keras", "import annzoo"),
-              ("import annzoo", "from keras import saving; import keras")]
+    orders = [
+        ("import annzoo", "import keras"),
+        ("import keras", "import annzoo"),
+        ("import annzoo", "from keras import saving; import keras"),
+    ]
     for code in [build] + [load.format(first=a, second=b) for a, b in orders]:
         done = subprocess.run(
             [sys.executable, "-c", code],
