@@ -140,7 +140,10 @@ def _info(args: argparse.Namespace) -> None:
         presets = [
             n for n in registry.plain_names() if registry.plain_family(n) == info.name
         ]
-        print(f"  presets:      {', '.join(presets) or 'none'}")
+        names = textwrap.wrap(", ".join(presets) or "none", 100 - 16)
+        print(f"  presets:      {names[0]}")
+        for line in names[1:]:
+            print(" " * 16 + line)
     if info.input_shape:
         print(f"  input shape:  {info.input_shape}")
         print(f"  output shape: {info.output_shape}")
