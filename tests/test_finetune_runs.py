@@ -77,6 +77,7 @@ def test_two_stages_head_then_everything_at_the_reduced_rate(pretrained, tmp_pat
         compile={"learning_rate": 0.002},
         fit={"epochs": 3},
         finetune={"source": str(pretrained), "head_epochs": 1,
+                  "head_learning_rate_scale": 1.0,
                   "learning_rate_scale": 0.25, "batchnorm": "frozen"},
     )  # fmt: skip
     result = train(recipe, output_dir=tmp_path, verbose=0)
@@ -92,6 +93,7 @@ def test_two_stages_head_then_everything_at_the_reduced_rate(pretrained, tmp_pat
 
 def test_one_stage_trains_at_the_reduced_rate(pretrained, tmp_path):
     recipe = _digits("one", [5, 6], finetune={"source": str(pretrained / "best.keras"),
+                                              "head_epochs": None,
                                               "learning_rate_scale": 0.5,
                                               "truncate": 1, "freeze": "base",
                                               "batchnorm": "frozen"})  # fmt: skip
@@ -127,7 +129,9 @@ def test_cli_finetune(pretrained, tmp_path):
         "--output-dir", str(tmp_path / "runs"), "--quiet",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    saved = json.loads((tmp_path / "runs" / "cli" / "recipe.json").read_text())
+    saved = json.loads(
+        (tmp_path / "runs" / "cli-finetune" / "recipe.json").read_text()
+    )
     assert saved["finetune"]["source"] == str(pretrained.resolve())
 
 

@@ -196,14 +196,15 @@ def test_a_finished_run_without_its_manifest_says_its_files_are_unchecked(
 def test_finetune_takes_the_run_directory_lock(runs, tmp_path, capsys):
     """`annzoo finetune` writes its run through the same locked runner."""
     output = tmp_path / "out"
-    (output / "damage").mkdir(parents=True)
-    with aio.lock_directory(output / "damage"):
+    busy = output / "damage-finetune"  # a fine-tuning run is NAME-finetune
+    busy.mkdir(parents=True)
+    with aio.lock_directory(busy):
         argv = ["finetune", str(runs.finished), str(runs.recipe)]
         assert annzoo([*argv, "--output-dir", str(output), "--quiet"]) == 2
     message = _one_line(capsys)
-    assert f"{str(output / 'damage')!r} is in use by process" in message
-    assert [p.name for p in output.iterdir()] == ["damage"]
-    assert not any((output / "damage").iterdir())
+    assert f"{str(busy)!r} is in use by process" in message
+    assert [p.name for p in output.iterdir()] == ["damage-finetune"]
+    assert not any(busy.iterdir())
 
 
 @pytest.fixture(scope="module")

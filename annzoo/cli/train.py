@@ -29,8 +29,11 @@ def add_commands(commands) -> None:
         "finetune",
         help="fine-tune trained weights on a recipe's data",
         description="Train RECIPE starting from SOURCE (a .keras file, a run "
-        "directory or a preset such as mobilenetv2_imagenet): new head, frozen "
-        "base, reduced learning rate (see the recipe's finetune section).",
+        "directory or a preset such as mobilenetv2_imagenet) in two stages: a "
+        "new head on the frozen base at 10x the learning rate for a quarter of "
+        "the epochs, then every layer but batch normalization at the recipe's "
+        "rate (the recipe's finetune section changes this). The run directory "
+        "is NAME-finetune.",
     )
     finetune.add_argument("source", help=".keras file, run directory or preset")
     finetune.add_argument("recipe", help="recipe name or recipe file")
@@ -58,4 +61,8 @@ def _finetune(args: argparse.Namespace) -> int:
         source = str(Path(source).resolve())
     data = recipe.to_dict()
     data["finetune"]["source"] = source
+    # Its own run directory, not one that reads like a rerun of the recipe:
+    # NAME-finetune, then NAME-finetune-2... (annzoo.training.rundir).
+    if not recipe.name.endswith("-finetune"):
+        data["name"] = f"{recipe.name}-finetune"
     return run_and_report(Recipe.from_dict(data), args)

@@ -61,11 +61,23 @@ from annzoo.finetune._graph import (
     _set_trainable,
     _single,
     _units,
+    _without_augmentation,
+    source_file,
+    source_sha256,
 )
 from annzoo.models._common import check_compile, check_outputs, output_head
 from annzoo.speedups import with_host_initialization
 
-__all__ = ["finetune", "freeze", "unfreeze", "replace_head", "feature_extractor"]
+__all__ = [
+    "finetune",
+    "freeze",
+    "unfreeze",
+    "replace_head",
+    "feature_extractor",
+    "frozen_layers",
+    "source_file",
+    "source_sha256",
+]
 
 BATCHNORM_MODES = ("frozen", "train")
 DEFAULT_LEARNING_RATE = 1e-3  # Adam's default, for an uncompiled source
@@ -146,7 +158,8 @@ def finetune(
             "`compile` must not set 'task' or 'learning_rate': pass them to "
             f"finetune itself. Received: compile={compile!r}"
         )
-    source = _load(model)
+    loaded = _load(model)
+    source = _without_augmentation(loaded)  # a run with augment.placement: model
     units = _units(source)
     if truncate > len(units) or units[truncate - 1].cut is None:
         removable = next((i for i, u in enumerate(units) if u.cut is None), len(units))
@@ -177,12 +190,12 @@ def finetune(
         return new
 
     if learning_rate is None:
-        old = _learning_rate(source)
+        old = _learning_rate(loaded)
         learning_rate = scale * (DEFAULT_LEARNING_RATE if old is None else old)
     options = {} if compile is True else dict(compile)
-    if "optimizer" not in options and getattr(source, "optimizer", None):
-        options["optimizer"] = _fresh_optimizer(source.optimizer, learning_rate)
-    if task == "multiclass" and _one_hot(source):
+    if "optimizer" not in options and getattr(loaded, "optimizer", None):
+        options["optimizer"] = _fresh_optimizer(loaded.optimizer, learning_rate)
+    if task == "multiclass" and _one_hot(loaded):
         options.setdefault("label_format", "one_hot")
     return tasks.compile_model(new, task=task, learning_rate=learning_rate, **options)
 
@@ -224,7 +237,7 @@ def feature_extractor(model: Source, layer: str | int | None = None) -> keras.Mo
     Example:
         >>> features = annzoo.feature_extractor(model).predict(images)
     """
-    source = _load(model)
+    source = _without_augmentation(_load(model))
     if layer is None:
         tensor = _units(source)[0].cut
         if tensor is None:
@@ -306,6 +319,26 @@ def unfreeze(
     _check_model(model)
     rule = _one_rule(from_layer=from_layer, count=count, fraction=fraction)
     return _set_trainable(model, _layers(model)[::-1], rule, True, batchnorm)
+
+
+def frozen_layers(model: keras.Model) -> tuple[list[str], list[str]]:
+    """The names of ``model``'s frozen and of its trainable layers.
+
+    Layers that hold weights only (pooling or dropout have nothing to
+    freeze), nested models looked into; what fine-tuning reports.
+
+    Example:
+        >>> frozen, trainable = frozen_layers(finetune(run_dir, num_classes=5))
+    """
+    frozen, trainable = [], []
+    for layer in _layers(model):
+        if isinstance(layer, keras.Model):
+            inner = frozen_layers(layer)
+            frozen += inner[0] if layer.trainable else inner[0] + inner[1]
+            trainable += inner[1] if layer.trainable else []
+        elif layer.weights:
+            (trainable if layer.trainable else frozen).append(layer.name)
+    return frozen, trainable
 
 
 # --- structure -----------------------------------------------------------------

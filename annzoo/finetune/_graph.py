@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import numbers
 import os
 from pathlib import Path
@@ -14,8 +15,9 @@ from annzoo._checks import (
     is_int,
 )
 from annzoo.errors import AnnzooError, CheckpointError
-from annzoo.io import check_file
+from annzoo.io import MANIFEST, check_file, file_digest
 from annzoo.layers.adapt import input_adapters
+from annzoo.layers.augment import Augmentation
 from annzoo.layers.walk import walk_layers
 from annzoo.speedups import host_initialization
 from annzoo.tasks import SAMPLE_TASKS, get_task
@@ -210,6 +212,53 @@ def _check_model(model: Any) -> None:
         )
 
 
+def _without_augmentation(model: keras.Model) -> keras.Model:
+    """The model inside an ``augment.in_model`` wrapper (``images ->
+    Augmentation -> model``, what a run with ``augment.placement: model``
+    saves), else ``model``.
+
+    The wrapper's last layer is a nested model, whose ``output`` is its own
+    graph's tensor, not the wrapper's: walking back from the wrapper's output
+    finds no unit. Augmentation belongs to training, not to the features
+    transferred; a fine-tuning recipe adds its own.
+    """
+    inner = [layer for layer in model.layers if not _is_input(layer)]
+    if (
+        len(inner) == 2
+        and isinstance(inner[0], Augmentation)
+        and isinstance(inner[1], keras.Model)
+    ):
+        return inner[1]
+    return model
+
+
+def source_file(model: Any) -> Path | None:
+    """The ``.keras`` file `_load` reads for ``model`` (a run directory's
+    ``best.keras``, else ``final.keras``), or None for a model object."""
+    if not isinstance(model, str | os.PathLike):
+        return None
+    path = Path(model)
+    if path.is_dir():
+        found = [p for p in (path / "best.keras", path / "final.keras") if p.is_file()]
+        return found[0] if found else None
+    return path
+
+
+def source_sha256(path: Path) -> str | None:
+    """The SHA-256 of ``path``: its run's manifest entry when it has one
+    (checked by `_load` before use), else the file's own digest; None when
+    it cannot be read (`_load` then says why)."""
+    try:
+        listed = json.loads((path.parent / MANIFEST).read_text("utf-8"))["files"]
+        return str(listed[path.name]["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        return file_digest(path)
+    except OSError:
+        return None
+
+
 def _load(model: Any) -> keras.Model:
     """``model`` itself, or the model its path holds."""
     if not isinstance(model, str | os.PathLike):
@@ -217,14 +266,14 @@ def _load(model: Any) -> keras.Model:
         return model
     path = Path(model)
     if path.is_dir():
-        found = [p for p in (path / "best.keras", path / "final.keras") if p.is_file()]
-        if not found:
+        found = source_file(path)
+        if found is None:
             raise AnnzooError(
                 f"`model` {str(path)!r} holds no best.keras or final.keras: expected "
                 "a run directory of annzoo.training.train, or a .keras file. "
                 f"Received: model={str(model)!r}"
             )
-        path = found[0]
+        path = found
     elif not path.is_file() or path.suffix != ".keras":
         what = "is not a .keras file" if path.is_file() else "does not exist"
         raise AnnzooError(

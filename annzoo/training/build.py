@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 
 from annzoo import augment, registry, tasks
-from annzoo.finetune import finetune
+from annzoo.errors import AnnzooError
+from annzoo.finetune import finetune, frozen_layers, source_file, source_sha256
 from annzoo.training import distribute
 from annzoo.training.inputs import mixes_labels
 from annzoo.training.recipe import Recipe
@@ -14,11 +15,14 @@ from annzoo.training.rundir import Run, load_state_model
 __all__ = [
     "build_model",
     "compile_recipe_model",
+    "finetune_lines",
     "for_plan",
+    "head_epochs",
     "learning_rates",
     "load_or_build",
     "stages",
     "start_model",
+    "with_source_checksum",
 ]
 
 
@@ -37,11 +41,57 @@ def for_plan(recipe: Recipe, plan: distribute.Plan) -> Recipe:
     return recipe
 
 
+def head_epochs(recipe: Recipe) -> int | None:
+    """Epochs of the first fine-tuning stage (the new head on the frozen
+    base); None when the run is not fine-tuning in two stages.
+
+    ``"auto"``: a quarter of ``fit.epochs``, at least 1 (``--epochs 4``: 1
+    head epoch, then 3 of the unfrozen network). As many as ``fit.epochs``
+    (``--epochs 1``): the head alone, one stage.
+    """
+    ft = recipe.finetune
+    head = ft["head_epochs"]
+    if ft["source"] is None or not head:
+        return None
+    if head == "auto":
+        head = max(1, recipe.fit["epochs"] // 4)
+    return int(head)
+
+
+def with_source_checksum(recipe: Recipe) -> Recipe:
+    """The recipe with ``finetune.source_sha256`` filled in, for ``recipe.json``.
+
+    Raises:
+        AnnzooError: the recipe names a checksum (a rerun of a fine-tuning
+            run's recipe.json) that the source's file no longer has.
+    """
+    ft = recipe.finetune
+    path = None if ft["source"] is None else source_file(ft["source"])
+    if path is None or not path.is_file():
+        return recipe
+    checksum = source_sha256(path)
+    if checksum is None:
+        return recipe
+    if ft["source_sha256"] not in (None, checksum):
+        raise AnnzooError(
+            f"`finetune.source_sha256` must match the source's weights: "
+            f"{str(path)!r} has sha256 {checksum}, so it changed since this recipe "
+            "was written. Remove the field to fine-tune from the file as it is now. "
+            f"Received: finetune.source_sha256={ft['source_sha256']!r}"
+        )
+    data = recipe.to_dict()
+    data["finetune"]["source_sha256"] = checksum
+    return Recipe.from_dict(data)
+
+
 def learning_rates(
     recipe: Recipe, replicas: int = 1
 ) -> tuple[float | None, float | None]:
-    """The learning rate of the first stage and, for fine-tuning, the reduced one.
+    """The learning rate of the first stage and, for fine-tuning, the second's.
 
+    Fine-tuning in two stages: the head at ``compile.learning_rate`` times
+    ``finetune.head_learning_rate_scale``, then the unfrozen network at it
+    times ``finetune.learning_rate_scale``; in one stage, the latter.
     ``distribute.scale_learning_rate`` multiplies both by ``replicas``.
     """
     rate = recipe.compile["learning_rate"]
@@ -55,7 +105,9 @@ def learning_rates(
     if ft["source"] is None:
         return rate, None
     reduced = rate * ft["learning_rate_scale"]
-    return (rate, reduced) if ft["head_epochs"] else (reduced, reduced)
+    if head_epochs(recipe):
+        return rate * ft["head_learning_rate_scale"], reduced
+    return reduced, reduced
 
 
 def load_or_build(recipe: Recipe, model_args: dict, plan: distribute.Plan, run: Run):
@@ -86,7 +138,7 @@ def start_model(recipe: Recipe, model_args: dict):
         num_classes=width,
         task=model_args.get("task"),
         truncate=ft["truncate"],
-        freeze="base" if ft["head_epochs"] else ft["freeze"],
+        freeze="base" if head_epochs(recipe) else ft["freeze"],
         batchnorm=ft["batchnorm"],
         input_shape=model_args.get("input_shape"),
         compile=False,
@@ -130,9 +182,54 @@ def stages(recipe: Recipe, initial_epoch: int) -> list[tuple[int, bool]]:
     stage is already unfrozen (the saved model says so).
     """
     epochs = recipe.fit["epochs"]
-    head = recipe.finetune["head_epochs"] if recipe.finetune["source"] else None
+    head = head_epochs(recipe)
     if initial_epoch >= epochs:
         return []
-    if not head or initial_epoch >= head:
+    if not head or initial_epoch >= head or head >= epochs:
         return [(epochs, False)]
     return [(head, False), (epochs, True)]
+
+
+def finetune_lines(recipe: Recipe, model) -> list[str]:
+    """What a fine-tuning run says first: its source, what is frozen, and
+    each stage's epochs and learning rate (empty when not fine-tuning)."""
+    ft = recipe.finetune
+    if ft["source"] is None:
+        return []
+    path = source_file(ft["source"])
+    what = (
+        f"{path.name}, sha256 {ft['source_sha256'][:12]}" if ft["source_sha256"] else ""
+    )
+    lines = [f"fine-tuning from {ft['source']}" + (f" ({what})" if what else "")]
+    frozen, trainable = frozen_layers(model)
+    lines.append(
+        f"frozen: {len(frozen)} of {len(frozen) + len(trainable)} layers with "
+        f"weights ({_names(frozen)}); training: {_names(trainable)}"
+    )
+    first, second = learning_rates(recipe)
+    epochs, head = recipe.fit["epochs"], head_epochs(recipe)
+    if head and head < epochs:
+        keep = (
+            "batch normalization stays frozen"
+            if ft["batchnorm"] == "frozen"
+            else ("batch normalization trains too")
+        )
+        lines.append(
+            f"stage 1: epochs 1-{head}, the new head alone, learning rate {first:g}"
+        )
+        lines.append(
+            f"stage 2: epochs {head + 1}-{epochs}, every layer unfrozen ({keep}), "
+            f"learning rate {second:g}"
+        )
+    else:
+        lines.append(f"one stage: epochs 1-{epochs}, learning rate {first:g}")
+    return lines
+
+
+def _names(names: list[str], most: int = 6) -> str:
+    if not names:
+        return "none"
+    if len(names) <= most:
+        return ", ".join(names)
+    hidden = len(names) - (most - 1)
+    return ", ".join(names[: most - 2]) + f", ... ({hidden} more), {names[-1]}"

@@ -11,7 +11,12 @@ from annzoo.finetune import unfreeze
 from annzoo.speedups import host_initialization
 from annzoo.tasks import build_fit_state
 from annzoo.training import distribute
-from annzoo.training.build import compile_recipe_model, learning_rates, stages
+from annzoo.training.build import (
+    compile_recipe_model,
+    head_epochs,
+    learning_rates,
+    stages,
+)
 from annzoo.training.callbacks import (
     BestModelCheckpoint,
     Bundle,
@@ -95,9 +100,8 @@ def _fit_stages(
             )
             if verbose:
                 print(f"annzoo: epoch {initial_epoch + 1}: base unfrozen", flush=True)
-        head_only = (
-            recipe.finetune["head_epochs"] and end <= recipe.finetune["head_epochs"]
-        )
+        head = head_epochs(recipe)
+        head_only = bool(head) and end <= head and end < recipe.fit["epochs"]
         epoch_order = EpochOrder(train_input, recipe.fit["seed"], extra=[train_input])
         callbacks = [epoch_order] + [
             c

@@ -69,7 +69,7 @@ def train(
 def _train(recipe: Recipe, *, output_dir, verbose: int, resume: bool) -> RunResult:
     started = time.perf_counter()
     plan = distribute.plan(recipe.distribute)
-    recipe = build.for_plan(recipe, plan)
+    recipe = build.with_source_checksum(build.for_plan(recipe, plan))
     splits, model_args = inputs.prepare(recipe)
     checks.check_batches(recipe, len(splits["train"]), plan)
     checks.check_monitor(recipe, model_args)
@@ -88,6 +88,8 @@ def _run(recipe, plan, splits, model_args, resolved, run, started, verbose):
     fit_inputs = inputs.fit_inputs(recipe, splits, model, plan)
     if verbose:
         report.announce(recipe, splits, plan, run)
+        for line in build.finetune_lines(recipe, model):
+            print(f"annzoo: {line}", flush=True)
     history, checkpoint = fitting.fit(
         recipe, model, model_args, plan, run, fit_inputs, verbose=verbose
     )

@@ -166,7 +166,15 @@ def validate_recipe(recipe) -> None:
         check_positive_int("finetune.truncate", ft["truncate"])
         check_choice("finetune.batchnorm", ft["batchnorm"], ("frozen", "train"))
         check_positive_float("finetune.learning_rate_scale", ft["learning_rate_scale"])
-        if ft["head_epochs"] is not None:
+        check_positive_float(
+            "finetune.head_learning_rate_scale", ft["head_learning_rate_scale"]
+        )
+        if ft["head_epochs"] not in (None, 0, "auto"):
+            if isinstance(ft["head_epochs"], str):
+                raise AnnzooError(
+                    "`finetune.head_epochs` must be 'auto', a positive integer, 0 or "
+                    f"null. Received: finetune.head_epochs={ft['head_epochs']!r}"
+                )
             check_positive_int("finetune.head_epochs", ft["head_epochs"])
             if ft["head_epochs"] >= recipe.fit["epochs"]:
                 raise AnnzooError(
