@@ -64,10 +64,14 @@ def test_info_describes_every_family(capsys):
         presets = [
             n for n in registry.list_models() if registry.resolve(n)[0] == family
         ]
-        line = next(s for s in done.stdout.splitlines() if "presets:" in s)
-        assert sorted(line.split(":", 1)[1].replace(",", " ").split()) == (
-            sorted(presets) or ["none"]
-        )
+        lines = done.stdout.splitlines()
+        start = next(i for i, s in enumerate(lines) if s.startswith("  presets:"))
+        text = lines[start].split(":", 1)[1]
+        for line in lines[start + 1 :]:  # wrapped under itself
+            if not line.startswith(" " * 16):
+                break
+            text += line
+        assert sorted(text.replace(",", " ").split()) == (sorted(presets) or ["none"])
 
 
 def test_an_unknown_name_suggests_every_close_match(capsys):
