@@ -284,8 +284,7 @@ def check_name(name: Any, presets: list[str], families: list[str]) -> str:
         else " `annzoo list` shows every model and family."
     )
     raise UnknownNameError(
-        f"`name` must be a registered model or family. Received: name={name!r}."
-        f"{hint}"
+        f"`name` must be a registered model or family. Received: name={name!r}.{hint}"
     )
 
 
