@@ -150,6 +150,12 @@ def test_smoke_model_builds_trains_and_reloads(family, tmp_path, reloader):
     tasks.get_task(task).check_labels(y, num_outputs=out[-1], where="`y`")
     logs = model.train_on_batch(x, y, return_dict=True)
     assert np.isfinite(logs["loss"])
+    # Every family trains, evaluates and predicts with Keras' own step
+    # functions: annzoo replaces none of them (the JAX fused steps that did
+    # were removed; benchmarks/RESULTS.md, "Fused steps removed").
+    for step in ("make_train_function", "make_test_function", "make_predict_function"):
+        assert step not in vars(model), f"{family}: {step} replaced on the model"
+        assert getattr(type(model), step).__module__.startswith("keras."), step
     expected = keras.ops.convert_to_numpy(model(x, training=False))
     model.save(tmp_path / "model.keras")
     np.savez(tmp_path / "x.npz", **(x if isinstance(x, dict) else {"x": x}))
