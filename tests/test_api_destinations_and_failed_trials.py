@@ -88,3 +88,31 @@ def test_each_failed_trial_is_one_line_and_its_traceback_is_kept(
     errors = [line for line in err.splitlines() if line.strip()]
     last = errors[-1]
     assert last.startswith("annzoo: error: Every trial of the search in"), last
+
+
+# -- a search killed while keras-tuner's files were being saved ------------------
+
+
+def test_a_temporary_left_by_a_killed_save_does_not_block_the_search(tmp_path):
+    """A kill inside the atomic write of ``oracle.json`` (or a ``trial.json``)
+    leaves an empty ``.annzoo-tmp-*`` temporary beside the intact file; the
+    rerun removes it and resumes (found by scripts/probe_reliability.py), so
+    the checks before resuming must not read it as the search's state."""
+    from annzoo import io as aio
+    from annzoo.errors import CheckpointError
+    from annzoo.tuning import directory
+
+    run_dir = tmp_path / "search_dir"
+    project = run_dir / "search"
+    (project / "trial_0").mkdir(parents=True)
+    (run_dir / "search.json").write_text("{}")
+    (project / "oracle.json").write_text(json.dumps({"end_order": ["0"]}))
+    (project / "trial_0" / "trial.json").write_text("{}")
+    (project / f"{aio.TMP_PREFIX}oracle-x1.json").write_bytes(b"")
+    (project / "trial_0" / f"{aio.TMP_PREFIX}trial-x2.json").write_bytes(b"{")
+    directory.check_tuner_files(project)
+    directory.check_search_files(run_dir, project)
+    # The same bytes under the real name are refused.
+    (project / "oracle.json").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="oracle.json' is unreadable"):
+        directory.check_tuner_files(project)

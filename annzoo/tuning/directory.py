@@ -62,6 +62,8 @@ def check_tuner_files(project: Path) -> None:
     if not project.is_dir():
         return
     for path in sorted(project.rglob("*.json")):
+        if path.name.startswith(aio.TMP_PREFIX):
+            continue  # a save a kill cut short: removed before the search resumes
         try:
             json.loads(path.read_text("utf-8"))
         except (OSError, ValueError) as error:
@@ -195,7 +197,11 @@ def check_search_files(run_dir: Path, project: Path) -> None:
     if not project.is_dir():
         return
     trials = sorted(p.parent.name for p in project.glob("trial_*/trial.json"))
-    tuner_files = [p.name for p in project.glob("*.json") if p.name != "oracle.json"]
+    tuner_files = [
+        p.name
+        for p in project.glob("*.json")
+        if p.name != "oracle.json" and not p.name.startswith(aio.TMP_PREFIX)
+    ]
     holds = f"{len(trials)} trial{'s' * (len(trials) != 1)}" + (
         f" and {', '.join(sorted(tuner_files))}" if tuner_files else ""
     )
