@@ -1,6 +1,7 @@
 """Issue 26's adversarial probes, repeated: the figures of its closing note.
 
     nice -n 19 .venv/bin/python scripts/probe_reliability.py [--out FILE] [--quick]
+        [--only kills,searches,concurrent,inputs] [--seed N]
 
 Not a test (it takes 10 to 20 minutes on two busy cores): it runs real
 ``annzoo`` processes and prints a progress line per step, and after each
@@ -9,11 +10,14 @@ category rewrites its results atomically (``annzoo.io.write_json``) to
 
 i.   kills of training runs: tiny recipes, each killed several times, at a
      save point (``tests/_kill_hooks.py``: the process stops itself exactly
-     there and is SIGKILLed) or after a random delay, resumed to the end and
-     compared bit for bit with an uninterrupted run: every array of
+     there and is SIGKILLed) or at a random moment (a random time into a
+     random epoch: training steps, validation or saves), resumed to the end
+     (a run that finished before its kill is not killed again) and compared
+     bit for bit with an uninterrupted run: every array of
      ``best.keras`` and ``final.keras`` (weights and optimizer slots) and
      ``metrics.csv``'s bytes;
-ii.  kills of tuning searches, resumed to the end: exactly ``max_trials``
+ii.  kills of tuning searches (at a save or an epoch's start, or after a
+     random delay), resumed to the end: exactly ``max_trials``
      completed trials and the same ``trials.csv`` as an uninterrupted search
      (timing and memory columns aside);
 iii. two concurrent writers (same recipe, same ``--output-dir``, started
@@ -110,6 +114,28 @@ def kill_at(args, point, events: Path, delay: float | None) -> bool:
     return True
 
 
+def kill_in_training(args, events: Path, epoch: int, after: float) -> bool:
+    """A random moment: ``after`` seconds into epoch ``epoch`` (or the first
+    epoch this process trains, when it resumes past it), whatever the process
+    is doing then (training steps, validation, saves); False when it ended
+    first."""
+    process = start(args, {}, events)
+    while process.poll() is None:
+        begun = [e for e in hooks.events(events, "epoch") if e["pid"] == process.pid]
+        if begun and max(e["epoch"] for e in begun) >= min(epoch, begun[0]["epoch"]):
+            break
+        time.sleep(0.02)
+    deadline = time.monotonic() + after
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    if process.poll() is not None:
+        process.communicate()
+        return False
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()
+    return True
+
+
 def keras_arrays(path: Path) -> dict[str, bytes]:
     """Every array of a ``.keras`` file (weights and optimizer variables)."""
     import h5py
@@ -164,21 +190,22 @@ def probe_training_kills(work: Path, runs: int, kills_per_run: int, rng) -> dict
         args = ["train", recipe, *TINY, *RECIPES[recipe], "--epochs", "4"]
         args += ["--seed", str(index + 1), "--quiet"]
         reference = work / f"train{index}" / "reference"
-        began = time.monotonic()
         done = run([*args, "--output-dir", reference])
-        wall = time.monotonic() - began
         assert done.returncode == 0, done.stderr[-2000:]
         killed_dir = work / f"train{index}" / "killed"
         events = work / f"train{index}" / "events.jsonl"
         kills, where, ended = 0, [], False
-        for k in range(kills_per_run + (index == 0)):  # 6 runs: 19 kills
+        for k in range(kills_per_run + (index == 0)):  # 6 runs: up to 19 kills
+            target = [*args, "--output-dir", killed_dir]
             if k % 2 == 0:
-                point, delay = None, rng.uniform(0.25, 0.75) * wall
-                label = f"random {delay:.1f} s"
+                epoch, after = rng.randint(1, 4), rng.uniform(0.0, 1.5)
+                label = f"random: {after:.2f} s into epoch {epoch}"
+                killed = kill_in_training(target, events, epoch, after)
             else:
-                point, delay = rng.choice(SAVE_POINTS), None
+                point = rng.choice(SAVE_POINTS)
                 label = json.dumps(point)
-            if kill_at([*args, "--output-dir", killed_dir], point or {}, events, delay):
+                killed = kill_at(target, point, events, None)
+            if killed:
                 kills += 1
                 where.append(label)
                 say(f"training run {index} ({recipe}): kill {kills} at {label}")
