@@ -271,3 +271,56 @@ def test_workers_on_tensorflow_are_refused_before_anything_starts(tmp_path):
     assert "keras-team/keras issue 20585" in done.stderr
     assert "KERAS_BACKEND=jax" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# Trains 1 of 2 epochs data-parallel on both host devices, "dies" before the
+# run finishes, then reruns the same recipe limited to one device.
+_DEVICE_COUNT_CHANGE = """
+import json, sys
+import pytest
+import annzoo.plots
+from annzoo.errors import AnnzooError
+from annzoo.training import train
+
+recipe = json.loads(open(sys.argv[1]).read())
+recipe["distribute"] = {"strategy": "data-parallel"}
+output = sys.argv[2]
+
+def crash(*args, **kwargs):
+    raise RuntimeError("killed")
+
+real = annzoo.plots.plot_curves
+annzoo.plots.plot_curves = crash
+with pytest.raises(RuntimeError, match="killed"):
+    train(recipe, output_dir=output, verbose=0)
+annzoo.plots.plot_curves = real
+saved = json.loads(open(output + "/dist/recipe.json").read())["distribute"]
+recipe["distribute"]["devices"] = 1
+try:
+    train(recipe, output_dir=output, verbose=0)
+except AnnzooError as error:
+    print(json.dumps({"saved": saved, "error": str(error)}))
+else:
+    print(json.dumps({"saved": saved, "error": None}))
+"""
+
+
+@pytest.mark.slow
+def test_resuming_with_a_different_device_count_is_refused(tmp_path):
+    done = run_python(
+        "-c",
+        _DEVICE_COUNT_CHANGE,
+        str(_recipe(tmp_path)),
+        str(tmp_path / "runs"),
+        KERAS_BACKEND="jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["saved"]["devices"] == 2
+    assert report["error"] is not None, "the resume on 1 device was not refused"
+    assert "`distribute.devices` (2 -> 1)" in report["error"], report["error"]
+    # Nothing was trained beside it, and the unfinished run is still there.
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["dist"]
+    assert not (tmp_path / "runs" / "dist" / "results.json").exists()
