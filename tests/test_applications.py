@@ -136,3 +136,30 @@ def test_failed_download_says_what_to_do(monkeypatch):
     monkeypatch.setattr(file_utils, "get_file", offline)
     with pytest.raises(AnnzooError, match="weights=None"):
         build_application("MobileNetV2", (96, 96, 3), 10)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_ask_keras_for_the_imagenet_weights_and_none_passes_through(
+    name, monkeypatch
+):
+    """finetuning.md: the `*_imagenet` presets' ImageNet weights download on
+    first use, `weights=None` gives untrained ones. Tests have no network, so
+    this checks the request annzoo makes of keras.applications (the download
+    itself is Keras'): the constructor is replaced by one that records its
+    arguments and returns a tiny backbone."""
+    architecture = PRESETS[name][0]
+    calls = []
+
+    def constructor(**kwargs):
+        calls.append(kwargs)
+        inputs = kwargs["input_tensor"]
+        pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+        return keras.Model(inputs, pooled, name="tiny_backbone")
+
+    monkeypatch.setattr(keras.applications, architecture, constructor)
+    annzoo.create_model(name, input_shape=SMALL, compile=False)
+    annzoo.create_model(name, weights=None, input_shape=SMALL, compile=False)
+    assert [call["weights"] for call in calls] == ["imagenet", None]
+    for call in calls:
+        assert call["include_top"] is False
+        assert tuple(call["input_shape"]) == SMALL
