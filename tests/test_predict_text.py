@@ -1,8 +1,11 @@
 """`annzoo predict RUN_DIR --text ...` and `annzoo.predict.predict_texts`.
 
-Tiny runs of the token recipes (one epoch, few samples): the check is that
-raw text goes through the run's own vocabulary and the right decoding, not
-that the predictions are good.
+Tiny runs of the token recipes: the check is that raw text goes through the
+run's own vocabulary and the right decoding, not that the predictions are
+good. The translator trains 3 epochs on 512 dates (a few seconds more than one
+epoch on 64), enough for its output to depend on its input: a one-epoch model
+writes the same string for every text, so a wrong encoding of the text would
+still match.
 """
 
 from __future__ import annotations
@@ -21,16 +24,19 @@ from annzoo.training import load_recipe, train
 from tests.conftest import ROOT, run_python
 
 SMOKE = ["fit.epochs=1", "data.limit=64", "data.batch_size=16"]
+# Enough training for the translator's output to depend on its input.
+DATES = ["fit.epochs=3", "data.limit=512", "data.batch_size=32"]
+TEXTS = ["3 March 2021", "1. Mai 1999", "12/03/1987", "30 déc. 1850"]
 
 
-def _run(name, tmp_path_factory):
-    recipe = load_recipe(ROOT / "recipes" / f"{name}.py").override(SMOKE)
+def _run(name, tmp_path_factory, overrides=SMOKE):
+    recipe = load_recipe(ROOT / "recipes" / f"{name}.py").override(overrides)
     return train(recipe, output_dir=tmp_path_factory.mktemp(name), verbose=0).run_dir
 
 
 @pytest.fixture(scope="module")
 def dates_run(tmp_path_factory):
-    return _run("dates_seq2seq_attention", tmp_path_factory)
+    return _run("dates_seq2seq_attention", tmp_path_factory, DATES)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +63,17 @@ def test_translator_decodes_raw_text(dates_run):
         dates_run, ["3 March 2021", "1. Mai 1999"], 1
     )
     assert beam == _decoded_by_hand(dates_run, ["3 March 2021"], 3)
+
+
+def test_translator_output_depends_on_the_text(dates_run):
+    """Each text gets its own translation, so the equality with decode()
+    above would fail if the text were encoded otherwise (here: its characters
+    reversed)."""
+    _, predictions = predict_texts(dates_run, TEXTS)
+    assert len(set(predictions)) == len(TEXTS), predictions
+    assert predictions == _decoded_by_hand(dates_run, TEXTS, 1)
+    reversed_text = _decoded_by_hand(dates_run, [t[::-1] for t in TEXTS], 1)
+    assert reversed_text != predictions
 
 
 def test_tagger_tags_each_word(ner_run):
@@ -92,6 +109,7 @@ def test_cli_text_and_errors(dates_run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     # The command prints and writes what decode() produces from the same model.
     expected = _decoded_by_hand(dates_run, texts, 3)
+    assert expected[0] != expected[1]  # the model tells the texts apart
     printed = [line for line in result.stdout.splitlines() if "\t" in line]
     assert printed == [f"{t}\t{p}" for t, p in zip(texts, expected, strict=True)]
     with open(tmp_path / "out.csv") as handle:
