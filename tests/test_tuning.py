@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -453,6 +454,66 @@ def test_distributed_search_on_localhost(tmp_path):
     assert len(ran) == 4 and set(ran.values()) == {"worker0", "worker1"}, ran
     chief = json.loads((run / "best_hyperparameters.json").read_text())
     assert chief["score"] == pytest.approx(min(float(r["score"]) for r in rows))
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+def test_chief_and_worker_started_by_hand_with_role_oracle_and_worker_id(tmp_path):
+    """tuning.md's several-machine commands, on localhost: the chief and a
+    worker are separate processes started with `--role`, `--oracle` and
+    `--worker-id` themselves (not through `--workers`); the worker runs the
+    trials the chief hands out."""
+    from annzoo.training.launch import free_port
+
+    recipe_file = _recipe(fit={"epochs": 1}).save(tmp_path / "recipe.json")
+    out = tmp_path / "out"
+    port = free_port()
+    oracle = f"127.0.0.1:{port}"
+    env = {k: v for k, v in subprocess_env().items() if not k.startswith("KERASTUNER")}
+    common = ("--max-trials", "2", "--oracle", oracle)
+    chief = subprocess.Popen(
+        _tune_command(recipe_file, out, *common, "--role", "chief"),
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker = None
+    try:
+        # The worker starts once the chief's oracle listens (a wait, not a race).
+        for _ in range(1200):
+            if _listening(port) or chief.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert chief.poll() is None, chief.communicate()
+        worker = subprocess.Popen(
+            _tune_command(recipe_file, out, *common, "--role", "worker",
+                          "--worker-id", "by-hand-0"),
+            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        worker_out, worker_err = worker.communicate(timeout=300)
+        chief_out, chief_err = chief.communicate(timeout=120)
+    finally:
+        for process in (chief, worker):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    assert worker.returncode == 0, worker_err[-3000:]
+    assert chief.returncode == 0, chief_err[-3000:]
+    run = out / "tiny_mlp"
+    rows = _rows(run)
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 2
+    assert len({r["trial"] for r in rows}) == 2
+    stats = [json.loads(p.read_text()) for p in (run / "stats").glob("trial_*.json")]
+    ran = {record["trial_id"]: record["tuner_id"] for record in stats}
+    assert len(ran) == 2 and set(ran.values()) == {"by-hand-0"}, ran
+    # The chief reports the search; the worker only trains.
+    assert "completed trials: 2" in chief_out
+    assert "completed trials" not in worker_out
 
 
 def test_mixed_precision_is_scoped_to_the_search(tmp_path):
