@@ -168,17 +168,23 @@ def same_run(a: Path, b: Path) -> dict:
 
 # -- i. kills of training runs --------------------------------------------------
 
+# Save points inside the epochs: the run still has an epoch to train after a
+# kill there, so the next kill finds one (a kill after the last epoch's commit
+# would leave the next random kill nothing to land in).
 SAVE_POINTS = [
     {"at": "save", "file": "best.keras", "phase": "written"},
     {"at": "save", "file": "progress.json", "phase": "begun"},
     {"at": "save", "file": "metrics.csv", "phase": "written"},
     {"at": "save", "file": "epoch-0002.keras", "phase": "written"},
     {"at": "save", "file": "progress.json", "phase": "written", "epoch": 3},
+    {"at": "epoch_end", "epoch": 2},
+    {"at": "steps", "when": "end", "epoch": 3},
+]
+# The saves that finish a run: only for a run's last kill.
+LAST_SAVE_POINTS = [
     {"at": "save", "file": "final.keras", "phase": "begun"},
     {"at": "save", "file": "results.json", "phase": "written"},
     {"at": "save", "file": "manifest.json", "phase": "begun"},
-    {"at": "epoch_end", "epoch": 2},
-    {"at": "steps", "when": "end", "epoch": 3},
 ]
 
 
@@ -195,14 +201,16 @@ def probe_training_kills(work: Path, runs: int, kills_per_run: int, rng) -> dict
         killed_dir = work / f"train{index}" / "killed"
         events = work / f"train{index}" / "events.jsonl"
         kills, where, ended = 0, [], False
-        for k in range(kills_per_run + (index == 0)):  # 6 runs: up to 19 kills
+        planned = kills_per_run + (index == 0)  # 6 runs: up to 19 kills
+        for k in range(planned):
             target = [*args, "--output-dir", killed_dir]
             if k % 2 == 0:
                 epoch, after = rng.randint(1, 4), rng.uniform(0.0, 1.5)
                 label = f"random: {after:.2f} s into epoch {epoch}"
                 killed = kill_in_training(target, events, epoch, after)
             else:
-                point = rng.choice(SAVE_POINTS)
+                last = k == planned - 1
+                point = rng.choice(LAST_SAVE_POINTS if last else SAVE_POINTS)
                 label = json.dumps(point)
                 killed = kill_at(target, point, events, None)
             if killed:
