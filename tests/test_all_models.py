@@ -198,7 +198,7 @@ def _labels(info, output_shape, n, rng):
     """Labels that fit the task and the model's output shape."""
     width = output_shape[-1]
     steps = tuple(12 if d is None else d for d in output_shape[1:-1])
-    if info.task in ("multiclass", "sequence"):
+    if info.task in ("multiclass", "sequence", "tagging"):
         return rng.integers(0, width, size=(n, *steps))
     if info.task == "binary":
         return rng.integers(0, 2, size=(n, *steps, width)).astype("float32")
@@ -295,7 +295,9 @@ def test_build_train_save_reload(name, tmp_path, reloader):
     assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
     expected = keras.ops.convert_to_numpy(model(x, training=False))
-    if info.task == "multiclass" and not info.config.get("crf"):
+    if info.task in ("multiclass", "sequence", "tagging") and not info.config.get(
+        "crf"
+    ):
         # Probabilities (a CRF tagger outputs emission scores instead).
         np.testing.assert_allclose(expected.sum(axis=-1), 1.0, rtol=1e-5)
     path = tmp_path / f"{name}.keras"
