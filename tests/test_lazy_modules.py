@@ -6,6 +6,19 @@ import sys
 from .conftest import ROOT, subprocess_env
 
 
+def _run_jax(code: str, timeout: int = 120) -> None:
+    """Runs ``code`` in a fresh interpreter on JAX; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=subprocess_env(KERAS_BACKEND="jax"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, (code, done.stderr[-2000:])
+
+
 def test_submodules_are_attributes_after_a_plain_import():
     code = (
         "import annzoo\n"
@@ -20,15 +33,7 @@ def test_submodules_are_attributes_after_a_plain_import():
         "else:\n"
         "    raise SystemExit('an unknown attribute did not raise')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=subprocess_env(KERAS_BACKEND="jax"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _run_jax(code)
 
 
 def test_import_annzoo_loads_no_backend_and_names_resolve_on_use():
@@ -55,15 +60,7 @@ def test_import_annzoo_loads_no_backend_and_names_resolve_on_use():
         "assert 'resnet20' in annzoo.list_models()\n"
         "assert annzoo.create_model('lenet5').count_params() == 61706\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=subprocess_env(KERAS_BACKEND="jax"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _run_jax(code, timeout=300)
 
 
 def test_a_saved_model_reloads_after_import_annzoo_in_either_order(tmp_path):
@@ -86,7 +83,8 @@ def test_a_saved_model_reloads_after_import_annzoo_in_either_order(tmp_path):
         "{first}\n"
         "{second}\n"
         f"model = keras.saving.load_model({str(tmp_path / 'vit.keras')!r})\n"
-        f"x, y = np.load({str(tmp_path / 'x.npy')!r}), np.load({str(tmp_path / 'y.npy')!r})\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        f"y = np.load({str(tmp_path / 'y.npy')!r})\n"
         "np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), y)\n"
     )
     orders = [
@@ -95,12 +93,4 @@ def test_a_saved_model_reloads_after_import_annzoo_in_either_order(tmp_path):
         ("import annzoo", "from keras import saving; import keras"),
     ]
     for code in [build] + [load.format(first=a, second=b) for a, b in orders]:
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            env=subprocess_env(KERAS_BACKEND="jax"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, (code, done.stderr[-2000:])
+        _run_jax(code)
