@@ -11,6 +11,7 @@ from annzoo.layers.attention import (
     scaled_dot_product_attention,
 )
 from annzoo.layers.augment import Augmentation, RandomPadCrop
+from annzoo.layers.causal import cached_block_step, empty_cache
 from annzoo.layers.crf import CRF, CRFLoss, viterbi_decode
 from annzoo.layers.recurrent_attention import RecurrentAttention
 from annzoo.layers.shortcut import PaddedIdentity
@@ -36,7 +37,9 @@ __all__ = [
     "TokenAndPositionEmbedding",
     "TransformerDecoderBlock",
     "TransformerEncoderBlock",
+    "cached_block_step",
     "causal_mask",
+    "empty_cache",
     "fused_attention",
     "padding_mask",
     "scaled_dot_product_attention",
