@@ -83,6 +83,7 @@ def test_list_families():
         "applications",
         "captioning",
         "cnn",
+        "gan",
         "mlp",
         "rnn",
         "seq2seq",
@@ -178,7 +179,8 @@ def test_model_info_every_preset(name):
     assert isinstance(info, annzoo.ModelInfo)
     assert info.name == name
     assert info.family in annzoo.list_families()
-    assert info.task in ("binary", "multiclass", "regression", "sequence", "tagging")
+    assert info.task in ("binary", "multiclass", "regression", "sequence", "tagging",
+                         "adversarial")  # fmt: skip
     assert isinstance(info.input_shape, tuple) and info.input_shape
     # One shape, or one per input (the translator); None is a free length.
     shapes = (

@@ -3,6 +3,7 @@
 from annzoo.models.applications import build_application  # noqa: F401
 from annzoo.models.captioner import build_captioner
 from annzoo.models.cnn import build_cnn
+from annzoo.models.gan import build_gan
 from annzoo.models.language_model import build_language_model
 from annzoo.models.mlp import build_mlp
 from annzoo.models.rnn import build_rnn
@@ -12,6 +13,7 @@ from annzoo.models.transformer import build_transformer
 __all__ = [
     "build_captioner",
     "build_cnn",
+    "build_gan",
     "build_language_model",
     "build_mlp",
     "build_rnn",

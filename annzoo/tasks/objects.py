@@ -21,6 +21,7 @@ from annzoo.metrics import TokenAccuracy
 from annzoo.text import PAD_ID
 
 __all__ = [
+    "Adversarial",
     "Binary",
     "Generation",
     "Multiclass",
@@ -439,10 +440,35 @@ class Generation(Sequence):
     name = "generation"
 
 
+class Adversarial(Task):
+    """Images generated from noise by a generator trained against a
+    discriminator (GANs, `annzoo.models.gan`): a sigmoid per value, so images
+    in [0, 1] as annzoo's datasets scale them. The GAN compiles its own two
+    losses, so there is no loss to give here; the labels of a conditional GAN
+    are class ids in ``[0, num_outputs)`` (``num_outputs``: its classes)."""
+
+    name = "adversarial"
+    activation = "sigmoid"
+
+    def loss_and_metrics(self, *, label_format="sparse", from_logits=False):
+        raise AnnzooError(
+            "`task` 'adversarial' has no single loss: a GAN compiles its "
+            "generator's and discriminator's losses itself (its builder's `loss`). "
+            "Received: task='adversarial'"
+        )
+
+    def check_labels(self, y, *, num_outputs, where, label_format=None):
+        y, subject = np.asarray(y), _subject(where)
+        if not _check_numeric_labels(y, subject):
+            return
+        context = f", for a GAN conditional on {int(num_outputs)} classes"
+        _check_ids(y, subject, 0, int(num_outputs) - 1, "class ids", context)
+
+
 _TASK_OBJECTS: dict[str, Task] = {
     task.name: task
     for task in (Binary(), Multiclass(), Regression(), Sequence(), Tagging(),
-                 Reconstruction(), Generation())
+                 Reconstruction(), Generation(), Adversarial())
 }  # fmt: skip
 
 
