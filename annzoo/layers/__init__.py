@@ -13,6 +13,7 @@ from annzoo.layers.attention import (
 from annzoo.layers.augment import Augmentation, RandomPadCrop
 from annzoo.layers.causal import cached_block_step, empty_cache
 from annzoo.layers.crf import CRF, CRFLoss, viterbi_decode
+from annzoo.layers.latent import Autoencoder, BernoulliNLL, GaussianLatent
 from annzoo.layers.recurrent_attention import RecurrentAttention
 from annzoo.layers.shortcut import PaddedIdentity
 from annzoo.layers.transformer import (
@@ -24,9 +25,12 @@ from annzoo.layers.transformer import (
 
 __all__ = [
     "Augmentation",
+    "Autoencoder",
+    "BernoulliNLL",
     "CRF",
     "CRFLoss",
     "ClassToken",
+    "GaussianLatent",
     "GrayscaleToRGB",
     "MultiHeadAttention",
     "PaddedIdentity",

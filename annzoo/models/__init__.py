@@ -1,6 +1,7 @@
 """Model families. Importing this package registers every family and preset."""
 
 from annzoo.models.applications import build_application  # noqa: F401
+from annzoo.models.autoencoder import build_autoencoder
 from annzoo.models.captioner import build_captioner
 from annzoo.models.cnn import build_cnn
 from annzoo.models.gan import build_gan
@@ -11,6 +12,7 @@ from annzoo.models.seq2seq import build_seq2seq
 from annzoo.models.transformer import build_transformer
 
 __all__ = [
+    "build_autoencoder",
     "build_captioner",
     "build_cnn",
     "build_gan",

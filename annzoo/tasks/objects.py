@@ -17,11 +17,13 @@ import numpy as np
 from annzoo._checks import all_finite, check_choice, first_value, non_finite_summary
 from annzoo.errors import AnnzooError
 from annzoo.layers.crf import CRF, viterbi_decode
+from annzoo.layers.latent import BernoulliNLL
 from annzoo.metrics import TokenAccuracy
 from annzoo.text import PAD_ID
 
 __all__ = [
     "Adversarial",
+    "Bernoulli",
     "Binary",
     "Generation",
     "Multiclass",
@@ -431,6 +433,32 @@ class Reconstruction(Task):
             )
 
 
+class Bernoulli(Reconstruction):
+    """Outputs that reproduce the inputs as Bernoulli probabilities
+    (autoencoders and VAEs, `annzoo.models.autoencoder`): a sigmoid per value,
+    targets in [0, 1]; the loss is the negative log-likelihood summed over the
+    values of a sample (:class:`annzoo.layers.BernoulliNLL`), in nats per
+    sample, so that a VAE's loss is its negative ELBO. No metrics here: an
+    :class:`annzoo.layers.Autoencoder` reports ``reconstruction`` and ``kl``."""
+
+    name = "bernoulli"
+
+    def loss_and_metrics(self, *, label_format="sparse", from_logits=False):
+        return BernoulliNLL(from_logits=from_logits), []
+
+    # The loss takes probabilities: a sigmoid output, or logits with from_logits.
+    check_output_activation = Task.check_output_activation
+
+    def check_labels(self, y, *, num_outputs, where, label_format=None):
+        y, subject = np.asarray(y), _subject(where)
+        if _check_numeric_labels(y, subject) and (y.min() < 0 or y.max() > 1):
+            raise AnnzooError(
+                f"{subject} must be values in [0, 1] for task='bernoulli' (the "
+                "probability that a value is on; scale images first). Received: "
+                f"values from {y.min().item()!r} to {y.max().item()!r}."
+            )
+
+
 class Generation(Sequence):
     """Next-token prediction (language models that write): a softmax over the
     vocabulary at every step, the labels being the input tokens shifted one
@@ -489,3 +517,6 @@ def register_task(task: Task) -> Task:
         raise AnnzooError(f"`task` {task.name!r} is already registered.")
     _TASK_OBJECTS[task.name] = task
     return task
+
+
+register_task(Bernoulli())
