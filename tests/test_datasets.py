@@ -70,6 +70,7 @@ def test_list_datasets_is_sorted_and_complete():
         "dates",
         "diabetes",
         "digits",
+        "fr_en",
         "ner",
         "shapes_captions",
         "surnames",

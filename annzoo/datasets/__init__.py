@@ -13,6 +13,9 @@ Built in, no network needed (`list_datasets` lists them; each is split
   values, one BIO tag per word for PER, ORG, LOC, DATE and MISC (11 tags).
 - ``"dates"``: dates written out by Babel in 8 locales (38 character ids),
   with their ISO ``YYYY-MM-DD`` form as the target sequence.
+- ``"fr_en"``: short French interface messages of 12 word ids and the
+  English messages they translate (10 word ids and ``<end>``), from the French
+  translation catalogs of ten packages (`annzoo.datasets.parallel`).
 - ``"shapes_captions"``: generated 32x32x3 images of two shapes, each with a
   caption such as "a red circle left of a blue square"
   (`annzoo.datasets.shapes`).
@@ -20,7 +23,7 @@ Built in, no network needed (`list_datasets` lists them; each is split
 >>> from annzoo import datasets
 >>> x, y = datasets.load("breast_cancer", "validation", seed=1)
 >>> datasets.list_datasets()
-['breast_cancer', 'dates', 'diabetes', 'digits', 'ner', 'shapes_captions', 'surnames']
+['breast_cancer', 'dates', 'diabetes', 'digits', 'fr_en', 'ner', 'shapes_captions', 'surnames']
 
 TensorFlow Datasets (downloaded once into ``data_dir``; see
 `annzoo.datasets.tfds` for the splits and array conventions):
@@ -37,7 +40,7 @@ Other sources plug in with `register_dataset` (an exact name) or
 package imports none of scikit-learn, Faker, Babel, Keras, TensorFlow or
 TensorFlow Datasets: a dataset's source is read when it is first loaded
 (tests/test_datasets_docstring.py).
-"""
+"""  # noqa: E501 (the list_datasets() output is one line, as Python prints it)
 
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from pathlib import Path
 
 from annzoo.datasets import embedded as _embedded  # noqa: F401  (registers)
 from annzoo.datasets import files as _files  # noqa: F401  (registers "csv:", "images:")
+from annzoo.datasets import parallel as _parallel  # noqa: F401  (registers "fr_en")
 from annzoo.datasets import shapes as _shapes  # noqa: F401  (registers "shapes_captions")
 from annzoo.datasets import text as _text  # noqa: F401  (registers "surnames", "dates", "ner")
 from annzoo.datasets import tfds as _tfds  # noqa: F401  (registers "tfds:")
