@@ -372,9 +372,10 @@ def next_token_arrays(
     x = np.zeros((len(texts), sequence_length), dtype=np.int32)
     y = np.zeros_like(x)
     for row, text in enumerate(texts):
-        ids = [vocabulary.id(t) for t in text][: sequence_length - 1]
-        x[row, : len(ids) + 1] = [start, *ids]
+        ids = [vocabulary.id(t) for t in text]
+        inputs = [start, *ids][:sequence_length]
         labels = [*ids, end][:sequence_length]
+        x[row, : len(inputs)] = inputs
         y[row, : len(labels)] = labels
     if classes is None:
         return x, y
@@ -401,11 +402,17 @@ def architecture_of(model: Any) -> str:
         if isinstance(names.get(f"{architecture}1"), getattr(keras.layers, class_name)):
             found = architecture
     input_names = [t.name for t in getattr(model, "inputs", None) or []]
+    embedding, head = names.get("embedding"), names.get("head_logits")
+    # A next-token model predicts over its own input vocabulary at every step
+    # (a tagger of the same shape predicts tags).
+    vocabulary = getattr(
+        embedding, "vocabulary_size", getattr(embedding, "input_dim", 0)
+    )
     if (
         found is None
-        or "head_logits" not in names
-        or "embedding" not in names
         or input_names[:1] != ["tokens"]
+        or len(getattr(model, "output_shape", ())) != 3
+        or getattr(head, "units", -1) != vocabulary
     ):
         shown = getattr(model, "name", type(model).__name__)
         raise AnnzooError(
