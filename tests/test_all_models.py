@@ -140,6 +140,23 @@ PUBLISHED = {
     "mobilenetv2_imagenet": (3_538_984, "total", 1, "keras.io applications table"),
     "efficientnetb0_imagenet": (5_330_571, "total", 1, "keras.io applications"),
     "captioner": (254_580, "total", 1, "formula, small Show-Attend-Tell"),
+    # Hand formulas from the layer equations (tests/test_language_model.py
+    # recomputes them): char_gpt 100*128 + 128*128 + 4*((4*128*128 + 4*128)
+    # + (2*128*512 + 512 + 128) + 4*128) + 2*128 + (128*100 + 100);
+    # char_lstm_lm 100*64 + 4*(64*128 + 128*128 + 128) + 4*(128*128 + 128*128
+    # + 128) + (128*100 + 100); surnames_lm 120*64 + 14*64 + 3*(64*128 +
+    # 128*128 + 2*128) + 3*(128*128 + 128*128 + 2*128) + (128*120 + 120).
+    "char_gpt": (835_428, "total", 1, "formula, 4-block causal Transformer"),
+    "char_lstm_lm": (249_700, "total", 1, "formula, 2 x LSTM(128) char-rnn"),
+    "surnames_lm": (197_624, "total", 1, "formula, conditional 2 x GRU(128)"),
+    # Hand formulas, (fan_in + 1) * units summed over the Dense layers:
+    # autoencoder_digits 65*128 + 129*64 + 65*8 (encoder 64-128-64-8) + 9*64
+    # + 65*128 + 129*64 (decoder 8-64-128-64); vae_digits adds a second code
+    # head, 65*8; cvae_digits adds 10 one-hot inputs to the first encoder and
+    # decoder layers, 10*128 + 10*64.
+    "autoencoder_digits": (34_248, "total", 1, "formula, dense 64-128-64-8 AE"),
+    "vae_digits": (34_768, "total", 1, "formula, dense VAE"),
+    "cvae_digits": (36_688, "total", 1, "formula, conditional dense VAE"),
 }
 
 REQUIRED = {
@@ -198,7 +215,7 @@ def _labels(info, output_shape, n, rng):
     """Labels that fit the task and the model's output shape."""
     width = output_shape[-1]
     steps = tuple(12 if d is None else d for d in output_shape[1:-1])
-    if info.task in ("multiclass", "sequence", "tagging"):
+    if info.task in ("multiclass", "sequence", "tagging", "generation"):
         return rng.integers(0, width, size=(n, *steps))
     if info.task == "binary":
         return rng.integers(0, 2, size=(n, *steps, width)).astype("float32")
@@ -295,9 +312,8 @@ def test_build_train_save_reload(name, tmp_path, reloader):
     assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
     expected = keras.ops.convert_to_numpy(model(x, training=False))
-    if info.task in ("multiclass", "sequence", "tagging") and not info.config.get(
-        "crf"
-    ):
+    probabilities = ("multiclass", "sequence", "tagging", "generation")
+    if info.task in probabilities and not info.config.get("crf"):
         # Probabilities (a CRF tagger outputs emission scores instead).
         np.testing.assert_allclose(expected.sum(axis=-1), 1.0, rtol=1e-5)
     path = tmp_path / f"{name}.keras"

@@ -141,10 +141,12 @@ def test_smoke_model_builds_trains_and_reloads(family, tmp_path, reloader):
     x = x if len(x) > 1 else next(iter(x.values()))
     out = model.output_shape
     steps = tuple(7 if d is None else d for d in out[1:-1])
-    if task in ("multiclass", "sequence", "tagging"):
+    if task in ("multiclass", "sequence", "tagging", "generation"):
         y = rng.integers(0, out[-1], size=(2, *steps))
     elif task == "binary":
         y = rng.integers(0, 2, size=(2, *steps, out[-1])).astype("float32")
+    elif task == "bernoulli":  # autoencoders reconstruct their inputs
+        y = x
     else:
         y = rng.normal(size=(2, *steps, out[-1])).astype("float32")
     tasks.get_task(task).check_labels(y, num_outputs=out[-1], where="`y`")

@@ -84,6 +84,7 @@ def test_list_families():
         "captioning",
         "cnn",
         "gan",
+        "language_model",
         "mlp",
         "rnn",
         "seq2seq",
@@ -180,7 +181,7 @@ def test_model_info_every_preset(name):
     assert info.name == name
     assert info.family in annzoo.list_families()
     assert info.task in ("binary", "multiclass", "regression", "sequence", "tagging",
-                         "adversarial")  # fmt: skip
+                         "adversarial", "generation")  # fmt: skip
     assert isinstance(info.input_shape, tuple) and info.input_shape
     # One shape, or one per input (the translator); None is a free length.
     shapes = (
