@@ -100,6 +100,16 @@ PRESET_TASKS = {
     "lenet5": "multiclass",
 }
 
+DATASET_TASKS = {
+    "breast_cancer": "binary",
+    "dates": "sequence",
+    "diabetes": "regression",
+    "digits": "multiclass",
+    "ner": "tagging",
+    "shapes_captions": "sequence",
+    "surnames": "multiclass",
+}
+
 
 def test_task_names_are_one_vocabulary(capsys):
     vocabulary = set(tasks.TASKS)
@@ -129,6 +139,15 @@ def test_task_names_are_one_vocabulary(capsys):
         if len(cells) >= 3 and cells[0] in table["presets"]:
             shown[cells[0]] = cells[2]
     assert shown == {n: registry.model_info(n).task for n in registry.list_models()}
+    # What `annzoo datasets` shows: the same words, the embedded datasets'
+    # tasks from what their labels are (ner tags words, dates is translated).
+    listed = {}
+    for line in _run(capsys, "datasets").stdout.splitlines():
+        cells = line.split()
+        if len(cells) >= 2 and ":" not in cells[0]:
+            listed[cells[0]] = cells[1]
+    assert set(listed.values()) <= vocabulary, listed
+    assert {k: listed[k] for k in DATASET_TASKS} == DATASET_TASKS
     # What the README and the guide call a task.
     pattern = re.compile(r"task[=:]\s*[\"'`]?([a-z_]+)")
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:

@@ -284,7 +284,7 @@ def _spans(tags):
 
 def test_ner_tags_are_valid_bio_and_align_with_words():
     ds = datasets.load("ner", "train", seed=0)
-    assert ds.task == "multiclass" and ds.structure == "tagging"
+    assert ds.task == "tagging" and ds.structure == "tagging"
     names = ds.class_names
     assert names[0] == "O" and ds.num_classes == len(names) == 11
     assert set(names[1:]) == {f"{p}-{t}" for t in ENTITY_TYPES for p in "BI"}

@@ -34,7 +34,7 @@ __all__ = [
     "check_loaded_splits",
 ]
 
-TASKS: tuple[str, ...] = ("multiclass", "binary", "regression", "sequence")
+TASKS: tuple[str, ...] = ("multiclass", "binary", "regression", "sequence", "tagging")
 # What one row of ``y`` holds: one label ("sample"), one tag per input token
 # ("tagging", padded with -1), or a target token sequence ("sequence", ending in
 # "<end>" and padded with 0; see annzoo.text).
@@ -57,8 +57,11 @@ class ArrayDataset:
             floats for regression.
         name: The dataset name passed to `load`.
         split: ``"train"``, ``"validation"`` or ``"test"``.
-        task: ``"multiclass"``, ``"binary"`` or ``"regression"``.
-        num_classes: Number of classes, ``None`` for regression.
+        task: ``"multiclass"``, ``"binary"`` or ``"regression"``; ``"tagging"``
+            (a class per token) or ``"sequence"`` (a target token sequence)
+            for those structures.
+        num_classes: Number of classes (tags when tagging), ``None`` for
+            regression and sequences.
         class_names: One name per class label, ``None`` for regression.
         feature_names: One name per feature for tabular data, else ``None``.
         seed: The seed that drew the split.
@@ -66,7 +69,7 @@ class ArrayDataset:
             with the same seed can be checked to be disjoint.
         structure: What a row of ``y`` holds: ``"sample"`` (one label or
             target per sample), ``"tagging"`` (one tag id per token of ``x``,
-            padded with -1; ``class_names`` are the tags) or ``"sequence"``
+            padded with -1, task ``"tagging"``; ``class_names`` are the tags) or ``"sequence"``
             (target token ids ending in ``"<end>"``, padded with 0; task
             ``"sequence"``).
         vocabulary: The `annzoo.text.Vocabulary` of token inputs ``x``, else
@@ -91,6 +94,12 @@ class ArrayDataset:
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
         check_choice("structure", self.structure, STRUCTURES)
+        if (self.task == "tagging") != (self.structure == "tagging"):
+            raise AnnzooError(
+                "`task` 'tagging' goes with structure 'tagging' (one tag id per "
+                f"token) and only with it. Received: task={self.task!r}, "
+                f"structure={self.structure!r}"
+            )
         if not len(self.x) == len(self.y) == len(self.indices):
             raise AnnzooError(
                 "`x`, `y` and `indices` must have the same length. Received: "
@@ -106,7 +115,7 @@ class ArrayDataset:
     @property
     def num_outputs(self) -> int:
         """Units of a model's output layer: the classes, or 1 (binary, regression)."""
-        if self.task == "multiclass":
+        if self.task in ("multiclass", "tagging"):
             return int(self.num_classes)
         if self.task == "sequence":
             return len(self.target_vocabulary)

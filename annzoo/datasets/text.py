@@ -280,7 +280,7 @@ def _load(name: str, split: str, seed: int) -> ArrayDataset:
         rows = split_indices(len(pool.y), seed)[split]
         x, y = x_all[rows], pool.y[rows]
         common.update(
-            task="multiclass",
+            task="tagging",
             num_classes=len(ner_templates.TAGS),
             class_names=ner_templates.TAGS,
             structure="tagging",
@@ -345,7 +345,7 @@ def _info(name: str) -> dict[str, Any]:
         }
     pool = _ner()
     return {
-        "task": "multiclass",
+        "task": "tagging",
         "num_classes": len(ner_templates.TAGS),
         "input_shape": (pool.length,),
         "class_names": ner_templates.TAGS,

@@ -172,8 +172,13 @@ def token_arguments(train: Any, *, length: str | None) -> dict[str, Any]:
 
 
 def output_arguments(train: Any, *, width: str) -> dict[str, Any]:
-    """The output width (``num_classes`` or ``num_outputs``) and the task."""
-    return {width: int(train.num_outputs), "task": train.task}
+    """The output width (``num_classes`` or ``num_outputs``) and the task.
+
+    A tagging dataset's model compiles with the "multiclass" loss, a class per
+    token (the registry reports such a model's task as "tagging" again).
+    """
+    task = "multiclass" if train.task == "tagging" else train.task
+    return {width: int(train.num_outputs), "task": task}
 
 
 def target_arguments(train: Any, *, prefix: str = "target_") -> dict[str, Any]:
