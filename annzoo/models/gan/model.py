@@ -296,6 +296,11 @@ class GAN(keras.Model):
                 "A conditional GAN trains on (images, labels): pass the labels as "
                 "`y`. Received: y=None"
             )
+        # Tensors on every backend (PyTorch's trainer passes int labels on as
+        # arrays), and labels as the generator's int32 input.
+        images = ops.convert_to_tensor(images, dtype="float32")
+        if labels is not None:
+            labels = ops.convert_to_tensor(labels, dtype="int32")
         return images, labels
 
     def discriminator_objective(self, real_scores, fake_scores, penalty):

@@ -28,11 +28,16 @@ def positions(everything, part) -> list[int]:
     return [index[id(v)] for v in part]
 
 
+def _noise(self, batch_size):
+    # As tensors: a step mixing arrays and tensors in one input dict is refused.
+    return tuple(ops.convert_to_tensor(n) for n in self.draw_noise(batch_size))
+
+
 def tf_train_step(self, data):
     import tensorflow as tf  # deferred: only the TensorFlow backend steps here
 
     images, labels = self.unpack(data)
-    z_d, z_g, weights = self.draw_noise(ops.shape(images)[0])
+    z_d, z_g, weights = _noise(self, ops.shape(images)[0])
     d_vars = self.discriminator.trainable_variables
     g_vars = self.generator.trainable_variables
     with tf.GradientTape() as tape:
@@ -68,7 +73,7 @@ def torch_train_step(self, data):
     import torch  # deferred: only the PyTorch backend steps here
 
     images, labels = self.unpack(data)
-    z_d, z_g, weights = self.draw_noise(ops.shape(images)[0])
+    z_d, z_g, weights = _noise(self, ops.shape(images)[0])
     d_vars = self.discriminator.trainable_variables
     g_vars = self.generator.trainable_variables
     self.zero_grad()
@@ -110,7 +115,7 @@ def jax_train_step(self, state, data):
     seed = positions(self.non_trainable_variables, [self.noise_generator.state])
     mapping = [(self.noise_generator.state, non_trainable[seed[0]])]
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        noise = self.draw_noise(ops.shape(images)[0])
+        noise = _noise(self, ops.shape(images)[0])
     non_trainable = list(non_trainable)
     non_trainable[seed[0]] = scope.get_current_value(self.noise_generator.state)
     d_loss, g_loss, trainable, non_trainable, optimizer_vars = jax_update(
