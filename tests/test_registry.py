@@ -81,6 +81,7 @@ def test_list_models_pattern_examples():
 def test_list_families():
     assert annzoo.list_families() == [
         "applications",
+        "autoencoder",
         "captioning",
         "cnn",
         "gan",
@@ -181,7 +182,7 @@ def test_model_info_every_preset(name):
     assert info.name == name
     assert info.family in annzoo.list_families()
     assert info.task in ("binary", "multiclass", "regression", "sequence", "tagging",
-                         "adversarial", "generation")  # fmt: skip
+                         "adversarial", "generation", "bernoulli")  # fmt: skip
     assert isinstance(info.input_shape, tuple) and info.input_shape
     # One shape, or one per input (the translator); None is a free length.
     shapes = (

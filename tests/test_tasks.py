@@ -492,6 +492,7 @@ def test_tasks_say_what_a_report_draws_and_what_they_train_on():
         "reconstruction": "sample",
         "generation": "sequence",
         "adversarial": "sample",
+        "bernoulli": "sample",
     }
     activations = {name: _task(name).activation for name in annzoo.tasks.TASKS}
     assert activations["binary"] == "sigmoid" and activations["regression"] == "linear"

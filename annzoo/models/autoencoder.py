@@ -80,7 +80,7 @@ SPEC = FamilySpec(
 def build_autoencoder(
     input_shape: int | tuple[int, ...],
     *,
-    latent_dim: int,
+    latent_dim: int = 8,
     encoder: str = "dense",
     hidden_units: int | tuple[int, ...] = (128, 64),
     filters: int | tuple[int, ...] = (32, 64),
@@ -123,7 +123,8 @@ def build_autoencoder(
     Args:
         input_shape: shape of one image, e.g. ``(8, 8, 1)``, or of a feature
             vector (dense only).
-        latent_dim: size of the code ``z``.
+        latent_dim: size of the code ``z`` (tunable: the default search
+            space tries 2 to 16).
         encoder: ``"dense"`` or ``"conv"``.
         hidden_units: Dense widths of the dense encoder (reversed in the
             decoder); its length is the depth. Unused by ``"conv"``.
