@@ -194,6 +194,7 @@ def test_seeded_draws_follow_the_filtered_softmax():
     assert other != texts[:50]
 
 
+@pytest.mark.slow
 @pytest.mark.jax
 @pytest.mark.parametrize("architecture", ["transformer", "gru"])
 def test_a_trained_model_writes_its_text_and_stops_at_end(architecture):

@@ -178,7 +178,7 @@ def test_language_model_vocabulary_replaces_the_specials():
     ],
 )
 def test_bad_arguments_are_named_before_building(arguments, fragment):
-    options = dict(sequence_length=8, embedding_dim=8, **arguments)
+    options = {"sequence_length": 8, "embedding_dim": 8, **arguments}
     with pytest.raises(AnnzooError, match=fragment) as caught:
         annzoo.build_language_model(12, **options)
     assert "Received" in str(caught.value)
