@@ -96,11 +96,23 @@ def test_second_run_does_not_overwrite_the_first(run):
     assert (out / "digits_cnn" / "results.json").read_bytes() == first
 
 
-def test_help_documents_the_options():
-    done = run_python("recipes/digits_cnn.py", "--help")
-    assert done.returncode == 0
+def _script_main(argv, capsys):
+    """The script's entry point, ``recipe_main`` on its recipe, in this process
+    (the script itself runs in a subprocess once, below): exit status, output."""
+    from annzoo.cli import recipe_main, script_recipe
+
+    try:
+        status = recipe_main(script_recipe("digits_cnn", "tests"), argv)
+    except SystemExit as stop:  # argparse: --help, a malformed option
+        status = stop.code
+    return status, capsys.readouterr()
+
+
+def test_help_documents_the_options(capsys):
+    status, printed = _script_main(["--help"], capsys)
+    assert status == 0
     for option in ("--epochs", "--batch-size", "--seed", "--output-dir"):
-        assert option in done.stdout
+        assert option in printed.out
 
 
 @pytest.mark.slow
@@ -114,10 +126,20 @@ def test_help_documents_the_options():
         (["--set", "data.bacth_size=2"], "data.bacth_size"),
     ],
 )
-def test_bad_options_fail_clearly_before_training(tmp_path, args, argument):
-    done = run_python("recipes/digits_cnn.py", *args, "--output-dir", str(tmp_path))
+def test_bad_options_fail_clearly_before_training(tmp_path, args, argument, capsys):
+    status, printed = _script_main([*args, "--output-dir", str(tmp_path)], capsys)
+    assert status == 2
+    assert f"`{argument}`" in printed.err and "Received" in printed.err
+    assert "Traceback" not in printed.err
+    assert not any(tmp_path.iterdir()), "nothing is written for a refused run"
+
+
+def test_the_script_refuses_a_bad_option_in_one_line(tmp_path):
+    done = run_python(
+        "recipes/digits_cnn.py", "--epochs", "0", "--output-dir", str(tmp_path)
+    )
     assert done.returncode == 2
-    assert f"`{argument}`" in done.stderr and "Received" in done.stderr
+    assert "`fit.epochs`" in done.stderr and "Received" in done.stderr
     assert "Traceback" not in done.stderr
     assert not any(tmp_path.iterdir()), "nothing is written for a refused run"
 
