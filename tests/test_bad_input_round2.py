@@ -260,8 +260,12 @@ def test_beam_width_below_one_is_refused(run_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_subprocess_prints_one_line_without_traceback(bad_files, run_dir):
-    """The installed entry point, in a fresh process: status 2, one line."""
-    for case in ("npy 300 zero bytes", "png header then junk", "csv ragged"):
+    """The installed entry point, in a fresh process: status 2, one line.
+
+    One damaged file: every kind of damage is refused in this process by the
+    tests above; this one checks what the command prints around the refusal.
+    """
+    for case in ("png header then junk",):
         path = bad_files[case][0]
         done = subprocess.run(
             [sys.executable, "-m", "annzoo.cli", "predict", str(run_dir), str(path)],
