@@ -92,6 +92,9 @@ PYTHON
     echo "annzoo: wheel check passed in $(( $(date +%s) - started )) s" >&2
 }
 
+# Parallel pytest for every pass (see step 2 of `test`).
+xdist=(-n auto --dist worksteal)
+
 command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
@@ -107,19 +110,23 @@ case "$command" in
         # 1b. The wheel, installed into a new venv, trains (see wheel_check).
         wheel_check
         # 2. The whole suite on TensorFlow, notebooks included.
-        # -n auto: one pytest worker per core (most of the time is tracing and
-        # compiling, single-threaded work that two workers overlap).
-        KERAS_BACKEND=tensorflow "$py" -m pytest -p no:cacheprovider -n auto \
+        # xdist: -n auto, one pytest worker per core (most of the time is
+        # tracing and compiling, single-threaded work that two workers
+        # overlap); --dist worksteal, each worker takes half of the tests in
+        # file order, keeping a module's fixtures on one worker, and an idle
+        # worker takes over half of the other's remaining tests, so a pass
+        # does not end with one worker alone on a long tail.
+        KERAS_BACKEND=tensorflow "$py" -m pytest -p no:cacheprovider "${xdist[@]}" \
             --durations=15 "$@"
         # 3. On JAX (the backend the GPU machines use), the tests marked `jax`:
         # conftest.py deselects the rest on any backend but TensorFlow.
-        KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider -n auto -q "$@"
+        KERAS_BACKEND=jax "$py" -m pytest -p no:cacheprovider "${xdist[@]}" -q "$@"
         # 4. On PyTorch, the tests marked `torch` (every family's smoke model,
         # the presets up to 1M parameters, recipe runs and a resume). torch
         # is pinned to the CPU build that these machines carry as a file: any
         # other release from the index is a CUDA build of several GB.
         "$py" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-        KERAS_BACKEND=torch "$py" -m pytest -p no:cacheprovider -n auto -q "$@"
+        KERAS_BACKEND=torch "$py" -m pytest -p no:cacheprovider "${xdist[@]}" -q "$@"
         # 5. The model, recipe and tuning tests (marked `speedups_off`) again
         # with every speedup switched off, so annzoo provably works on public
         # Keras API alone: on each backend those not marked slow (every
@@ -127,16 +134,16 @@ case "$command" in
         # tuning runs, the JAX-only tuning tests); the large presets repeat
         # the same layers at minutes each, and no speedup acts on building.
         ANNZOO_SPEEDUPS=0 KERAS_BACKEND=tensorflow "$py" -m pytest \
-            -p no:cacheprovider -n auto -q -m "speedups_off and not slow" "$@"
+            -p no:cacheprovider "${xdist[@]}" -q -m "speedups_off and not slow" "$@"
         ANNZOO_SPEEDUPS=0 KERAS_BACKEND=jax "$py" -m pytest \
-            -p no:cacheprovider -n auto -q -m "speedups_off and not slow" "$@"
+            -p no:cacheprovider "${xdist[@]}" -q -m "speedups_off and not slow" "$@"
         ;;
     wheel)
         wheel_check
         ;;
     fast)
         # The fast lane: every test module, without the tests marked `slow`.
-        exec "$py" -m pytest -p no:cacheprovider -n auto -m "not slow" "$@"
+        exec "$py" -m pytest -p no:cacheprovider "${xdist[@]}" -m "not slow" "$@"
         ;;
     *)
         echo "usage: scripts/dev.sh main|test|fast|wheel [options]" >&2
