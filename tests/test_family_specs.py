@@ -74,7 +74,7 @@ def _split(family, structure, rng):
     if structure == "tagging":
         y = rng.integers(0, 3, size=x.shape).astype("int32")
         fields.update(num_classes=3, class_names=("O", "B-X", "I-X"))
-        return ArrayDataset(x=x, y=y, task="multiclass", **fields)
+        return ArrayDataset(x=x, y=y, task="tagging", **fields)
     fields.update(num_classes=3, class_names=("a", "b", "c"))
     return ArrayDataset(x=x, y=np.arange(N) % 3, task="multiclass", **fields)
 
