@@ -140,6 +140,9 @@ PUBLISHED = {
     "mobilenetv2_imagenet": (3_538_984, "total", 1, "keras.io applications table"),
     "efficientnetb0_imagenet": (5_330_571, "total", 1, "keras.io applications"),
     "captioner": (254_580, "total", 1, "formula, small Show-Attend-Tell"),
+    # Hand formulas of the two networks, written out in tests/test_gan.py.
+    "dcgan_digits": (80_610, "total", 1, "formula, conditional DCGAN 8x8"),
+    "dcgan_shapes": (464_996, "total", 1, "formula, DCGAN 32x32x3"),
     # Hand formulas from the layer equations (tests/test_language_model.py
     # recomputes them): char_gpt 100*128 + 128*128 + 4*((4*128*128 + 4*128)
     # + (2*128*512 + 512 + 128) + 4*128) + 2*128 + (128*100 + 100);
@@ -220,6 +223,17 @@ def _labels(info, output_shape, n, rng):
     if info.task == "binary":
         return rng.integers(0, 2, size=(n, *steps, width)).astype("float32")
     return rng.normal(size=(n, *steps, width)).astype("float32")
+
+
+def _training_batch(info, model, x, y, rng):
+    """What one training step takes: ``(x, y)``, except for a GAN (task
+    "adversarial"), which trains on images of its output's shape and, when
+    conditional, their class ids; ``x`` (noise, labels) is what it generates
+    from."""
+    if info.task != "adversarial":
+        return x, y
+    images = rng.random((len(y), *model.output_shape[1:]), dtype=np.float32)
+    return images, (x["labels"] if isinstance(x, dict) else None)
 
 
 @pytest.mark.jax
@@ -306,7 +320,9 @@ def test_build_train_save_reload(name, tmp_path, reloader):
     x = _inputs(model, 2, rng)
     y = _labels(info, model.output_shape, 2, rng)
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
-    logs = model.train_on_batch(x, y, return_dict=True)
+    logs = model.train_on_batch(
+        *_training_batch(info, model, x, y, rng), return_dict=True
+    )
     assert np.isfinite(logs["loss"])
     after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))

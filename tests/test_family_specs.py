@@ -37,6 +37,8 @@ SIZES = {
     "target_vocabulary_size",
     "target_sequence_length",
     "task",
+    "image_shape",
+    "conditional_classes",
 }
 
 
@@ -63,7 +65,7 @@ def _split(family, structure, rng):
         x = rng.integers(1, len(vocabulary), size=(N, 7)).astype("int32")
         fields["vocabulary"] = vocabulary
     else:
-        shape = smoke.get("input_shape", (5,))
+        shape = smoke.get("input_shape", smoke.get("image_shape", (5,)))
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         x = rng.random((N, *shape), dtype=np.float32)
     if structure == "sequence":
@@ -149,8 +151,15 @@ def test_smoke_model_builds_trains_and_reloads(family, tmp_path, reloader):
         y = x
     else:
         y = rng.normal(size=(2, *steps, out[-1])).astype("float32")
-    tasks.get_task(task).check_labels(y, num_outputs=out[-1], where="`y`")
-    logs = model.train_on_batch(x, y, return_dict=True)
+    fit_x = x
+    if task == "adversarial":
+        # A GAN trains on images (its output's shape) and, when conditional,
+        # their class ids; its inputs (noise, labels) are what it generates from.
+        fit_x = rng.random((2, *out[1:]), dtype=np.float32)
+        y = x.get("labels") if isinstance(x, dict) else None
+    else:
+        tasks.get_task(task).check_labels(y, num_outputs=out[-1], where="`y`")
+    logs = model.train_on_batch(fit_x, y, return_dict=True)
     assert np.isfinite(logs["loss"])
     # Every family trains, evaluates and predicts with Keras' own step
     # functions: annzoo replaces none of them (the JAX fused steps that did
@@ -194,6 +203,8 @@ def test_dataset_arguments_build_a_model_that_trains_on_the_dataset(family, stru
     # The output width is what the data needs: its classes or target vocabulary.
     width = len(train.target_vocabulary) if structure == "sequence" else 3
     width = train.x.shape[-1] if reconstructs else width
+    if spec.tasks[0] == "adversarial":  # a GAN's images have the data's channels
+        width = train.x.shape[-1]
     assert model.output_shape[-1] == width
 
 

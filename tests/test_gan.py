@@ -378,6 +378,20 @@ def test_optimizer_pair_scales_both_rates_together():
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-4)
 
 
+def test_compile_model_gives_each_network_a_copy_of_the_optimizer():
+    # What the tuner and the runner call: annzoo.compile_model with a task.
+    model = build_gan(**SMOKE, compile=False)
+    annzoo.compile_model(model, task="adversarial", optimizer="sgd", learning_rate=0.01)
+    g, d = model.generator_optimizer, model.discriminator_optimizer
+    assert isinstance(g, keras.optimizers.SGD) and isinstance(d, keras.optimizers.SGD)
+    assert g is not d
+    assert float(g.learning_rate) == float(d.learning_rate) == pytest.approx(0.01)
+    with pytest.raises(annzoo.AnnzooError, match="`loss` and `metrics` must be None"):
+        model.compile(loss="mse")
+    with pytest.raises(annzoo.AnnzooError, match="not both"):
+        model.compile("adam", optimizer="sgd")
+
+
 # -- presets and bad input -------------------------------------------------------
 
 

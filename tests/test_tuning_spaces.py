@@ -72,6 +72,11 @@ def test_every_family_builds_from_its_default_space_and_trains_one_step(family):
     assert model.output_shape == reference.output_shape
     assert set(hm.active_values(hp)) >= {"optimizer", "learning_rate", "batch_size"}
     x, y = _batch_for(model)
+    if registry.family_spec(family).tasks == ("adversarial",):
+        # A GAN trains on images (its output's shape) and, when conditional,
+        # their class ids; its inputs (noise, labels) are what it generates from.
+        y = x.get("labels") if isinstance(x, dict) else None
+        x = RNG.random((N, *model.output_shape[1:]), dtype=np.float32)
     history = hm.fit(hp, model, x, y, epochs=1, verbose=0)
     assert math.isfinite(history.history["loss"][0])
 

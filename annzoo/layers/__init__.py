@@ -13,6 +13,7 @@ from annzoo.layers.attention import (
 from annzoo.layers.augment import Augmentation, RandomPadCrop
 from annzoo.layers.causal import cached_block_step, empty_cache
 from annzoo.layers.crf import CRF, CRFLoss, viterbi_decode
+from annzoo.layers.gan import GAN, OptimizerPair
 from annzoo.layers.latent import Autoencoder, BernoulliNLL, GaussianLatent
 from annzoo.layers.recurrent_attention import RecurrentAttention
 from annzoo.layers.shortcut import PaddedIdentity
@@ -30,9 +31,11 @@ __all__ = [
     "CRF",
     "CRFLoss",
     "ClassToken",
+    "GAN",
     "GaussianLatent",
     "GrayscaleToRGB",
     "MultiHeadAttention",
+    "OptimizerPair",
     "PaddedIdentity",
     "PatchEmbedding",
     "PositionEmbedding",

@@ -471,19 +471,17 @@ class Generation(Sequence):
 class Adversarial(Task):
     """Images generated from noise by a generator trained against a
     discriminator (GANs, `annzoo.models.gan`): a sigmoid per value, so images
-    in [0, 1] as annzoo's datasets scale them. The GAN compiles its own two
-    losses, so there is no loss to give here; the labels of a conditional GAN
-    are class ids in ``[0, num_outputs)`` (``num_outputs``: its classes)."""
+    in [0, 1] as annzoo's datasets scale them. The GAN trains on its own two
+    losses, so `compile_model` gives its ``compile`` no loss and no metric,
+    only the optimizer (copied for each network); the labels of a conditional
+    GAN are class ids in ``[0, num_outputs)`` (``num_outputs``: its classes)."""
 
     name = "adversarial"
     activation = "sigmoid"
 
     def loss_and_metrics(self, *, label_format="sparse", from_logits=False):
-        raise AnnzooError(
-            "`task` 'adversarial' has no single loss: a GAN compiles its "
-            "generator's and discriminator's losses itself (its builder's `loss`). "
-            "Received: task='adversarial'"
-        )
+        # None: the GAN's compile takes no loss (its two are the builder's).
+        return None, []
 
     def check_labels(self, y, *, num_outputs, where, label_format=None):
         y, subject = np.asarray(y), _subject(where)

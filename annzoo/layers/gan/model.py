@@ -3,7 +3,7 @@
 `GAN.train_step` is written once per backend, as Keras documents for a custom
 ``fit`` (TensorFlow: gradient tapes; JAX: a stateless step over the state
 Keras passes in; PyTorch: ``backward``); the losses are shared
-(`annzoo.models.gan.losses`). Each step draws its noise (`GAN.draw_noise`),
+(`annzoo.layers.gan.losses`). Each step draws its noise (`GAN.draw_noise`),
 then updates the discriminator on real and generated images, then the
 generator through the updated discriminator.
 
@@ -23,8 +23,8 @@ import numpy as np
 from keras import ops
 
 from annzoo.errors import AnnzooError
-from annzoo.models.gan import losses
-from annzoo.models.gan.steps import STEPS
+from annzoo.layers.gan import losses
+from annzoo.layers.gan.steps import STEPS
 
 __all__ = ["GAN", "OptimizerPair", "default_optimizer"]
 
@@ -118,7 +118,7 @@ class GAN(keras.Model):
         generator: a model from noise (and labels) to images.
         discriminator: a model from images (and labels) to one raw score.
         loss: ``"bce"``, ``"hinge"`` or ``"wgan-gp"`` (see
-            `annzoo.models.gan.losses`).
+            `annzoo.layers.gan.losses`).
         gradient_penalty: the weight of the gradient penalty (``"wgan-gp"``).
         seed: seed of the noise drawn in training steps.
     """
@@ -181,6 +181,11 @@ class GAN(keras.Model):
     def call(self, inputs, training=False):
         return self.generator(inputs, training=training)
 
+    def export(self, filepath, format="tf_saved_model", **kwargs):
+        """Exports the generator (noise, and labels, to images): what a GAN
+        serves; ``keras.Model.export``'s arguments."""
+        return self.generator.export(filepath, format=format, **kwargs)
+
     def get_config(self):
         return {
             "name": self.name,
@@ -208,24 +213,47 @@ class GAN(keras.Model):
         generator_optimizer=None,
         discriminator_optimizer=None,
         *,
+        optimizer=None,
+        loss=None,
+        metrics=None,
         jit_compile="auto",
         steps_per_execution: int = 1,
-        **kwargs,
     ):
         """Sets both networks' optimizers (default: `default_optimizer`).
 
         Args:
             generator_optimizer: a Keras optimizer or its name.
             discriminator_optimizer: a Keras optimizer or its name.
+            optimizer: one optimizer for both networks instead: the generator
+                gets it, the discriminator a copy of its configuration. This
+                is what ``annzoo.compile_model(model, task="adversarial",
+                optimizer=..., learning_rate=...)`` (the tuner's and the
+                runner's compile) passes.
+            loss: must be None (or empty ``metrics``): a GAN's losses are its
+                builder's ``loss``.
+            metrics: must be None or empty.
             jit_compile: passed to ``keras.Model.compile``.
             steps_per_execution: passed to ``keras.Model.compile``.
         """
-        if kwargs:
+        if loss is not None or metrics:
             raise AnnzooError(
-                "`compile` of a GAN takes generator_optimizer, "
-                "discriminator_optimizer, jit_compile and steps_per_execution "
-                "(its losses are the builder's `loss`). Received: "
-                f"{sorted(kwargs)}"
+                "`loss` and `metrics` must be None for a GAN: it trains on its "
+                "own two losses (the builder's `loss`, 'bce', 'hinge' or "
+                f"'wgan-gp') and logs d_loss and g_loss. Received: loss={loss!r}, "
+                f"metrics={metrics!r}"
+            )
+        if optimizer is not None:
+            if generator_optimizer is not None or discriminator_optimizer is not None:
+                raise AnnzooError(
+                    "`optimizer` sets both networks' optimizers: pass it, or "
+                    "generator_optimizer and discriminator_optimizer, not both. "
+                    f"Received: optimizer={optimizer!r}, generator_optimizer="
+                    f"{generator_optimizer!r}, discriminator_optimizer="
+                    f"{discriminator_optimizer!r}"
+                )
+            generator_optimizer = keras.optimizers.get(optimizer)
+            discriminator_optimizer = generator_optimizer.from_config(
+                generator_optimizer.get_config()
             )
         pair = OptimizerPair(generator_optimizer, discriminator_optimizer)
         pair.build_pair(

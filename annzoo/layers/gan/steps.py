@@ -6,7 +6,7 @@ state lists Keras passes in, with ``stateless_call`` and
 ``jax.value_and_grad``; `jax_update` takes its noise as an argument, so that
 the tests can run it on the noise a TensorFlow step used. Each step updates
 the discriminator on real and generated images, then the generator through
-the updated discriminator; the losses are `annzoo.models.gan.losses`'.
+the updated discriminator; the losses are `annzoo.layers.gan.losses`'.
 
 The functions take the GAN as ``self``: they are its methods, kept in a file
 of their own.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from annzoo.models.gan import losses
+from annzoo.layers.gan import losses
 
 __all__ = ["jax_train_step", "jax_update", "tf_train_step", "torch_train_step"]
 

@@ -1,10 +1,11 @@
 """Generative adversarial networks: a DCGAN-style generator and discriminator.
 
-:func:`build_gan` returns a :class:`~annzoo.models.gan.model.GAN`, one Keras
-model holding both networks whose ``fit`` plays the game (its ``train_step``
-updates the discriminator, then the generator); :func:`sample` draws images
-from it, seeded and repeatable. The losses are in
-:mod:`annzoo.models.gan.losses`.
+:func:`build_gan` returns a :class:`~annzoo.layers.gan.GAN`, one Keras model
+holding both networks whose ``fit`` plays the game (its ``train_step`` updates
+the discriminator, then the generator); :func:`sample` draws images from it,
+seeded and repeatable. The model class, its training steps and the losses
+(:mod:`annzoo.layers.gan.losses`) live in `annzoo.layers.gan`, with annzoo's
+other serializable classes.
 """
 
 from __future__ import annotations
@@ -28,16 +29,17 @@ from annzoo._checks import (
     is_int,
 )
 from annzoo.errors import AnnzooError
-from annzoo.models.gan.losses import LOSSES
-from annzoo.models.gan.model import GAN, OptimizerPair, check_labels
+from annzoo.layers.gan import GAN, OptimizerPair, check_labels, losses
+from annzoo.layers.gan.losses import LOSSES
 from annzoo.registry import FamilySpec, Reference, register, register_preset
 
-__all__ = ["GAN", "OptimizerPair", "build_gan", "sample"]
+__all__ = ["GAN", "OptimizerPair", "build_gan", "losses", "sample"]
 
 # Every up- and down-sampling is a 4x4 convolution of stride 2 (Radford et al.
 # 2016: no pooling, strided convolutions in both networks).
 KERNEL = 4
 COMPILE_KEYS = (
+    "optimizer",
     "generator_optimizer",
     "discriminator_optimizer",
     "jit_compile",
@@ -76,7 +78,8 @@ SPEC = FamilySpec(
         latent_dim=4,
         generator_filters=(8, 4),
         discriminator_filters=(4,),
-        conditional_classes=3,
+        # Eight classes: the registry-driven tests draw int inputs from 1 to 7.
+        conditional_classes=8,
     ),  # fmt: skip
     predict=("arrays",),
     shapes=_shapes,
@@ -133,12 +136,12 @@ def build_gan(
         compile: ``True`` compiles with Adam(2e-4, beta_1=0.5) for both
             networks, ``False`` leaves it uncompiled, a dict is passed to
             ``GAN.compile`` (``generator_optimizer``,
-            ``discriminator_optimizer``, ``jit_compile``,
-            ``steps_per_execution``).
+            ``discriminator_optimizer``, or ``optimizer`` for both;
+            ``jit_compile``, ``steps_per_execution``).
         name: the model's name.
 
     Returns:
-        A compiled :class:`~annzoo.models.gan.model.GAN`.
+        A compiled :class:`~annzoo.layers.gan.GAN`.
 
     Example:
         >>> gan = annzoo.build_gan((8, 8, 1), latent_dim=32, conditional_classes=10)
