@@ -12,9 +12,11 @@ import pytest
 
 import annzoo
 from annzoo import AnnzooError
-from annzoo.generation import bits_per_character, filter_probabilities, generate_text
-from annzoo.models.language_model import (
+from annzoo.generation import (
     IncrementalDecoder,
+    bits_per_character,
+    filter_probabilities,
+    generate_text,
     language_model_vocabulary,
     next_token_arrays,
 )

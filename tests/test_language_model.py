@@ -14,7 +14,7 @@ import pytest
 
 import annzoo
 from annzoo import AnnzooError
-from annzoo.models.language_model import (
+from annzoo.generation import (
     language_model_vocabulary,
     next_token_arrays,
 )

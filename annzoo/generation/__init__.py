@@ -1,13 +1,23 @@
 """Generation: sampling new samples from annzoo's generative models.
 
-`generate_text` writes text with a language model built by
-`annzoo.build_language_model` (`annzoo.generation.text`).
+Language models (`annzoo.build_language_model`): `language_model_vocabulary`
+and `next_token_arrays` make what they train on, `generate_text` writes with
+them (through `IncrementalDecoder`, cached), `bits_per_character` scores them.
 """
 
+from annzoo.generation.data import language_model_vocabulary, next_token_arrays
+from annzoo.generation.decoder import IncrementalDecoder
 from annzoo.generation.text import (
     bits_per_character,
     filter_probabilities,
     generate_text,
 )
 
-__all__ = ["bits_per_character", "filter_probabilities", "generate_text"]
+__all__ = [
+    "IncrementalDecoder",
+    "bits_per_character",
+    "filter_probabilities",
+    "generate_text",
+    "language_model_vocabulary",
+    "next_token_arrays",
+]

@@ -6,7 +6,7 @@ softmax of the next-token logits after temperature, top-k and top-p
 (nucleus) filtering (`filter_probabilities`). Draws come from a NumPy
 generator seeded with ``seed``, so a seed gives the same texts again. The
 Transformer decodes with a key/value cache, recurrent models with their state
-(`annzoo.models.language_model.IncrementalDecoder`); ``use_cache=False``
+(`annzoo.generation.decoder.IncrementalDecoder`); ``use_cache=False``
 recomputes the whole sequence at every step instead, the reference the cache
 is tested against.
 """
@@ -22,7 +22,8 @@ import numpy as np
 
 from annzoo._checks import check_bool, check_positive_int, is_int
 from annzoo.errors import AnnzooError
-from annzoo.models.language_model import IncrementalDecoder, architecture_of
+from annzoo.generation.decoder import IncrementalDecoder
+from annzoo.models.language_model import architecture_of
 from annzoo.text import PAD_ID, UNK, Vocabulary
 
 __all__ = ["bits_per_character", "filter_probabilities", "generate_text"]

@@ -4,21 +4,18 @@ One builder, :func:`build_language_model`, predicts the next token at every
 step of a token sequence (task ``"generation"``): a GPT-style causal
 Transformer (pre-norm :class:`annzoo.layers.TransformerEncoderBlock` layers
 called with the causal mask) or a stack of LSTM or GRU layers, optionally
-conditioned on a class (a language for surnames). :func:`next_token_arrays`
-turns texts into what the model trains on; :class:`IncrementalDecoder` runs a
-built model one token at a time, with a key/value cache for the Transformer
-and the recurrent state for LSTM and GRU, which `annzoo.generation.text`
-samples from.
+conditioned on a class (a language for surnames). What it trains on comes
+from `annzoo.generation.data` (`next_token_arrays`); `annzoo.generation`
+runs it one token at a time (`IncrementalDecoder`, with a key/value cache for
+the Transformer) and writes text with it (`generate_text`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import keras
 import numpy as np
-from keras import ops
 
 from annzoo import tasks
 from annzoo._checks import (
@@ -30,18 +27,11 @@ from annzoo._checks import (
 )
 from annzoo.errors import AnnzooError
 from annzoo.layers.attention import TokenAndPositionEmbedding
-from annzoo.layers.causal import cached_block_step, empty_cache
 from annzoo.layers.transformer import TransformerEncoderBlock
 from annzoo.models._common import check_compile, finish, functional_model
 from annzoo.registry import FamilySpec, Reference, register, register_preset
-from annzoo.text import SEQUENCE_SPECIALS, Vocabulary
 
-__all__ = [
-    "IncrementalDecoder",
-    "build_language_model",
-    "language_model_vocabulary",
-    "next_token_arrays",
-]
+__all__ = ["architecture_of", "build_language_model"]
 
 ARCHITECTURES = ("transformer", "lstm", "gru")
 RECURRENT = {"lstm": "LSTM", "gru": "GRU"}
@@ -145,7 +135,7 @@ def build_language_model(
     the recurrent layers and in the loss); ``classes`` int32 ids in
     ``[0, conditional_classes)``, shape ``(1,)`` (or a plain vector). The
     labels are the tokens shifted one step left, ``<end>`` after the last
-    character (see :func:`next_token_arrays`). Output: probabilities
+    character (see `annzoo.generation.next_token_arrays`). Output: probabilities
     ``(steps, vocabulary_size)``.
 
     Args:
@@ -179,7 +169,7 @@ def build_language_model(
 
     Example:
         >>> model = annzoo.build_language_model(120, sequence_length=21)
-        >>> model.fit(*annzoo.models.language_model.next_token_arrays(...))
+        >>> model.fit(*annzoo.generation.next_token_arrays(names, vocab, ...))
     """
     task = tasks.check_task(task, ("generation",))
     vocabulary_size = check_positive_int("vocabulary_size", vocabulary_size)
@@ -312,82 +302,6 @@ def _weight_terms(
     return terms
 
 
-# -- what a language model trains on ------------------------------------------
-
-
-def language_model_vocabulary(
-    source: Vocabulary | Iterable[Sequence[str]],
-) -> Vocabulary:
-    """The vocabulary of a language model: padding, ``<start>``, ``<end>``,
-    ``<unk>`` (ids 0 to 3), then the ordinary tokens.
-
-    Args:
-        source: an existing `Vocabulary` (a classifier dataset's, whose
-            special tokens are replaced and whose other tokens keep their
-            order), or token sequences (strings are character sequences),
-            ranked by frequency as `Vocabulary.build` ranks them.
-
-    Example:
-        >>> vocab = language_model_vocabulary(["Smith", "Jones"])
-        >>> vocab.tokens[:5]
-        ('<pad>', '<start>', '<end>', '<unk>', 's')
-    """
-    if isinstance(source, Vocabulary):
-        ordinary = [
-            t for t in source.tokens if not (t.startswith("<") and t.endswith(">"))
-        ]
-        return Vocabulary([*SEQUENCE_SPECIALS, *ordinary])
-    return Vocabulary.build(source, specials=SEQUENCE_SPECIALS)
-
-
-def next_token_arrays(
-    texts: Iterable[Sequence[str]],
-    vocabulary: Vocabulary,
-    *,
-    sequence_length: int,
-    classes: Any = None,
-) -> tuple[Any, np.ndarray]:
-    """``(x, y)`` for ``model.fit``: inputs and next-token labels.
-
-    Each text becomes the input row ``<start>, t_1, ..., t_n`` and the label
-    row ``t_1, ..., t_n, <end>`` (the inputs shifted one step left), both
-    padded with 0 to ``sequence_length``; a text longer than
-    ``sequence_length - 1`` tokens is cut (its label row then ends without
-    ``<end>``). Unknown tokens become ``<unk>``.
-
-    Args:
-        texts: strings (characters) or token lists.
-        vocabulary: a language-model vocabulary (`language_model_vocabulary`).
-        sequence_length: the length of the rows.
-        classes: one class id per text, for a conditional model, or None.
-
-    Returns:
-        ``(x, y)``: ``x`` int32 ``(n, sequence_length)``, or
-        ``{"tokens": ..., "classes": (n, 1)}`` with ``classes``; ``y`` int32
-        ``(n, sequence_length)``.
-    """
-    sequence_length = check_positive_int("sequence_length", sequence_length)
-    texts = list(texts)
-    start, end = vocabulary.start_id, vocabulary.end_id
-    x = np.zeros((len(texts), sequence_length), dtype=np.int32)
-    y = np.zeros_like(x)
-    for row, text in enumerate(texts):
-        ids = [vocabulary.id(t) for t in text]
-        inputs = [start, *ids][:sequence_length]
-        labels = [*ids, end][:sequence_length]
-        x[row, : len(inputs)] = inputs
-        y[row, : len(labels)] = labels
-    if classes is None:
-        return x, y
-    classes = np.asarray(classes, dtype=np.int32).reshape(-1, 1)
-    if len(classes) != len(texts):
-        raise AnnzooError(
-            f"`classes` must hold one class id per text ({len(texts)}). "
-            f"Received: {len(classes)} class ids"
-        )
-    return {"tokens": x, "classes": classes}, y
-
-
 # -- running a built model one token at a time ----------------------------------
 
 
@@ -421,139 +335,6 @@ def architecture_of(model: Any) -> str:
             f"over `tokens`). Received: model={shown!r}"
         )
     return found
-
-
-class IncrementalDecoder:
-    """Runs a language model one step at a time: next-token logits, cached.
-
-    ``start(tokens, classes)`` reads a batch of prefixes at once (the
-    prompt's "prefill") and returns the logits after the last token;
-    ``step(token)`` appends one token per sequence and returns the logits
-    after it. The Transformer keeps every layer's keys and values of the
-    positions seen so far (a key/value cache,
-    :func:`annzoo.layers.causal.cached_block_step`), so a step costs one
-    position instead of the whole sequence; LSTM and GRU keep their state
-    and step their cells. No dropout is applied (inference).
-
-    Args:
-        model: a model built by :func:`build_language_model`.
-
-    Example:
-        >>> decoder = IncrementalDecoder(model)
-        >>> logits = decoder.start(np.array([[1, 7, 9]]))   # (1, vocabulary)
-        >>> logits = decoder.step(np.array([4]))
-    """
-
-    def __init__(self, model: keras.Model):
-        self.model = model
-        self.architecture = architecture_of(model)
-        layer_names = {layer.name for layer in model.layers}
-        self.conditional = "class_embedding" in layer_names
-        self.max_length = (
-            model.input_shape[0][1] if self.conditional else (model.input_shape[1])
-        )
-        self._layers = [
-            model.get_layer(f"block{i}" if self.architecture == "transformer"
-                            else f"{self.architecture}{i}")
-            for i in range(1, self._count(layer_names) + 1)
-        ]  # fmt: skip
-        self.length = 0
-        self._state: list[Any] = []
-        self._condition = None
-
-    def _count(self, layer_names: set[str]) -> int:
-        prefix = "block" if self.architecture == "transformer" else self.architecture
-        count = 0
-        while f"{prefix}{count + 1}" in layer_names:
-            count += 1
-        return count
-
-    def _embed(self, tokens: Any, position: int) -> Any:
-        embedding = self.model.get_layer("embedding")
-        if self.architecture == "transformer":
-            x = embedding.token_embedding(tokens)
-            table = self._position_table()
-            x = x + table[None, position : position + ops.shape(tokens)[1]]
-        else:
-            x = embedding(tokens)
-        if self._condition is not None:
-            x = x + self._condition
-        return x
-
-    def _position_table(self):
-        if not hasattr(self, "_table"):
-            layer = self.model.get_layer("embedding").position_embedding
-            dim = layer.output_dim
-            # The layer's own output on a full-length input: learned or not.
-            self._table = layer(ops.zeros((1, layer.sequence_length, dim)))[0]
-        return self._table
-
-    def _head(self, x: Any) -> np.ndarray:
-        if self.architecture == "transformer":
-            x = self.model.get_layer("final_norm")(x)
-        logits = self.model.get_layer("head_logits")(x)
-        return ops.convert_to_numpy(logits[:, -1]).astype(np.float64)
-
-    def start(self, tokens: Any, classes: Any = None) -> np.ndarray:
-        """Reads ``tokens`` ``(batch, t)`` (no padding) from position 0;
-        returns the logits ``(batch, vocabulary)`` after the last one."""
-        tokens = ops.convert_to_tensor(np.asarray(tokens, dtype=np.int32))
-        batch, length = (int(d) for d in ops.shape(tokens))
-        if self.conditional:
-            if classes is None:
-                raise AnnzooError(
-                    "`classes` must be given for a model conditioned on classes "
-                    "(it has a `classes` input). Received: classes=None"
-                )
-            classes = np.asarray(classes, dtype=np.int32).reshape(batch, 1)
-            self._condition = self.model.get_layer("class_embedding")(classes)
-        else:
-            self._condition = None
-        x = self._embed(tokens, 0)
-        if self.architecture == "transformer":
-            size = self.max_length
-            self._state = []
-            for block in self._layers:
-                cache = empty_cache(block, batch, size, x.dtype)
-                x, cache = cached_block_step(block, x, cache, 0)
-                self._state.append(cache)
-        else:
-            self._state = [self._initial_state(layer, batch) for layer in self._layers]
-            outputs = []
-            for t in range(length):
-                outputs.append(self._recurrent_step(x[:, t]))
-            x = ops.stack(outputs, axis=1)
-        self.length = length
-        return self._head(x)
-
-    def _initial_state(self, layer, batch):
-        zeros = ops.zeros((batch, layer.units))
-        return [zeros, zeros] if self.architecture == "lstm" else [zeros]
-
-    def _recurrent_step(self, x):
-        for i, layer in enumerate(self._layers):
-            x, state = layer.cell(x, self._state[i], training=False)
-            self._state[i] = list(state) if isinstance(state, list | tuple) else [state]
-        return x
-
-    def step(self, token: Any) -> np.ndarray:
-        """Appends ``token`` ``(batch,)``; returns the logits after it."""
-        if self.max_length is not None and self.length >= self.max_length:
-            raise AnnzooError(
-                f"The model reads at most {self.max_length} tokens (its "
-                "`sequence_length`); a sequence cannot grow past it."
-            )
-        token = np.asarray(token, dtype=np.int32).reshape(-1, 1)
-        x = self._embed(ops.convert_to_tensor(token), self.length)
-        if self.architecture == "transformer":
-            for i, block in enumerate(self._layers):
-                x, self._state[i] = cached_block_step(
-                    block, x, self._state[i], self.length
-                )
-        else:
-            x = self._recurrent_step(x[:, 0])[:, None]
-        self.length += 1
-        return self._head(x)
 
 
 # Parameter formulas behind the references (Keras layers, biases included):
