@@ -29,6 +29,14 @@ TORCH_PARAMS = 1_000_000
 # compiling on a CPU: those are `slow` (the full suite), the smaller ones keep
 # every check of this file in the fast lane.
 FAST_LANE_PARAMS = 100_000
+# The presets of annzoo's own families over this many parameters (vgg16,
+# resnet50, vit_b16, transformer_base, seq2seq_attention) train, save and
+# reload on the JAX pass (the GPU machines' backend, where models that size
+# train) and not again on TensorFlow, which checks their build and parameter
+# count: their layers are the smaller presets' and the families' own tests',
+# trained on TensorFlow, and the train step alone is a minute of compiling
+# per backend.
+JAX_ONLY_PARAMS = 20_000_000
 
 
 # Config keys in which a preset may differ from a smaller preset of its family
@@ -59,11 +67,17 @@ def _repeats(name: str) -> str | None:
 
 
 def _presets(
-    *, jax: bool, builds: bool, torch: bool = False, repeats: bool = True
+    *,
+    jax: bool,
+    builds: bool,
+    torch: bool = False,
+    repeats: bool = True,
+    trains: bool = False,
 ) -> list:
     """MODELS as test parameters: marked `jax` and `torch` where those passes
     run them, `slow` where ``builds`` and the preset is large; without the
-    presets that repeat a smaller one's code unless ``repeats``."""
+    presets that repeat a smaller one's code unless ``repeats``; where
+    ``trains``, skipped on TensorFlow above JAX_ONLY_PARAMS."""
     presets = []
     for name in MODELS:
         if not repeats and _repeats(name):
@@ -77,6 +91,13 @@ def _presets(
             marks.append(pytest.mark.torch)
         if builds and info.reference.params > FAST_LANE_PARAMS:
             marks.append(pytest.mark.slow)
+        if trains and on_jax and info.reference.params > JAX_ONLY_PARAMS:
+            marks.append(
+                pytest.mark.skipif(
+                    keras.backend.backend() == "tensorflow",
+                    reason="trained on the JAX pass (JAX_ONLY_PARAMS)",
+                )
+            )
         presets.append(pytest.param(name, marks=marks))
     return presets
 
@@ -302,7 +323,7 @@ def test_parameter_count_matches_publication(name):
 
 
 @pytest.mark.parametrize(
-    "name", _presets(jax=True, torch=True, builds=True, repeats=False)
+    "name", _presets(jax=True, torch=True, builds=True, repeats=False, trains=True)
 )
 def test_build_train_save_reload(name, tmp_path, reloader):
     info = annzoo.model_info(name)
