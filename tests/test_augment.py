@@ -502,12 +502,13 @@ def test_outputs_stay_in_the_unit_range(spec):
     augment_batch = augment.pipeline_fn(
         [{"name": spec, "factor": 1.0}] if spec == "randaugment" else [spec], seed=0
     )
-    changed = False
-    for _ in range(3):
+    for _ in range(3):  # a draw may leave a batch unchanged; three may not
         out, _ = augment_batch(x, None)
         assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
-        changed |= not np.allclose(out, x, atol=1e-3)
-    assert changed
+        if not np.allclose(out, x, atol=1e-3):
+            break
+    else:
+        raise AssertionError(f"{spec}: three draws left the images unchanged")
 
 
 # --- mixing in the input pipeline --------------------------------------------------
