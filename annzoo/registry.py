@@ -60,7 +60,14 @@ _PRESETS: dict[str, _Preset] = {}
 # How `annzoo predict` reads raw input for a family.
 PREDICT_INPUTS = ("arrays", "text")
 # What a run's report may draw beyond the learning curves.
-REPORTS = ("confusion_matrix", "entities", "decoded", "attention")
+REPORTS = (
+    "confusion_matrix",
+    "entities",
+    "decoded",
+    "attention",
+    "samples",
+    "reconstructions",
+)
 
 
 @dataclass(frozen=True)
@@ -89,10 +96,15 @@ class FamilySpec:
             ``"text"`` (raw strings tokenized with the run's vocabulary).
         report: what a run's report draws beyond the learning curves
             (``"confusion_matrix"``, ``"entities"``, ``"decoded"``,
-            ``"attention"``), when the task and model allow it.
+            ``"attention"``; generative models' ``"samples"`` and
+            ``"reconstructions"``, with their measures), when the task and
+            model allow it.
         shapes: ``function(config) -> {"input_shape": ..., "output_shape":
             ...}`` for :func:`model_info`, where the shapes are not simply
             ``config["input_shape"]`` and ``(num_classes,)``.
+        training_split: ``function(split) -> split``: the dataset split as
+            the family trains on it, where that is not the dataset's own
+            ``(x, y)`` (an autoencoder's targets are its inputs); None keeps it.
     """
 
     tasks: tuple[str, ...]
@@ -104,6 +116,7 @@ class FamilySpec:
     report: tuple[str, ...] = ()
     space_requires: Mapping[str, str] = field(default_factory=dict)
     shapes: Callable[[dict[str, Any]], dict[str, tuple]] | None = None
+    training_split: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         for kind in self.predict:

@@ -41,6 +41,9 @@ REQUIRED = {
     "digits_vit",
 }
 SMOKE = ["fit.epochs=2", "data.limit=48", "data.batch_size=16"]
+# Tasks whose runs draw samples instead of a confusion matrix (their measures:
+# tests/test_generative_recipes.py).
+GENERATIVE = ("bernoulli", "adversarial")
 
 
 def _data_context(recipe: Recipe):
@@ -149,17 +152,21 @@ def test_recipe_runs_at_smoke_size(name, tmp_path):
     assert saved.name == recipe.name and saved.fit == recipe.fit
     assert saved.model["name"] == recipe.model["name"]
     # Sizes resolved from the dataset: the input shape, or the vocabulary.
-    assert {"input_shape", "vocabulary_size"} & set(saved.model)
+    assert {"input_shape", "vocabulary_size", "image_shape"} & set(saved.model)
     with open(run / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert {"loss", "val_loss", "learning_rate"} <= set(rows[0])
+    assert {"loss", "learning_rate"} <= set(rows[0])
+    assert ("val_loss" in rows[0]) != saved.data["merge_validation"]
     for file in ("best.keras", "final.keras", "curves.png", "summary.txt"):
         assert (run / file).is_file(), file
     results = json.loads((run / "results.json").read_text())
-    assert results["epochs_run"] == 2 and set(results["test"]) >= {"loss"}
     task = saved.model.get("task", "multiclass")
-    if task == "sequence":  # decoded on the test split
+    scored = {"frechet_distance"} if task == "adversarial" else {"loss"}
+    assert results["epochs_run"] == 2 and set(results["test"]) >= scored
+    if task in GENERATIVE:
+        assert (run / "samples.png").is_file()
+    elif task == "sequence":  # decoded on the test split
         assert 0 <= results["test"]["exact_match"] <= 1
         assert results["examples"] and {"target", "predicted"} <= set(
             results["examples"][0]
@@ -182,7 +189,8 @@ def test_recipe_runs_at_smoke_size(name, tmp_path):
     elif task != "regression":
         matrix = results["confusion_matrix"]
         assert sum(map(sum, matrix)) == 48
-    assert (run / "confusion.png").is_file() == (task not in ("regression", "sequence"))
+    drawn = task not in ("regression", "sequence", *GENERATIVE)
+    assert (run / "confusion.png").is_file() == drawn
     if keras.backend.backend() == "tensorflow":
         assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert not (run / "state").exists()  # removed once the run finished

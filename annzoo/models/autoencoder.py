@@ -16,6 +16,7 @@ The helpers work on any such model, built or reloaded: :func:`encode`,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -58,6 +59,15 @@ def _shapes(config: dict[str, Any]) -> dict[str, tuple]:
     return {"input_shape": shape, "output_shape": shape}
 
 
+def _inputs_as_targets(split: Any) -> Any:
+    """A dataset split as an autoencoder trains on it: ``fit(x, x)``."""
+    # Its own class labels play no part (a conditional model's recipe would
+    # need both inputs); the split becomes a regression onto the inputs.
+    return dataclasses.replace(
+        split, y=split.x, task="regression", num_classes=None, class_names=None
+    )
+
+
 SPEC = FamilySpec(
     tasks=TASKS,
     data=("sample",),
@@ -72,7 +82,9 @@ SPEC = FamilySpec(
         input_shape=(4, 4, 1), latent_dim=2, hidden_units=(8,), variational=True
     ),  # fmt: skip
     predict=("arrays",),
+    report=("samples", "reconstructions"),
     shapes=_shapes,
+    training_split=_inputs_as_targets,
 )
 
 

@@ -120,6 +120,8 @@ class Task:
         classes: whether labels are classes (the train split must hold two).
         confusion_matrix: whether a run's report draws a confusion matrix.
         label_formats: the ``label_format`` values the task accepts.
+        evaluates: whether ``model.evaluate`` scores it (a GAN's quality is
+            measured on samples instead: no validation or test loss).
     """
 
     name = ""
@@ -128,6 +130,7 @@ class Task:
     classes = False
     confusion_matrix = False
     label_formats: tuple[str, ...] = ("sparse",)
+    evaluates = True
 
     def loss_and_metrics(
         self, *, label_format: str = "sparse", from_logits: bool = False
@@ -478,6 +481,7 @@ class Adversarial(Task):
 
     name = "adversarial"
     activation = "sigmoid"
+    evaluates = False
 
     def loss_and_metrics(self, *, label_format="sparse", from_logits=False):
         # None: the GAN's compile takes no loss (its two are the builder's).

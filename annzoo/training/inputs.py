@@ -32,6 +32,7 @@ __all__ = [
     "mixes_labels",
     "model_arguments",
     "prepare",
+    "training_splits",
 ]
 
 
@@ -51,7 +52,9 @@ def prepare(recipe: Recipe) -> tuple[dict[str, datasets.ArrayDataset], dict]:
     """
     loaded = load_splits(recipe)
     check_loaded_splits("data.dataset", recipe.data["dataset"], loaded)
-    splits = sequences.prepare_text(loaded, recipe.data["text"])
+    splits = training_splits(
+        recipe, sequences.prepare_text(loaded, recipe.data["text"])
+    )
     train = splits["train"]
     model_args = model_arguments(recipe, train)
     check_splits(
@@ -64,6 +67,15 @@ def prepare(recipe: Recipe) -> tuple[dict[str, datasets.ArrayDataset], dict]:
         model_args=model_args,
     )
     return splits, model_args
+
+
+def training_splits(recipe: Recipe, splits: dict) -> dict:
+    """The splits as the recipe's family trains on them
+    (``FamilySpec.training_split``: an autoencoder's targets are its inputs)."""
+    turn = registry.family_spec(recipe.model["name"]).training_split
+    if turn is None:
+        return splits
+    return {name: turn(split) for name, split in splits.items()}
 
 
 def load_splits(recipe: Recipe) -> dict[str, datasets.ArrayDataset]:

@@ -16,9 +16,14 @@ from annzoo._checks import check_choice
 from annzoo._version import __version__
 from annzoo.errors import AnnzooError
 from annzoo.tasks import get_task
-from annzoo.training import distribute, sequences
+from annzoo.training import distribute, generative, sequences
 from annzoo.training.callbacks import BestModelCheckpoint
-from annzoo.training.inputs import input_pipeline, label_classes, load_splits
+from annzoo.training.inputs import (
+    input_pipeline,
+    label_classes,
+    load_splits,
+    training_splits,
+)
 from annzoo.training.recipe import Recipe, load_recipe
 from annzoo.training.rundir import Run
 
@@ -77,7 +82,10 @@ def best_model(
 
 
 def test(recipe: Recipe, model, splits: dict) -> tuple[dict[str, float], Any]:
-    """The model's metrics on the test split, and the test pipeline."""
+    """The model's metrics on the test split, and the test pipeline (none
+    for a task that `evaluate` does not score: a GAN's measures are its own)."""
+    if not get_task(recipe.model.get("task", "multiclass")).evaluates:
+        return {}, None
     test_input = input_pipeline(
         recipe,
         splits["test"],
@@ -124,7 +132,19 @@ def write_results(
     }
     train = splits["train"]
     drawn = registry.family_spec(recipe.model["name"]).report
-    if train.structure != "sample":
+    if set(drawn) & set(generative.DRAWN):
+        extra = generative.report(
+            model,
+            recipe.model.get("task", "multiclass"),
+            splits,
+            run_dir,
+            drawn=drawn,
+            title=f"{recipe.name}: {recipe.model['name']}",
+            seed=recipe.fit["seed"],
+        )
+        test_metrics.update(extra.pop("test"))
+        results.update(extra)
+    elif train.structure != "sample":
         title = f"{recipe.name}: {recipe.model['name']}"
         extra = sequences.report(
             model, splits["test"], run_dir, title=title, drawn=drawn
@@ -178,7 +198,9 @@ def evaluate_run(
     recipe = load_recipe(_existing(run_dir / "recipe.json", "RUN_DIR"))
     model_path = _existing(run_dir / f"{which}.keras", "RUN_DIR")
     datasets._base._resolve(recipe.data["dataset"], argument="data.dataset")
-    splits = sequences.prepare_text(load_splits(recipe), recipe.data["text"])
+    splits = training_splits(
+        recipe, sequences.prepare_text(load_splits(recipe), recipe.data["text"])
+    )
     if split not in splits:
         check_choice("split", split, splits)
     model = aio.load_model(model_path)

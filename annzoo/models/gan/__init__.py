@@ -82,6 +82,7 @@ SPEC = FamilySpec(
         conditional_classes=8,
     ),  # fmt: skip
     predict=("arrays",),
+    report=("samples",),
     shapes=_shapes,
 )
 

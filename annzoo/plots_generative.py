@@ -1,0 +1,107 @@
+"""The PNGs of generative runs: grids of samples and of reconstructions.
+
+`plot_image_grid` draws ``samples.png`` (one row per label for a conditional
+model) and `plot_reconstructions` draws ``reconstructions.png`` (test images
+above their reconstructions). They use `annzoo.plots`' figure helpers, so
+matplotlib loads lazily and every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from annzoo.errors import AnnzooError
+from annzoo.plots import _pyplot, _save
+
+__all__ = ["plot_image_grid", "plot_reconstructions"]
+
+
+def _check_images(images, argument: str) -> np.ndarray:
+    images = np.asarray(images, dtype="float32")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or not len(images):
+        raise AnnzooError(
+            f"`{argument}` must be images of shape (num, height, width[, 1 or 3]). "
+            f"Received: {argument} of shape {images.shape}"
+        )
+    return images
+
+
+def _show(ax, image: np.ndarray) -> None:
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray_r", vmin=0.0, vmax=1.0)
+    else:
+        ax.imshow(np.clip(image, 0.0, 1.0))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_image_grid(
+    images,
+    path: str | os.PathLike,
+    *,
+    columns: int,
+    row_labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Images in rows of ``columns``, in order; values in [0, 1].
+
+    Args:
+        images: ``(rows * columns, height, width[, channels])``.
+        path: the PNG to write.
+        columns: images per row.
+        row_labels: one name per row (a conditional model's class), or None.
+        title: the figure's title.
+    """
+    images = _check_images(images, "images")
+    if len(images) % columns:
+        raise AnnzooError(
+            f"`images` must fill whole rows of {columns}. Received: {len(images)} "
+            "images"
+        )
+    rows = len(images) // columns
+    if row_labels is not None and len(row_labels) != rows:
+        raise AnnzooError(
+            f"`row_labels` must name each of the {rows} rows. Received: "
+            f"{len(row_labels)} labels"
+        )
+    fig, axes = _pyplot().subplots(
+        rows, columns, figsize=(0.8 * columns + 0.6, 0.8 * rows + 0.5), squeeze=False
+    )
+    for k, ax in enumerate(axes.flat):
+        _show(ax, images[k])
+        if row_labels is not None and k % columns == 0:
+            ax.set_ylabel(str(row_labels[k // columns]), rotation=0, ha="right")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_reconstructions(
+    images, reconstructions, path: str | os.PathLike, *, title: str | None = None
+) -> Path:
+    """Test images (top row) above their reconstructions (bottom row)."""
+    images = _check_images(images, "images")
+    reconstructions = _check_images(reconstructions, "reconstructions")
+    if images.shape != reconstructions.shape:
+        raise AnnzooError(
+            "`reconstructions` must have the images' shape "
+            f"{images.shape}. Received: shape {reconstructions.shape}"
+        )
+    columns = len(images)
+    fig, axes = _pyplot().subplots(
+        2, columns, figsize=(0.8 * columns + 0.6, 2.1), squeeze=False
+    )
+    for k in range(columns):
+        _show(axes[0, k], images[k])
+        _show(axes[1, k], reconstructions[k])
+    axes[0, 0].set_ylabel("test", rotation=0, ha="right")
+    axes[1, 0].set_ylabel("decoded", rotation=0, ha="right")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

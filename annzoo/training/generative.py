@@ -1,0 +1,195 @@
+"""What a generative run reports: samples to look at and measures of quality.
+
+The runner calls `report` for the families whose ``FamilySpec.report`` names
+``"samples"`` or ``"reconstructions"``; what it draws and measures depends on
+the model's task (a table per task below, never a family name):
+
+* ``"bernoulli"`` (VAEs): ``samples.png`` from the prior, ``reconstructions.png``
+  of test images, and the test negative ELBO in nats per image with its
+  reconstruction and KL terms (`annzoo.models.autoencoder.elbo_terms`), beside
+  the same loss of a per-pixel baseline fitted to the training pixels.
+* ``"adversarial"`` (GANs): ``samples.png`` (one row per class when
+  conditional) and `classifier_measures`: the accuracy of a small annzoo CNN,
+  trained on the training split inside the measure, on conditional samples,
+  and the Frechet distance between its penultimate features of real test
+  images and of as many samples (the "digits FID" on the digits data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from annzoo import plots_generative
+from annzoo.models import autoencoder, gan
+from annzoo.registry import create_model
+
+__all__ = [
+    "DRAWN",
+    "bernoulli_baseline",
+    "classifier_measures",
+    "frechet_distance",
+    "report",
+]
+
+# The report items (FamilySpec.report) this module draws.
+DRAWN = ("samples", "reconstructions")
+COLUMNS = 10  # samples per row of samples.png
+FEATURE_LAYER = "head_dense1_act"  # the classifier's penultimate features
+
+
+def report(
+    model, task: str, splits: dict, run_dir: Path, *, drawn, title: str, seed: int
+) -> dict[str, Any]:
+    """Draws the run's pictures and returns ``{"test": measures, ...}``."""
+    out: dict[str, Any] = {"test": {}}
+    train, test = splits["train"], splits["test"]
+    classes = _classes(model, task)
+    # A plain autoencoder's codes follow no known distribution: nothing to
+    # sample or bound.
+    variational = getattr(model, "variational", task == "adversarial")
+    if "samples" in drawn and task in _SAMPLERS and variational:
+        rows = classes or COLUMNS
+        labels = np.repeat(np.arange(rows), COLUMNS) if classes else None
+        images = _SAMPLERS[task](model, rows * COLUMNS, labels=labels, seed=seed)
+        names = _row_names(train, classes)
+        plots_generative.plot_image_grid(
+            images,
+            run_dir / "samples.png",
+            columns=COLUMNS,
+            row_labels=names,
+            title=f"{title}: samples",
+        )
+        out["samples_png"] = "samples.png"
+    if "reconstructions" in drawn:
+        shown = test.x[:COLUMNS]
+        decoded = model.predict(shown, verbose=0)
+        plots_generative.plot_reconstructions(
+            shown, decoded, run_dir / "reconstructions.png", title=title
+        )
+        out["reconstructions_png"] = "reconstructions.png"
+    measure = _MEASURES.get(task)
+    if measure is not None and variational:
+        out["test"].update(measure(model, train, test, classes=classes, seed=seed))
+    return out
+
+
+def _classes(model, task: str) -> int | None:
+    """Classes of a conditional GAN's generator (its ``label_one_hot``), else None."""
+    if task != "adversarial" or not model.conditional:
+        return None
+    return int(model.generator.get_layer("label_one_hot").num_tokens)
+
+
+def _row_names(train, classes: int | None):
+    if not classes:
+        return None
+    names = train.class_names
+    return list(names) if names and len(names) == classes else list(range(classes))
+
+
+def _vae_sample(model, num, *, labels, seed):
+    return autoencoder.sample(model, num, labels=labels, seed=seed)
+
+
+def _gan_sample(model, num, *, labels, seed):
+    return gan.sample(model, num, labels=labels, seed=seed)
+
+
+_SAMPLERS = {"bernoulli": _vae_sample, "adversarial": _gan_sample}
+
+
+def bernoulli_baseline(train_x, test_x, *, eps: float = 1e-3) -> float:
+    """Test loss (nats per image) of one Bernoulli probability per pixel, the
+    pixel's mean over the training images: the VAE's loss without a code."""
+    p = np.clip(np.asarray(train_x, "float64").mean(axis=0), eps, 1 - eps)
+    x = np.asarray(test_x, "float64")
+    nll = -(x * np.log(p) + (1 - x) * np.log(1 - p))
+    return float(nll.reshape(len(x), -1).sum(axis=1).mean())
+
+
+def _elbo_measures(model, train, test, *, classes, seed):
+    terms = autoencoder.elbo_terms(model, test.x, samples=10, seed=seed)
+    return {
+        "negative_elbo": terms["negative_elbo"],
+        "elbo_reconstruction": terms["reconstruction"],
+        "elbo_kl": terms["kl"],
+        "baseline_pixel_nll": bernoulli_baseline(train.x, test.x),
+    }
+
+
+def frechet_distance(features_a, features_b) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets:
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``."""
+    a = np.asarray(features_a, "float64")
+    b = np.asarray(features_b, "float64")
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # tr((S_a S_b)^(1/2)) from the symmetric form sqrt(S_a) S_b sqrt(S_a),
+    # whose eigenvalues are those of S_a S_b and are real and >= 0.
+    root_a = _psd_sqrt(s_a)
+    middle = _psd_sqrt(root_a @ s_b @ root_a)
+    trace = np.trace(s_a) + np.trace(s_b) - 2 * np.trace(middle)
+    return float(np.sum((mu_a - mu_b) ** 2) + trace)
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def classifier_measures(
+    model, train, test, *, classes: int | None, seed: int, epochs: int = 30
+) -> dict[str, float]:
+    """A GAN's samples judged by a CNN classifier trained on ``train``.
+
+    The classifier (annzoo's ``cnn``, filters 16-32, dense 64; seeded) trains
+    on the training split's images and labels. As many samples as test images
+    are drawn (a conditional GAN's with the test labels); ``sample_accuracy``
+    is the share the classifier assigns to their requested label, and
+    ``frechet_distance`` compares its penultimate features of the test images
+    and of the samples (the "digits FID" on the digits data; 0 for identical
+    feature statistics).
+    """
+    num_classes = int(train.num_classes or 0)
+    keras.utils.set_random_seed(seed)
+    classifier = create_model(
+        "cnn",
+        input_shape=tuple(train.x.shape[1:]),
+        num_classes=num_classes,
+        filters=(16, 32),
+        hidden_units=(64,),
+        dropout=0.2,
+    )
+    classifier.fit(
+        train.x, train.y, batch_size=32, epochs=epochs, verbose=0, shuffle=True
+    )
+    features = keras.Model(
+        classifier.inputs, classifier.get_layer(FEATURE_LAYER).output
+    )
+    labels = np.asarray(test.y, "int32") if classes else None
+    samples = gan.sample(model, len(test.x), labels=labels, seed=seed)
+    out = {
+        "classifier_test_accuracy": _accuracy(classifier, test.x, test.y),
+        "frechet_distance": frechet_distance(
+            features.predict(test.x, verbose=0), features.predict(samples, verbose=0)
+        ),
+    }
+    if classes:
+        out["sample_accuracy"] = _accuracy(classifier, samples, labels)
+    return out
+
+
+def _accuracy(classifier, x, y) -> float:
+    predicted = classifier.predict(x, verbose=0).argmax(axis=-1)
+    return float(np.mean(predicted == np.asarray(y).reshape(-1)))
+
+
+def _gan_measures(model, train, test, *, classes, seed):
+    return classifier_measures(model, train, test, classes=classes, seed=seed)
+
+
+_MEASURES = {"bernoulli": _elbo_measures, "adversarial": _gan_measures}
