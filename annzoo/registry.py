@@ -105,6 +105,9 @@ class FamilySpec:
         training_split: ``function(split) -> split``: the dataset split as
             the family trains on it, where that is not the dataset's own
             ``(x, y)`` (an autoencoder's targets are its inputs); None keeps it.
+        fit_arrays: ``function(split, model) -> (x, y)``: what ``fit`` takes
+            from a (training) split, where that is not the split's ``(x, y)``
+            (a language model's next-token labels); None keeps them.
     """
 
     tasks: tuple[str, ...]
@@ -117,6 +120,7 @@ class FamilySpec:
     space_requires: Mapping[str, str] = field(default_factory=dict)
     shapes: Callable[[dict[str, Any]], dict[str, tuple]] | None = None
     training_split: Callable[[Any], Any] | None = None
+    fit_arrays: Callable[[Any, Any], tuple[Any, Any]] | None = None
 
     def __post_init__(self) -> None:
         for kind in self.predict:

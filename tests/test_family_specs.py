@@ -187,6 +187,8 @@ def test_dataset_arguments_build_a_model_that_trains_on_the_dataset(family, stru
     """The spec's dataset_arguments turn a dataset into a model that fits it."""
     spec = registry.family_spec(family)
     train = _split(family, structure, np.random.default_rng(1))
+    if spec.training_split is not None:  # the split as the family trains on it
+        train = spec.training_split(train)
     args = spec.dataset_arguments(train)
     assert set(args) <= set(_parameters(family))
     options = {k: v for k, v in spec.smoke.items() if k not in SIZES}
@@ -194,7 +196,7 @@ def test_dataset_arguments_build_a_model_that_trains_on_the_dataset(family, stru
         options["output"] = "sequence"
     keras.utils.set_random_seed(0)
     model = annzoo.create_model(family, **options, **args)
-    x, y = sequences.model_inputs(train, model)
+    x, y = (spec.fit_arrays or sequences.model_inputs)(train, model)
     # An autoencoder's targets are its inputs (and its output has their shape).
     reconstructs = spec.tasks[0] == "bernoulli"
     y = x if reconstructs else y
@@ -205,6 +207,8 @@ def test_dataset_arguments_build_a_model_that_trains_on_the_dataset(family, stru
     width = train.x.shape[-1] if reconstructs else width
     if spec.tasks[0] == "adversarial":  # a GAN's images have the data's channels
         width = train.x.shape[-1]
+    if spec.tasks[0] == "generation":  # a language model: the next token
+        width = len(train.vocabulary)
     assert model.output_shape[-1] == width
 
 

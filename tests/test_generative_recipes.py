@@ -8,6 +8,7 @@ here in NumPy (and SciPy), never from annzoo's output.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -17,9 +18,15 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from annzoo import registry
 from annzoo.datasets import load
+from annzoo.generation import language_model_vocabulary, next_token_arrays
 from annzoo.training import load_recipe, train
-from annzoo.training.generative import bernoulli_baseline, frechet_distance
+from annzoo.training.generative import (
+    bernoulli_baseline,
+    bigram_bits,
+    frechet_distance,
+)
 
 from . import _kill_hooks as hooks
 from .conftest import ROOT, subprocess_env
@@ -58,6 +65,45 @@ def test_bernoulli_baseline_by_hand():
     # -log 0.5 for the first pixel, -log(1 - p) with p clipped to 1 - eps.
     expected = np.log(2) - np.log(eps)
     assert bernoulli_baseline(train_x, test_x, eps=eps) == pytest.approx(expected)
+
+
+def test_bigram_bits_by_hand():
+    # After token 1: token 4 twice, token 5 once; 6 ids, so K = 4 targets.
+    train_pairs = np.array([[1, 4], [1, 4], [1, 5]])
+    test_pairs = np.array([[1, 4], [2, 5]])
+    # add-one: p(4 | 1) = (2 + 1) / (3 + 4); p(5 | 2) = (0 + 1) / (0 + 4).
+    expected = -(np.log2(3 / 7) + np.log2(1 / 4)) / 2
+    assert bigram_bits(train_pairs, test_pairs, 6, 1.0) == pytest.approx(expected)
+
+
+def test_surnames_become_next_token_arrays_per_language():
+    """The language model's spec turns the surnames split into what
+    `next_token_arrays` makes of the same names (the documented form)."""
+
+    split = load("surnames", "test", seed=0)
+    split = dataclasses.replace(
+        split, x=split.x[:40], y=split.y[:40], indices=split.indices[:40]
+    )
+    names = [
+        "".join(split.vocabulary.tokens[i] for i in row if i != 0) for row in split.x
+    ]
+    vocabulary = language_model_vocabulary(split.vocabulary)
+    x, y = next_token_arrays(
+        names, vocabulary, sequence_length=split.x.shape[1] + 1, classes=split.y
+    )
+    spec = registry.family_spec("language_model")
+    turned = spec.training_split(split)
+    assert turned.vocabulary.tokens == vocabulary.tokens
+    got_x, got_y = spec.fit_arrays(turned, _TwoInputs())
+    np.testing.assert_array_equal(got_x["tokens"], x["tokens"])
+    np.testing.assert_array_equal(got_x["classes"], x["classes"])
+    np.testing.assert_array_equal(got_y, y)
+
+
+class _TwoInputs:
+    """Stands for a conditional language model: tokens and a class."""
+
+    inputs = ("tokens", "classes")
 
 
 @pytest.mark.slow

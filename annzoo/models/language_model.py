@@ -12,6 +12,7 @@ the Transformer) and writes text with it (`generate_text`).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
@@ -30,6 +31,7 @@ from annzoo.layers.attention import TokenAndPositionEmbedding
 from annzoo.layers.transformer import TransformerEncoderBlock
 from annzoo.models._common import check_compile, finish, functional_model
 from annzoo.registry import FamilySpec, Reference, register, register_preset
+from annzoo.text import PAD_ID, SEQUENCE_SPECIALS, Vocabulary
 
 __all__ = ["architecture_of", "build_language_model"]
 
@@ -72,11 +74,44 @@ def _dataset_arguments(train: Any) -> dict[str, Any]:
     return args
 
 
+def _texts_as_inputs(split: Any) -> Any:
+    """A split of token texts (a classifier's, such as the surnames) as a
+    language model reads it: ``<start>`` and the text, padded, in the
+    language-model vocabulary (`annzoo.generation.language_model_vocabulary`'s
+    order); the labels stay the split's classes (what a conditional model is
+    conditioned on). One more step than the texts, for ``<start>``."""
+    source = split.vocabulary
+    ordinary = [t for t in source.tokens if not (t.startswith("<") and t.endswith(">"))]
+    vocabulary = Vocabulary([*SEQUENCE_SPECIALS, *ordinary])
+    lookup = np.array([vocabulary.id(t) for t in source.tokens], dtype=np.int32)
+    lookup[PAD_ID] = PAD_ID
+    ids = lookup[np.asarray(split.x)]
+    x = np.zeros((len(ids), ids.shape[1] + 1), dtype=np.int32)
+    x[:, 0] = vocabulary.start_id
+    x[:, 1:] = ids
+    return dataclasses.replace(split, x=x, vocabulary=vocabulary)
+
+
+def _next_tokens(split: Any, model: Any) -> tuple[Any, np.ndarray]:
+    """``(inputs, next-token labels)`` of a split made by `_texts_as_inputs`:
+    the labels are the inputs shifted one step left with ``<end>`` after the
+    text (as `annzoo.generation.next_token_arrays` makes them)."""
+    x = np.asarray(split.x)
+    y = np.zeros_like(x)
+    y[:, :-1] = x[:, 1:]
+    last = (x != PAD_ID).sum(axis=1) - 1  # where the text ends
+    y[np.arange(len(x)), last] = split.vocabulary.end_id
+    if len(model.inputs) == 2:  # conditional: the class of each text
+        classes = np.asarray(split.y, dtype=np.int32).reshape(-1, 1)
+        return {"tokens": x, "classes": classes}, y
+    return x, y
+
+
 SPEC = FamilySpec(
     tasks=("generation",),
-    # No dataset structure of the runner feeds a language model yet (its
-    # inputs and targets are both text): the runner's integration adds one.
-    data=(),
+    # Token texts with a class each (the surnames): `_texts_as_inputs` makes
+    # the language model's inputs of them, `_next_tokens` its labels.
+    data=("sample",),
     dataset_arguments=_dataset_arguments,
     search_space={
         "num_layers": {"type": "int", "min": 1, "max": 3},
@@ -93,7 +128,10 @@ SPEC = FamilySpec(
         ff_dim=16,
     ),  # fmt: skip
     predict=("text",),
+    report=("samples",),
     shapes=_shapes,
+    training_split=_texts_as_inputs,
+    fit_arrays=_next_tokens,
 )
 
 

@@ -202,7 +202,8 @@ def input_pipeline(
 
             batch_map_fn.random_states = states
 
-    x, y = sequences.model_inputs(split, model)
+    feed = registry.family_spec(recipe.model["name"]).fit_arrays
+    x, y = feed(split, model) if feed else sequences.model_inputs(split, model)
     # Mixing ops one-hot the training labels themselves (and the model is then
     # compiled for one-hot labels), so evaluation labels must be one-hot too.
     mixing = mixes_labels(recipe)

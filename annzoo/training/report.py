@@ -141,6 +141,7 @@ def write_results(
             drawn=drawn,
             title=f"{recipe.name}: {recipe.model['name']}",
             seed=recipe.fit["seed"],
+            feed=registry.family_spec(recipe.model["name"]).fit_arrays,
         )
         test_metrics.update(extra.pop("test"))
         results.update(extra)
