@@ -26,6 +26,7 @@ from annzoo.training.generative import (
     bernoulli_baseline,
     bigram_bits,
     frechet_distance,
+    spread,
 )
 
 from . import _kill_hooks as hooks
@@ -56,6 +57,15 @@ def test_frechet_distance_against_its_formula():
     # Feature means: x (1, 2), y (4, 7); deviations sd and 3 sd in both.
     expected = (1 - 4) ** 2 + (2 - 7) ** 2 + 2 * (sd - 3 * sd) ** 2
     assert frechet_distance(x, y) == pytest.approx(expected)
+
+
+def test_spread_by_hand():
+    # Group 0: points 0 and 3 on a line (distance 3); group 1: three corners
+    # of a unit square (distances 1, 1 and sqrt 2). One lone point: no pair.
+    features = np.array([[0, 0], [3, 0], [0, 0], [1, 0], [0, 1], [9, 9]])
+    groups = np.array([0, 0, 1, 1, 1, 2])
+    expected = (3 + (2 + np.sqrt(2)) / 3) / 2
+    assert spread(features, groups) == pytest.approx(expected)
 
 
 def test_bernoulli_baseline_by_hand():

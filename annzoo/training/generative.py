@@ -41,6 +41,7 @@ __all__ = [
     "frechet_distance",
     "names_report",
     "report",
+    "spread",
 ]
 
 # The report items (FamilySpec.report) this module draws.
@@ -174,7 +175,8 @@ def classifier_measures(
     is the share the classifier assigns to their requested label, and
     ``frechet_distance`` compares its penultimate features of the test images
     and of the samples (the "digits FID" on the digits data; 0 for identical
-    feature statistics).
+    feature statistics); ``sample_diversity`` compares their spread in those
+    features (`spread`).
     """
     num_classes = int(train.num_classes or 0)
     keras.utils.set_random_seed(seed)
@@ -194,15 +196,33 @@ def classifier_measures(
     )
     labels = np.asarray(test.y, "int32") if classes else None
     samples = gan.sample(model, len(test.x), labels=labels, seed=seed)
+    real = features.predict(test.x, verbose=0)
+    fake = features.predict(samples, verbose=0)
+    groups = np.asarray(test.y).reshape(-1) if classes else np.zeros(len(real))
     out = {
         "classifier_test_accuracy": _accuracy(classifier, test.x, test.y),
-        "frechet_distance": frechet_distance(
-            features.predict(test.x, verbose=0), features.predict(samples, verbose=0)
-        ),
+        "frechet_distance": frechet_distance(real, fake),
+        "sample_diversity": spread(fake, groups) / spread(real, groups),
     }
     if classes:
         out["sample_accuracy"] = _accuracy(classifier, samples, labels)
     return out
+
+
+def spread(features, groups) -> float:
+    """Mean distance between two feature rows of the same group (class),
+    averaged over the groups: `classifier_measures`' ``sample_diversity`` is
+    the samples' spread over the test images' (1: as varied; near 0: one
+    image per class, the mode collapse a Frechet distance alone can hide)."""
+    features = np.asarray(features, "float64")
+    means = []
+    for group in np.unique(groups):
+        rows = features[groups == group]
+        if len(rows) < 2:
+            continue
+        gaps = np.sqrt(((rows[:, None] - rows[None]) ** 2).sum(-1))
+        means.append(gaps.sum() / (len(rows) * (len(rows) - 1)))
+    return float(np.mean(means))
 
 
 def _accuracy(classifier, x, y) -> float:
