@@ -117,6 +117,7 @@ class _TwoInputs:
 
 
 @pytest.mark.slow
+@pytest.mark.jax
 def test_digits_vae_reports_its_elbo_beside_the_pixel_baseline(tmp_path):
     recipe = load_recipe(ROOT / "recipes" / "digits_vae.py").override(SMOKE)
     run = train(recipe, output_dir=tmp_path, verbose=0).run_dir
