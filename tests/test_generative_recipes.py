@@ -133,7 +133,7 @@ def test_digits_vae_reports_its_elbo_beside_the_pixel_baseline(tmp_path):
     p = np.clip(train_x.mean(0), 1e-3, 1 - 1e-3)
     nll = -(test_x * np.log(p) + (1 - test_x) * np.log(1 - p)).sum(1).mean()
     assert test["baseline_pixel_nll"] == pytest.approx(nll, rel=1e-5)
-    for png in ("samples.png", "reconstructions.png"):
+    for png in ("samples.png", "reconstructions.png", "interpolation.png"):
         assert (run / png).is_file() and results[png.replace(".", "_")] == png
 
 

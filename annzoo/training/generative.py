@@ -5,7 +5,8 @@ The runner calls `report` for the families whose ``FamilySpec.report`` names
 the model's task (a table per task below, never a family name):
 
 * ``"bernoulli"`` (VAEs): ``samples.png`` from the prior, ``reconstructions.png``
-  of test images, and the test negative ELBO in nats per image with its
+  of test images, ``interpolation.png`` (decoded codes between two test
+  images), and the test negative ELBO in nats per image with its
   reconstruction and KL terms (`annzoo.models.autoencoder.elbo_terms`), beside
   the same loss of a per-pixel baseline fitted to the training pixels.
 * ``"adversarial"`` (GANs): ``samples.png`` (one row per class when
@@ -94,6 +95,24 @@ def report(
             shown, decoded, run_dir / "reconstructions.png", title=title
         )
         out["reconstructions_png"] = "reconstructions.png"
+        # Between the first test images of two different classes (or the first
+        # two): the code space is smooth when each step looks like a digit.
+        y = np.asarray(test.y).reshape(len(test.x), -1)[:, 0]
+        other = int(np.argmax(y != y[0])) or 1
+        pairs = [(0, other), (1, 2)] if len(test.x) > 2 else [(0, other)]
+        path = np.concatenate(
+            [
+                autoencoder.interpolate(model, test.x[a], test.x[b], COLUMNS)
+                for a, b in pairs
+            ]
+        )
+        plots_generative.plot_image_grid(
+            path,
+            run_dir / "interpolation.png",
+            columns=COLUMNS,
+            title=f"{title}: from one test image's code to another's",
+        )
+        out["interpolation_png"] = "interpolation.png"
     measure = _MEASURES.get(task)
     if measure is not None and variational:
         out["test"].update(measure(model, train, test, classes=classes, seed=seed))
