@@ -42,10 +42,11 @@ from annzoo._checks import check_choice
 from annzoo._version import __version__
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.layers.crf import CRF, PAD_TAG
+from annzoo.layers.gan import GAN
 from annzoo.layers.walk import walk_layers
 from annzoo.speedups import host_initialization
 
-__all__ = ["FORMATS", "METADATA_NAME", "export"]
+__all__ = ["FORMATS", "METADATA_NAME", "export", "served_model"]
 
 FORMATS = ("keras", "savedmodel", "onnx")
 WHICH = ("best", "final")
@@ -77,6 +78,7 @@ def export(
     Args:
         source: a `keras.Model`, a `.keras` file, or a run directory written
             by `annzoo.training.train` (its `best.keras` or `final.keras`).
+            A GAN exports its generator (`served_model`).
         path: where to write. Defaults, inside the run directory (the
             directory of a `.keras` file): `export/model.keras`,
             `export/savedmodel/` or `export/model.onnx`. Required when
@@ -112,6 +114,7 @@ def export(
             f"Received: source={source!r} of type {type(source).__name__}"
         )
     provenance = None if model_file is None else str(model_file)
+    model = served_model(model)
 
     if format == "keras":
         aio.save_model(model, target)
@@ -126,6 +129,15 @@ def export(
             _metadata(model, format, info, provenance),
         )
     return target
+
+
+def served_model(model: keras.Model) -> keras.Model:
+    """The network an export of ``model`` holds: a GAN's generator (noise, and
+    labels when conditional, to images: what a GAN is deployed for; its
+    discriminator only serves training), else the model itself. An
+    autoencoder exports whole (images to reconstructions); its decoder alone
+    is ``model.get_layer("decoder")``, a model that exports like any other."""
+    return model.generator if isinstance(model, GAN) else model
 
 
 # --- validation -----------------------------------------------------------------

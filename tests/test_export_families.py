@@ -73,7 +73,10 @@ FORMATS = ("keras", "savedmodel", "onnx")
 # network in tests), the keras.applications architecture (each is Keras' own
 # graph of standard layers; the family's smoke one is exported, the others
 # take minutes at any size), and compilation.
-NOT_STRUCTURE = {"name", "weights", "architecture", "compile"}
+NOT_STRUCTURE = {"name", "weights", "compile"}
+# The keras.applications architecture: not structure for that family (see
+# above); a language model's architecture (Transformer, LSTM, GRU) is.
+NOT_STRUCTURE_OF = {"applications": {"architecture"}}
 # Sizes a preset's structure needs that its family's smoke config lacks.
 SMALL = {
     "input_shape": (8, 8, 3),
@@ -95,9 +98,10 @@ def _is_choice(value):
     return value is None or isinstance(value, str | bool)
 
 
-def _choices(config):
+def _choices(config, family):
     """The structural (argument, value) pairs of a resolved configuration."""
-    choices = {(k, v) for k, v in config.items() if k not in NOT_STRUCTURE}
+    ignored = NOT_STRUCTURE | NOT_STRUCTURE_OF.get(family, set())
+    choices = {(k, v) for k, v in config.items() if k not in ignored}
     choices = {(k, v) for k, v in choices if _is_choice(v)}
     shape = config.get("input_shape")
     if isinstance(shape, tuple | list) and None in shape:
@@ -105,11 +109,11 @@ def _choices(config):
     return choices
 
 
-def _preset_case(smoke, config):
+def _preset_case(smoke, config, family):
     """``smoke`` with the structure of a preset's resolved ``config``."""
     case = dict(smoke)
     for key, value in config.items():
-        if key in NOT_STRUCTURE:
+        if key in NOT_STRUCTURE | NOT_STRUCTURE_OF.get(family, set()):
             continue
         if _is_choice(value):
             case[key] = value
@@ -128,21 +132,21 @@ def export_cases():
         spec, defaults = registry.family_spec(family), _defaults(family)
         smoke = dict(spec.smoke)
         cases[family] = (family, smoke)
-        covered = _choices({**defaults, **smoke})
+        covered = _choices({**defaults, **smoke}, family)
         presets = {
             preset: annzoo.model_info(preset).config
             for preset in annzoo.list_models()
             if annzoo.model_info(preset).family == family
         }
         while True:  # greedy: the preset bringing the most new choices first
-            gains = {p: len(_choices(c) - covered) for p, c in presets.items()}
+            gains = {p: len(_choices(c, family) - covered) for p, c in presets.items()}
             best = max(sorted(gains), key=gains.get, default=None)
             if best is None or not gains[best]:
                 break
-            case = _preset_case(smoke, presets.pop(best))
+            case = _preset_case(smoke, presets.pop(best), family)
             case = {k: v for k, v in case.items() if v != defaults.get(k, object())}
             cases[f"{family}-{best}"] = (family, case)
-            covered |= _choices({**defaults, **case})
+            covered |= _choices({**defaults, **case}, family)
         for extra in EXTRA.get(family, []):
             if set(extra.items()) - covered:
                 label = "-".join(f"{k}={v}" for k, v in extra.items())
@@ -169,6 +173,16 @@ BEHAVIOUR = {
         hidden_units=(16,),
         compile=False,
     ),  # fmt: skip
+    # A conditional VAE's decoder alone (codes and labels to images): what a
+    # VAE is deployed to generate from (`annzoo.export.served_model`).
+    "vae_decoder": lambda: annzoo.build_autoencoder(
+        (6, 6, 1),
+        latent_dim=3,
+        hidden_units=(8,),
+        variational=True,
+        conditional_classes=8,
+        compile=False,
+    ).get_layer("decoder"),  # fmt: skip
     # Augmentation inside the model: must be absent from every export.
     "augmented": lambda: annzoo.augment.in_model(
         annzoo.build_cnn((12, 12, 1), 3, filters=(4,), compile=False),
@@ -209,6 +223,8 @@ def serve(job):
     def structured(arrays):
         if job["structure"] == "dict":
             return {k: tf.constant(v) for k, v in arrays.items()}
+        if job["structure"] == "list":
+            return [tf.constant(arrays[name]) for name in job["names"]]
         return tf.constant(arrays[job["names"][0]])
     first = {k: v[:1] for k, v in x.items()}
     signature = loaded.signatures[meta["signature"]]
@@ -307,17 +323,29 @@ def _model(name):
 
 
 def _feed(x, structure, names):
+    if structure == "list":
+        return [x[name] for name in names]
     return x if structure == "dict" else x[names[0]]
 
 
 def _build(name, root):
+    """The case's model (exported as it is) and what its exports must serve:
+    the predictions of `served_model` (a GAN's generator; the model itself
+    for every other family)."""
     model = _model(name)
-    assert len(model.outputs) == 1, "extend the serving scripts to several outputs"
-    x = _inputs(model, np.random.default_rng(zlib.crc32(name.encode()) + 1))
+    served = export_module.served_model(model)
+    assert len(served.outputs) == 1, "extend the serving scripts to several outputs"
+    x = _inputs(served, np.random.default_rng(zlib.crc32(name.encode()) + 1))
     np.savez(root / f"{name}-inputs.npz", **x)
-    structure = "dict" if isinstance(model.input, dict) else "single"
-    names = [t.name for t in model.inputs]
-    expected = model.predict(_feed(x, structure, names), verbose=0)
+    structure = (
+        "dict"
+        if isinstance(served.input, dict)
+        else "list"
+        if len(served.inputs) > 1
+        else "single"
+    )  # fmt: skip  (a list: the GAN generator's and the decoders' (code, label))
+    names = [t.name for t in served.inputs]
+    expected = served.predict(_feed(x, structure, names), verbose=0)
     np.save(root / f"{name}-expected.npy", expected)
     if any(isinstance(layer, CRF) for layer in model.layers):
         np.save(root / f"{name}-tags.npy", decode_tags(model, x[names[0]]))
@@ -483,13 +511,17 @@ def test_cases_cover_every_family_and_every_structural_choice():
     for family in annzoo.list_families():
         defaults = _defaults(family)
         covered = set().union(
-            *(_choices({**defaults, **c}) for f, c in CASES.values() if f == family)
+            *(
+                _choices({**defaults, **c}, family)
+                for f, c in CASES.values()
+                if f == family
+            )
         )
         wanted = set()
         for preset in annzoo.list_models():
             info = annzoo.model_info(preset)
             if info.family == family:
-                wanted |= _choices(info.config)
+                wanted |= _choices(info.config, family)
         for extra in EXTRA.get(family, []):
             wanted |= set(extra.items())
         assert wanted <= covered, (family, sorted(wanted - covered, key=str))

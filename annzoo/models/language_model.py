@@ -124,9 +124,7 @@ SPEC = FamilySpec(
         sequence_length=8,
         embedding_dim=8,
         num_layers=1,
-        num_heads=2,
-        ff_dim=16,
-    ),  # fmt: skip
+    ),  # fmt: skip  (the Transformer's heads and width by default: 4 and 4 x 8)
     predict=("text",),
     report=("samples",),
     shapes=_shapes,
