@@ -166,3 +166,36 @@ def test_a_short_finetune_beats_scratch(tmp_path):
     # Measured (seeds 0-2, the full recipe): 0.76 against 0.28; chance is 0.2.
     assert scores["tuned"] > scores["scratch"] + 0.2, scores
     assert scores["tuned"] > 0.5, scores
+
+
+def test_the_second_stage_unfreezes_only_the_top_when_asked(
+    source, tmp_path, monkeypatch
+):
+    """``finetune.unfreeze``: the last N layers (or a fraction) in the second
+    stage; the base below them stays frozen, and the log says so."""
+    seen = []
+    real = fitting.build_fit_state
+
+    def record(model, data):
+        seen.append(frozen_layers(model))
+        return real(model, data)
+
+    monkeypatch.setattr(fitting, "build_fit_state", record)
+    recipe = _digits("top", [8, 9], finetune={"source": str(source), "unfreeze": 4})
+    run = train(recipe, output_dir=tmp_path, verbose=0).run_dir
+    model = keras.saving.load_model(run / "final.keras")
+    top = {layer.name for layer in model.layers[-4:]}  # with weights or not
+    (_, first), (frozen, second) = seen
+    assert first == ["head_logits"]
+    assert set(second) == {n for n in BASE + ["head_logits"] if n in top}
+    assert "block1_conv1" in frozen and set(second) > set(first)
+    lines = build.finetune_lines(recipe, model)
+    assert lines[-1].startswith("stage 2: epochs 2-2, the last 4 layers unfrozen")
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, 0.0, True, "top", None])
+def test_a_bad_unfreeze_is_refused_before_training(value, source, tmp_path):
+    recipe = _digits("bad", [8, 9], finetune={"source": str(source), "unfreeze": value})
+    with pytest.raises(AnnzooError, match="`finetune.unfreeze` must be 'all'"):
+        train(recipe, output_dir=tmp_path, verbose=0)
+    assert not any(tmp_path.iterdir())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 from annzoo import augment, registry, tasks
@@ -218,8 +220,8 @@ def finetune_lines(recipe: Recipe, model) -> list[str]:
             f"stage 1: epochs 1-{head}, the new head alone, learning rate {first:g}"
         )
         lines.append(
-            f"stage 2: epochs {head + 1}-{epochs}, every layer unfrozen ({keep}), "
-            f"learning rate {second:g}"
+            f"stage 2: epochs {head + 1}-{epochs}, "
+            f"{unfreeze_words(ft['unfreeze'])} ({keep}), learning rate {second:g}"
         )
     else:
         lines.append(f"one stage: epochs 1-{epochs}, learning rate {first:g}")
@@ -233,3 +235,19 @@ def _names(names: list[str], most: int = 6) -> str:
         return ", ".join(names)
     hidden = len(names) - (most - 1)
     return ", ".join(names[: most - 2]) + f", ... ({hidden} more), {names[-1]}"
+
+
+def unfreeze_rule(value: Any) -> dict[str, Any]:
+    """`annzoo.finetune.unfreeze`'s arguments for ``finetune.unfreeze``."""
+    if value == "all":
+        return {}
+    return {"fraction": value} if isinstance(value, float) else {"count": value}
+
+
+def unfreeze_words(value: Any) -> str:
+    """What the second stage unfreezes, for the log."""
+    if value == "all":
+        return "every layer unfrozen"
+    if isinstance(value, float):
+        return f"the top {value:.0%} of the layers unfrozen"
+    return f"the last {value} layers unfrozen"

@@ -16,6 +16,8 @@ from annzoo.training.build import (
     head_epochs,
     learning_rates,
     stages,
+    unfreeze_rule,
+    unfreeze_words,
 )
 from annzoo.training.callbacks import (
     BestModelCheckpoint,
@@ -94,12 +96,17 @@ def _fit_stages(
         if unfreeze_first:
             # Second fine-tuning stage: the whole network, at the reduced rate
             # (a fresh optimizer: the head's moments do not fit the base).
-            unfreeze(model, batchnorm=recipe.finetune["batchnorm"])
+            unfreeze(
+                model,
+                **unfreeze_rule(recipe.finetune["unfreeze"]),
+                batchnorm=recipe.finetune["batchnorm"],
+            )
             compile_recipe_model(
                 recipe, model, model_args, learning_rates(recipe, plan.replicas)[1]
             )
             if verbose:
-                print(f"annzoo: epoch {initial_epoch + 1}: base unfrozen", flush=True)
+                what = unfreeze_words(recipe.finetune["unfreeze"])
+                print(f"annzoo: epoch {initial_epoch + 1}: {what}", flush=True)
         head = head_epochs(recipe)
         head_only = bool(head) and end <= head and end < recipe.fit["epochs"]
         epoch_order = EpochOrder(train_input, recipe.fit["seed"], extra=[train_input])

@@ -108,6 +108,10 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "head_epochs": "auto",
         "head_learning_rate_scale": 10.0,
         "learning_rate_scale": 1.0,
+        # What the second stage unfreezes: "all" (every layer), a count of
+        # the last layers, or a fraction of them (the top of the base; the
+        # rest stays frozen). Batch normalization follows `batchnorm`.
+        "unfreeze": "all",
         # Filled in by the run, for recipe.json: the SHA-256 of the source's
         # model file (its run's manifest entry when it has one; None for a
         # preset). A recipe that names one is refused if the file changed.

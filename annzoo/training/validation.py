@@ -165,6 +165,7 @@ def validate_recipe(recipe) -> None:
             )
         check_positive_int("finetune.truncate", ft["truncate"])
         check_choice("finetune.batchnorm", ft["batchnorm"], ("frozen", "train"))
+        _check_unfreeze(ft["unfreeze"])
         check_positive_float("finetune.learning_rate_scale", ft["learning_rate_scale"])
         check_positive_float(
             "finetune.head_learning_rate_scale", ft["head_learning_rate_scale"]
@@ -270,3 +271,19 @@ def _check_schedule(schedule: Any) -> None:
         )
     for v in schedule["values"]:
         check_positive_float("compile.schedule.values", v)
+
+
+def _check_unfreeze(value: Any) -> None:
+    """`finetune.unfreeze`: "all", a positive layer count or a fraction in (0, 1]."""
+    if value == "all":
+        return
+    ok = not isinstance(value, bool) and (
+        (isinstance(value, int) and value >= 1)
+        or (isinstance(value, float) and 0.0 < value <= 1.0)
+    )
+    if not ok:
+        raise AnnzooError(
+            "`finetune.unfreeze` must be 'all', a positive number of layers (the "
+            "last ones) or a fraction of the layers in (0, 1]. Received: "
+            f"finetune.unfreeze={value!r}"
+        )
