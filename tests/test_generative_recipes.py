@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from annzoo import registry
+from annzoo import AnnzooError, registry
 from annzoo.datasets import load
 from annzoo.generation import language_model_vocabulary, next_token_arrays
 from annzoo.training import load_recipe, train
@@ -28,6 +28,7 @@ from annzoo.training.generative import (
     frechet_distance,
     spread,
 )
+from annzoo.training.report import evaluate_run
 
 from . import _kill_hooks as hooks
 from .conftest import ROOT, subprocess_env
@@ -214,6 +215,8 @@ def test_digits_gan_resumes_after_kill_9_as_if_never_stopped(tmp_path):
     assert resumed["optimizers"] == reference["optimizers"]
     assert resumed["weights"] == reference["weights"]
     assert resumed["test"] == reference["test"]
+    with pytest.raises(AnnzooError, match=r"`RUN_DIR` .*task 'adversarial'"):
+        evaluate_run(run, which="final")
 
 
 class _Interrupt(Exception):

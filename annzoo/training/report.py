@@ -197,6 +197,13 @@ def evaluate_run(
     """Evaluates ``RUN_DIR/best.keras`` (or ``final.keras``) on a split again."""
     run_dir = Path(run_dir)
     recipe = load_recipe(_existing(run_dir / "recipe.json", "RUN_DIR"))
+    task = recipe.model.get("task", "multiclass")
+    if not get_task(task).evaluates:
+        raise AnnzooError(
+            "`RUN_DIR` must be a run whose model `evaluate` can score. Received: "
+            f"{str(run_dir)!r}, a run of task {task!r}, measured on its samples "
+            "instead: see its results.json."
+        )
     model_path = _existing(run_dir / f"{which}.keras", "RUN_DIR")
     datasets._base._resolve(recipe.data["dataset"], argument="data.dataset")
     splits = training_splits(
