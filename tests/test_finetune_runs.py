@@ -129,9 +129,7 @@ def test_cli_finetune(pretrained, tmp_path):
         "--output-dir", str(tmp_path / "runs"), "--quiet",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    saved = json.loads(
-        (tmp_path / "runs" / "cli-finetune" / "recipe.json").read_text()
-    )
+    saved = json.loads((tmp_path / "runs" / "cli-finetune" / "recipe.json").read_text())
     assert saved["finetune"]["source"] == str(pretrained.resolve())
 
 

@@ -69,9 +69,9 @@ class ArrayDataset:
             with the same seed can be checked to be disjoint.
         structure: What a row of ``y`` holds: ``"sample"`` (one label or
             target per sample), ``"tagging"`` (one tag id per token of ``x``,
-            padded with -1, task ``"tagging"``; ``class_names`` are the tags) or ``"sequence"``
-            (target token ids ending in ``"<end>"``, padded with 0; task
-            ``"sequence"``).
+            padded with -1, task ``"tagging"``; ``class_names`` are the tags)
+            or ``"sequence"`` (target token ids ending in ``"<end>"``, padded
+            with 0; task ``"sequence"``).
         vocabulary: The `annzoo.text.Vocabulary` of token inputs ``x``, else
             ``None``.
         target_vocabulary: The vocabulary of ``y`` for ``"sequence"`` data.
