@@ -282,7 +282,9 @@ class GAN(keras.Model):
     def compile_from_config(self, config):
         config = dict(config)
         for key in ("generator_optimizer", "discriminator_optimizer"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+            config[key] = keras.saving.deserialize_keras_object(
+                _portable_optimizer(config[key])
+            )
         self.compile(**config)
 
     def fit(self, x=None, y=None, *args, **kwargs):
@@ -390,3 +392,19 @@ def check_labels(labels, classes: int | None, *, num: int | None, name: str):
             f"such as {bad}"
         )
     return array.astype("int32")
+
+
+def _portable_optimizer(config):
+    """An optimizer's saved config, loadable on any backend.
+
+    Keras records a built-in optimizer under its backend's module (on PyTorch,
+    ``keras.src.backend.torch.optimizers.torch_sgd``), and that class, loaded
+    on TensorFlow, fails on its first step. A built-in optimizer is named here
+    by its public module instead, ``keras.optimizers``, which resolves to the
+    loading backend's class; a user's own optimizer keeps its module.
+    """
+    if isinstance(config, dict) and str(config.get("module", "")).startswith(
+        "keras.src.backend."
+    ):
+        config = {**config, "module": "keras.optimizers"}
+    return config
