@@ -39,6 +39,19 @@ FAST_LANE_PARAMS = 100_000
 JAX_ONLY_PARAMS = 20_000_000
 
 
+# A CPU's JAX pass (CI) trains only the presets over JAX_ONLY_PARAMS: the
+# smaller ones train on TensorFlow (and up to TORCH_PARAMS on PyTorch), and
+# their families' layers train on JAX in test_family_specs' smoke models and
+# in the large presets. On a GPU, where the JAX pass is the only one and a
+# train step is seconds, every preset trains.
+def _cpu_jax() -> bool:
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.devices()[0].platform == "cpu"
+
+
 # Config keys in which a preset may differ from a smaller preset of its family
 # and still run exactly the same annzoo code: `depth` repeats the same residual
 # blocks (resnet110 is resnet20 with more of them), `architecture` picks
@@ -96,6 +109,13 @@ def _presets(
                 pytest.mark.skipif(
                     keras.backend.backend() == "tensorflow",
                     reason="trained on the JAX pass (JAX_ONLY_PARAMS)",
+                )
+            )
+        elif trains and on_jax and _cpu_jax():
+            marks.append(
+                pytest.mark.skip(
+                    reason="trained on TensorFlow (and PyTorch up to TORCH_PARAMS); "
+                    "a CPU's JAX pass trains the presets over JAX_ONLY_PARAMS"
                 )
             )
         presets.append(pytest.param(name, marks=marks))
