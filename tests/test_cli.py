@@ -1,4 +1,6 @@
-"""The ``annzoo`` command, each subcommand and its error paths, in subprocesses."""
+"""The ``annzoo`` command, each subcommand and its error paths: each command
+runs once in a subprocess, as a user runs it; other calls and the error paths
+(which stop before anything runs) go through the same entry point in-process."""
 
 from __future__ import annotations
 
@@ -107,10 +109,12 @@ def test_train_writes_a_run_that_train_can_reproduce(run_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_errors():
-    _error(annzoo("train", "no_such_recipe"), "`recipe`", "no_such_recipe")
+def test_train_errors(capsys):
+    # In-process: each error comes before anything is trained or written (the
+    # entry point's own exit status 2 is checked in a subprocess below).
+    _error(_in_process(capsys, "train", "no_such_recipe"), "`recipe`", "no_such_recipe")
     _error(
-        annzoo("train", "digits_mlp", "--set", "fit.epoch=3"),
+        _in_process(capsys, "train", "digits_mlp", "--set", "fit.epoch=3"),
         "`fit.epoch`",
         "Did you mean 'epochs'",
     )
@@ -121,20 +125,22 @@ def test_train_errors():
 
 
 @pytest.mark.slow
-def test_evaluate(run_dir):
+def test_evaluate(run_dir, capsys):
     results = json.loads((run_dir / "results.json").read_text())
     metrics = json.loads(_ok(annzoo("evaluate", str(run_dir))))
     assert metrics["accuracy"] == pytest.approx(results["test"]["accuracy"], abs=1e-6)
     validation = json.loads(
-        _ok(annzoo("evaluate", str(run_dir), "--split", "validation"))
+        _ok(_in_process(capsys, "evaluate", str(run_dir), "--split", "validation"))
     )
     assert validation["split"] == "validation"
-    _error(annzoo("evaluate", str(run_dir.parent / "missing")), "`RUN_DIR`")
-    _error(annzoo("evaluate", str(run_dir), "--split", "tset"), "`split`")
+    _error(
+        _in_process(capsys, "evaluate", str(run_dir.parent / "missing")), "`RUN_DIR`"
+    )
+    _error(_in_process(capsys, "evaluate", str(run_dir), "--split", "tset"), "`split`")
 
 
 @pytest.mark.slow
-def test_predict_npy_csv_and_images(run_dir, tmp_path):
+def test_predict_npy_csv_and_images(run_dir, tmp_path, capsys):
     from PIL import Image
 
     from annzoo import datasets
@@ -172,19 +178,23 @@ def test_predict_npy_csv_and_images(run_dir, tmp_path):
     model = keras.saving.load_model(run_dir / "best.keras")
     np.testing.assert_allclose(outputs[:5], model.predict(x[:5], verbose=0), atol=1e-6)
     (tmp_path / "bad.txt").write_text("1,2")
-    _error(annzoo("predict", str(run_dir), str(tmp_path / "bad.txt")), "`inputs`")
+    bad = _in_process(capsys, "predict", str(run_dir), str(tmp_path / "bad.txt"))
+    _error(bad, "`inputs`")
     np.save(tmp_path / "wrong.npy", np.zeros((2, 5)))
-    _error(annzoo("predict", str(run_dir), str(tmp_path / "wrong.npy")), "(8, 8, 1)")
+    wrong = _in_process(capsys, "predict", str(run_dir), str(tmp_path / "wrong.npy"))
+    _error(wrong, "(8, 8, 1)")
 
 
 @pytest.mark.slow
-def test_export_keras(run_dir, tmp_path):
+def test_export_keras(run_dir, tmp_path, capsys):
     import keras
 
     out = tmp_path / "m.keras"
     _ok(annzoo("export", str(run_dir), "--format", "keras", "--output", str(out)))
     assert keras.saving.load_model(out).count_params() > 0
-    _error(annzoo("export", str(run_dir), "--format", "tflite"), "`format`")
+    _error(
+        _in_process(capsys, "export", str(run_dir), "--format", "tflite"), "`format`"
+    )
 
 
 @pytest.mark.slow
