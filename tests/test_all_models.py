@@ -18,9 +18,9 @@ import annzoo
 pytestmark = pytest.mark.speedups_off
 
 MODELS = annzoo.list_models()
-# The JAX pass builds, trains and reloads every preset but the keras.applications
-# backbones (Keras' own code, which Keras tests on every backend); parameter
-# counts do not depend on the backend.
+# The JAX pass builds, trains and reloads annzoo's own presets, not the
+# keras.applications backbones (Keras' own code, which Keras tests on every
+# backend); parameter counts do not depend on the backend.
 # The PyTorch pass builds, trains and reloads the presets the JAX pass runs that
 # have at most this many parameters: the layers and tasks of the larger ones at
 # smaller sizes, which keeps the pass short on a CPU (`slow` still applies).
@@ -109,6 +109,15 @@ def _presets(
                 pytest.mark.skipif(
                     keras.backend.backend() == "tensorflow",
                     reason="trained on the JAX pass (JAX_ONLY_PARAMS)",
+                )
+            )
+        elif trains and not on_jax:
+            # Every keras.applications preset differs from the family's smoke
+            # model (VGG16, trained in test_family_specs) only in REPEAT_KEYS'
+            # `architecture` and in sizes: the same annzoo wrapper and head.
+            marks.append(
+                pytest.mark.skip(
+                    reason="the applications wrapper trains in test_family_specs"
                 )
             )
         elif trains and on_jax and _cpu_jax():
