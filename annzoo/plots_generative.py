@@ -17,7 +17,7 @@ import numpy as np
 from annzoo.errors import AnnzooError
 from annzoo.plots import _pyplot, _save
 
-__all__ = ["plot_image_grid", "plot_reconstructions"]
+__all__ = ["plot_image_grid", "plot_reconstructions", "plot_samples"]
 
 
 def _check_images(images, argument: str) -> np.ndarray:
@@ -102,6 +102,60 @@ def plot_reconstructions(
         _show(axes[1, k], reconstructions[k])
     axes[0, 0].set_ylabel("test", rotation=0, ha="right")
     axes[1, 0].set_ylabel("decoded", rotation=0, ha="right")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_samples(
+    images,
+    path: str | os.PathLike,
+    *,
+    columns: int | None = None,
+    captions: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Any number of images in a grid, the last row left short; values in [0, 1].
+
+    What ``annzoo generate`` writes: unlike `plot_image_grid`, ``images`` need
+    not fill whole rows, and each image may carry a caption (its class).
+
+    Args:
+        images: ``(num, height, width[, channels])``.
+        path: the PNG to write.
+        columns: images per row; None gives ``ceil(sqrt(num))`` (a square).
+        captions: one short text per image (drawn above it), or None.
+        title: the figure's title.
+    """
+    images = _check_images(images, "images")
+    num = len(images)
+    if columns is None:
+        columns = int(np.ceil(np.sqrt(num)))
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise AnnzooError(
+            f"`columns` must be None or an integer >= 1. Received: columns={columns!r}"
+        )
+    columns = min(columns, num)
+    if captions is not None and len(captions) != num:
+        raise AnnzooError(
+            f"`captions` must hold one text per image ({num}). Received: "
+            f"{len(captions)} captions"
+        )
+    rows = -(-num // columns)
+    height = 0.8 + (0.25 if captions is not None else 0.0)
+    fig, axes = _pyplot().subplots(
+        rows,
+        columns,
+        figsize=(0.8 * columns + 0.4, height * rows + (0.5 if title else 0.2)),
+        squeeze=False,
+    )
+    for k, ax in enumerate(axes.flat):
+        if k >= num:
+            ax.axis("off")
+            continue
+        _show(ax, images[k])
+        if captions is not None:
+            ax.set_title(str(captions[k]), fontsize=8)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
