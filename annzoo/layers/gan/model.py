@@ -397,14 +397,14 @@ def check_labels(labels, classes: int | None, *, num: int | None, name: str):
 def _portable_optimizer(config):
     """An optimizer's saved config, loadable on any backend.
 
-    Keras records a built-in optimizer under its backend's module (on PyTorch,
-    ``keras.src.backend.torch.optimizers.torch_sgd``), and that class, loaded
-    on TensorFlow, fails on its first step. A built-in optimizer is named here
-    by its public module instead, ``keras.optimizers``, which resolves to the
-    loading backend's class; a user's own optimizer keeps its module.
+    Keras records a built-in optimizer under its backend's own (private)
+    module, on PyTorch the ``torch_sgd`` module of its PyTorch backend, and
+    that class, loaded on TensorFlow, fails on its first step. A built-in
+    optimizer is named here by its public module instead, ``keras.optimizers``,
+    which resolves to the loading backend's class; a user's own optimizer keeps
+    its module.
     """
-    if isinstance(config, dict) and str(config.get("module", "")).startswith(
-        "keras.src.backend."
-    ):
+    module = str(config.get("module", "")) if isinstance(config, dict) else ""
+    if module.split(".")[:3] == ["keras", "src", "backend"]:
         config = {**config, "module": "keras.optimizers"}
     return config
