@@ -11,14 +11,16 @@
     annzoo tune RECIPE [--max-trials N]   hyperparameter search (resumable)
     annzoo finetune SOURCE RECIPE         fine-tune trained weights on a recipe
     annzoo export RUN_DIR --format F      keras, savedmodel or onnx
+    annzoo generate RUN_DIR [--num N]     images or text from a generative run
 
 Errors print one sentence and exit with status 2; ``--debug`` shows the
 traceback. TensorFlow's start-up lines are silenced; ``-v`` shows them.
 
 argparse lives in this package only: `annzoo.cli.models` (list, info,
 datasets, recipes), `annzoo.cli.train` (train, finetune), `annzoo.cli.tune`,
-`annzoo.cli.runs` (evaluate, predict, export) and `annzoo.cli.recipes` (the
-options of a recipe, and `recipe_main`, the entry point of recipe scripts).
+`annzoo.cli.runs` (evaluate, predict, export), `annzoo.cli.generate` and
+`annzoo.cli.recipes` (the options of a recipe, and `recipe_main`, the entry
+point of recipe scripts).
 
 Building the parser, the commands that only read plain data (``--help``,
 ``list``, ``info``, ``datasets``, ``recipes``) and every usage error import
@@ -32,7 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from annzoo.cli import models, runs, train, tune
+from annzoo.cli import generate, models, runs, train, tune
 from annzoo.cli.recipes import recipe_main, script_recipe
 from annzoo.errors import AnnzooError
 
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_commands(commands)
     tune.add_commands(commands)
     runs.add_commands(commands)
+    generate.add_commands(commands)
     return parser
 
 
