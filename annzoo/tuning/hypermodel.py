@@ -26,6 +26,7 @@ from annzoo.speedups import (
 )
 from annzoo.training.checks import check_metric_name, reported_metrics
 from annzoo.tuning import spaces
+from annzoo.tuning.fid import FID_OBJECTIVE, FrechetJudge, FrechetObjective
 
 __all__ = ["AnnzooHyperModel", "hypermodel"]
 
@@ -80,7 +81,10 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
         self.settings = {k: fixed.pop(k) for k in spaces.SPECIAL_KEYS if k in fixed}
         self.fixed = fixed
         self.compile_options = compile_options
-        self._task = _task(name, fixed)
+        self._task = model_task(name, fixed)
+        # A GAN's objective (`annzoo.tuning.fid`): set by the recipe's
+        # hypermodel, else made by `fit` from its data and validation images.
+        self.fid_judge: FrechetJudge | None = None
 
     @property
     def space(self) -> dict[str, Any]:
@@ -136,10 +140,24 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
             **self.compile_options,
         )
 
+    @property
+    def adversarial(self) -> bool:
+        """Whether the model is a GAN (task ``"adversarial"``)."""
+        return self._task == "adversarial"
+
+    def default_objective(self) -> str | None:
+        """The objective when none is asked for: ``val_fid`` for a GAN (its
+        losses do not measure its images), None (the recipe's monitor) else."""
+        return FID_OBJECTIVE if self.adversarial else None
+
     def reported_metrics(self, *, validation: bool = True) -> list[str]:
         """The names a trial's model logs each epoch: its task's loss and
         metrics (`annzoo.training.checks.reported_metrics`), and their
-        ``val_`` forms."""
+        ``val_`` forms; a GAN's three losses and, with validation images,
+        ``val_fid`` (`annzoo.tuning.fid`)."""
+        if self.adversarial:
+            names = ["loss", "d_loss", "g_loss"]
+            return names + [FID_OBJECTIVE] if validation else names
         return reported_metrics(
             self._task,
             label_format=self.compile_options.get("label_format", "sparse"),
@@ -180,7 +198,33 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
             kwargs["batch_size"] = batch_size
         elif "batch_size" in self.settings:
             kwargs.setdefault("batch_size", self.settings["batch_size"])
+        if self.adversarial:
+            kwargs = self._with_fid(args, kwargs)
         return self.fit_model(model, *args, **kwargs)
+
+    def _with_fid(self, args: tuple, kwargs: dict) -> dict:
+        """A GAN's fit: its validation images become the ``val_fid`` measure
+        (a GAN has no evaluation step), computed by a `FrechetObjective` that
+        runs before the other callbacks (early stopping, keras-tuner's own)."""
+        validation = kwargs.pop("validation_data", None)
+        if self.fid_judge is None and validation is not None:
+            x = args[0] if args else kwargs.get("x")
+            y = args[1] if len(args) > 1 else kwargs.get("y")
+            real_x, real_y = (
+                validation[:2] if isinstance(validation, tuple | list)
+                else (validation, None)
+            )  # fmt: skip
+            if y is None:
+                raise AnnzooError(
+                    "`y` must hold the training images' class ids for a GAN's "
+                    "val_fid: its classifier trains on labelled images "
+                    "(annzoo.tuning.fid). Received: y=None"
+                )
+            self.fid_judge = FrechetJudge(x, y, real_x, real_y)
+        if self.fid_judge is not None:
+            callbacks = list(kwargs.get("callbacks") or [])
+            kwargs["callbacks"] = [FrechetObjective(self.fid_judge), *callbacks]
+        return kwargs
 
     def fit_model(self, model: keras.Model, *args, **kwargs):
         """``model.fit(*args, **kwargs)`` once the batch size is settled, with
@@ -281,7 +325,7 @@ def active_values(space: Mapping[str, dict], hp: Any) -> dict[str, Any]:
     return values
 
 
-def _task(name: str, fixed: Mapping[str, Any]) -> str:
+def model_task(name: str, fixed: Mapping[str, Any]) -> str:
     """The model's task: fixed, else the preset's, else the builder default."""
     if "task" in fixed:
         return fixed["task"]

@@ -16,9 +16,10 @@ from annzoo.layers.walk import walk_layers
 from annzoo.speedups import without_batch_hooks
 from annzoo.training import sequences
 from annzoo.training.recipe import Recipe
+from annzoo.tuning.fid import FrechetJudge
 from annzoo.tuning.hypermodel import AnnzooHyperModel, hypermodel
 
-__all__ = ["VALIDATION_BATCH", "recipe_hypermodel"]
+__all__ = ["VALIDATION_BATCH", "fid_judge", "recipe_hypermodel"]
 
 # Samples per validation batch, whatever the trial's batch size: a validation
 # is a forward pass, which runs faster in larger batches (`benchmarks/run.py
@@ -67,6 +68,13 @@ def validation_batch(model: keras.Model, samples: int) -> int:
     )
 
 
+def fid_judge(splits: dict, *, seed: int) -> FrechetJudge:
+    """A GAN search's judge: its classifier trained on the training split's
+    images and labels, its real images the validation split's."""
+    train, validation = splits["train"], splits["validation"]
+    return FrechetJudge(train.x, train.y, validation.x, validation.y, seed=seed)
+
+
 def recipe_hypermodel(
     recipe: Recipe, splits: dict, fixed: dict, space: dict | None
 ) -> AnnzooHyperModel:
@@ -107,6 +115,12 @@ def recipe_hypermodel(
 
         def fit(self, hp, model, *args, **kwargs):
             x, y = sequences.model_inputs(splits["train"], model)
+            if self.adversarial:
+                # No validation pass: the validation images are the val_fid
+                # measure's real images (`annzoo.tuning.fid`).
+                if "callbacks" in kwargs:
+                    kwargs["callbacks"] = without_batch_hooks(kwargs["callbacks"])
+                return super().fit(hp, model, x, y, shuffle=True, **kwargs)
             validation = sequences.model_inputs(splits["validation"], model)
             if backend == "tensorflow":
                 # One cheap iterator per epoch (array slices), not Keras'
@@ -163,9 +177,14 @@ def recipe_hypermodel(
             # The pipeline shuffles (seeded per epoch); Keras warns otherwise.
             return super().fit_model(model, train, shuffle=False, **kwargs)
 
-    return RecipeHyperModel(
+    made = RecipeHyperModel(
         recipe.model["name"],
         space=space,
         fixed=fixed,
         compile_options=compile_options,
     )
+    if made.adversarial:
+        # Before the search, so that no trial's seeded draws depend on which
+        # trial came first after a resume.
+        made.fid_judge = fid_judge(splits, seed=recipe.fit["seed"])
+    return made

@@ -56,6 +56,7 @@ from annzoo.training.callbacks import NaNGuard, _mode
 from annzoo.training.recipe import Recipe, find_recipe, load_recipe
 from annzoo.tuning import directory, memory, reports, trials
 from annzoo.tuning.directory import search_definition
+from annzoo.tuning.hypermodel import model_task
 from annzoo.tuning.recipe_model import recipe_hypermodel
 from annzoo.tuning.spaces import default_space, describe_space
 
@@ -142,7 +143,10 @@ def tune(
             iteration).
         objective: the metric to optimize; defaults to the recipe's
             ``callbacks.monitor`` (minimized for losses, maximized for
-            accuracy-like names).
+            accuracy-like names), and for a GAN to ``val_fid``, the Frechet
+            distance of its samples in a classifier's features, minimized
+            (`annzoo.tuning.fid`; the recipe's validation split is then held
+            out even where its runs merge it into training).
         seed: seeds the tuner, so the same seed gives the same trial sequence.
         epochs: maximum epochs per trial; defaults to the recipe's.
         output_dir: parent of the search directory ``OUTPUT_DIR/NAME``.
@@ -174,17 +178,20 @@ def tune(
     _check_settings(tuner, max_trials, objective, seed, mixed_precision, epochs)
     check_output_path("output_dir", output_dir, directory=True)
     precision = mixed_precision or recipe.compile["mixed_precision"]
-    objective = objective or recipe.callbacks["monitor"]
     epochs = epochs or recipe.fit["epochs"]
 
     # The splits and checks `annzoo train` would use, so a search is refused
     # on exactly the data a run would be.
-    splits, model_args = inputs.prepare(recipe)
+    splits, model_args = inputs.prepare(_held_out_validation(recipe))
     sizes = sequences.dataset_arguments(recipe.model["name"], splits["train"])
     space = dict(recipe.search_space or {})
     tuned = set(default_space(recipe.model["name"], **sizes)) | set(space)
     fixed = {k: v for k, v in model_args.items() if k in sizes or k not in tuned}
     hypermodel = recipe_hypermodel(recipe, splits, fixed, space or None)
+    # A GAN's default is its val_fid (`annzoo.tuning.fid`), not its monitor.
+    objective = (
+        objective or hypermodel.default_objective() or recipe.callbacks["monitor"]
+    )
     hypermodel.check_objective(objective)
     run_dir = Path(output_dir) / recipe.name
     definition = search_definition(
@@ -287,6 +294,18 @@ def tune(
                     precision,
                 )
             return result
+
+
+def _held_out_validation(recipe: Recipe) -> Recipe:
+    """``recipe``, or for a GAN that trains on train + validation, the same
+    recipe keeping its validation split apart: a search scores a GAN's samples
+    against held-out images (``val_fid``), which a run does not need."""
+    task = model_task(recipe.model["name"], recipe.model)
+    if task != "adversarial" or not recipe.data["merge_validation"]:
+        return recipe
+    data = recipe.to_dict()
+    data["data"]["merge_validation"] = False
+    return Recipe.from_dict(data)
 
 
 def _retrain(recipe, hypermodel, engine, best, run_dir, verbose, precision):
