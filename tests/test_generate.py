@@ -50,6 +50,10 @@ def models():
     }  # fmt: skip
 
 
+def _numpy(tensor):
+    return keras.ops.convert_to_numpy(tensor)
+
+
 # -- the function -----------------------------------------------------------------
 
 
@@ -105,12 +109,12 @@ def test_autoencoder_sample_reconstruct_and_interpolate(models):
     x = np.random.default_rng(0).random((3, 4, 4, 1)).astype("float32")
     # A reconstruction is the whole model at inference (the mean code).
     np.testing.assert_allclose(
-        generate(vae, mode="reconstruct", inputs=x), vae.predict(x, verbose=0),
+        generate(vae, mode="reconstruct", inputs=x), _numpy(vae(x, training=False)),
         atol=1e-6,
     )  # fmt: skip
     np.testing.assert_allclose(
         generate(cvae, mode="reconstruct", inputs=x, labels=[0, 1, 2]),
-        cvae.predict([x, np.array([0, 1, 2], dtype="int32")], verbose=0),
+        _numpy(cvae([x, np.array([0, 1, 2], dtype="int32")], training=False)),
         atol=1e-6,
     )
     # The interpolation: codes on the segment between the two means, by hand.
@@ -120,7 +124,7 @@ def test_autoencoder_sample_reconstruct_and_interpolate(models):
     codes = ((1 - weights) * means[0] + weights * means[1]).astype("float32")
     expected = keras.ops.convert_to_numpy(vae.get_layer("decoder")(codes))
     np.testing.assert_allclose(path, expected, atol=1e-5)
-    np.testing.assert_allclose(path[[0, -1]], vae.predict(x[:2], verbose=0), atol=1e-5)
+    np.testing.assert_allclose(path[[0, -1]], _numpy(vae(x[:2])), atol=1e-5)
 
 
 def test_text_is_generate_text_with_the_same_options(models):
@@ -218,6 +222,9 @@ def runs(models, tmp_path_factory):
             lm_vocabulary,
             which="best",
         ),  # fmt: skip
+        "vae": _run_dir(
+            root / "vae", models["vae"], "vae_digits", "bernoulli", which="best"
+        ),  # fmt: skip
         "mlp": _run_dir(root / "mlp", None, "digits_mlp", "multiclass"),
         "empty": _run_dir(root / "empty", None, "dcgan_digits", "adversarial"),
     }
@@ -240,6 +247,20 @@ def test_cli_writes_a_png_grid_of_the_gan_samples(runs, models, tmp_path, capsys
     with Image.open(output) as image:  # a readable PNG, wider than one cell
         assert image.format == "PNG" and image.width > 100
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically: no leftovers
+
+
+def test_cli_reconstructs_and_interpolates_with_a_vae(runs, tmp_path, capsys):
+    images = tmp_path / "pair.npy"
+    np.save(images, np.random.default_rng(0).random((2, 4, 4, 1)))
+    for mode, count in (("reconstruct", 2), ("interpolate", 6)):
+        output = tmp_path / f"{mode}.png"
+        code, out, err = _cli(capsys, runs["vae"], "--mode", mode, "--inputs",
+                              images, "--num", count, "--output", output)  # fmt: skip
+        assert code == 0 and output.stat().st_size > 0, err
+        assert f"{count} images" in err and f"mode {mode})" in err, err
+    code, out, err = _cli(capsys, runs["vae"], "--mode", "interpolate", "--inputs",
+                          images, images, "--output", tmp_path / "x.png")  # fmt: skip
+    assert code == 2 and "`inputs` must be two images" in err
 
 
 def test_cli_writes_the_texts_of_generate_text(runs, models, tmp_path, capsys):

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from annzoo import registry
 from annzoo._checks import check_output_path
 from annzoo.cli import _startup
@@ -271,7 +273,7 @@ def _check_plain(args: argparse.Namespace) -> dict[str, Any]:
         output = str(run_dir / "generated" / "samples.png")
     if output is not None and Path(output).suffix.lower() != suffix:
         raise AnnzooError(
-            f"`--output` must be a {suffix} file for a {task!r} run ({name!r} "
+            f"`--output` must be a {suffix} file for a run of task {task!r} ({name!r} "
             f"generates {output_kind}). Received: --output {output}"
         )
     if output is not None:
@@ -322,10 +324,7 @@ def _generate(args: argparse.Namespace) -> None:
         seed = secrets.randbelow(2**31)
     _startup.quiet_backend(args)
     # Deferred, as in every command that loads a model: see annzoo.cli.recipes.
-    import numpy as np
-
     from annzoo import io as aio
-    from annzoo import plots_generative
     from annzoo.generation.dispatch import conditional_classes, generate
     from annzoo.predict import load_inputs
 
@@ -362,20 +361,7 @@ def _generate(args: argparse.Namespace) -> None:
     )
     output = run["output"]
     if kind == "images":
-        names = run["saved"].get("classes")
-        captions = None
-        if classes is not None and labels is not None:
-            ids = np.broadcast_to(np.asarray(labels), (len(samples),))
-            captions = [
-                str(names[i]) if names and len(names) == classes else str(i)
-                for i in ids
-            ]
-        plots_generative.plot_samples(
-            samples,
-            output,
-            captions=captions,
-            title=f"{run['name']}: {args.mode}, seed {seed}",
-        )
+        _draw(samples, output, args, run, labels, classes, inputs, seed)
     else:
         # One sample per line: a line break inside one would split it.
         text = "".join(sample.replace("\n", " ") + "\n" for sample in samples)
@@ -384,8 +370,40 @@ def _generate(args: argparse.Namespace) -> None:
         else:
             aio.write_text(output, text)
     where = output if output is not None else "stdout"
+    # Only sampling draws anything: a reconstruction or a path has no seed.
+    drawn = f", seed {seed}" if args.mode == "sample" else ""
     print(
         f"annzoo generate: {len(samples)} {kind} from {run['model_path']} "
-        f"(task {run['task']!r}, mode {args.mode}, seed {seed}) -> {where}",
+        f"(task {run['task']!r}, mode {args.mode}{drawn}) -> {where}",
         file=sys.stderr,
+    )
+
+
+def _draw(samples, output, args, run, labels, classes, inputs, seed) -> None:
+    """The PNG: a grid of samples (captioned with their class), the inputs
+    above their reconstructions, or an interpolation's path in one row."""
+    from annzoo import plots_generative  # deferred with the backend
+
+    name = run["name"]
+    if args.mode == "reconstruct":
+        plots_generative.plot_reconstructions(
+            inputs, samples, output, title=f"{name}: inputs and reconstructions"
+        )
+        return
+    if args.mode == "interpolate":
+        plots_generative.plot_samples(
+            samples,
+            output,
+            columns=len(samples),
+            title=f"{name}: from the first input's code to the second's",
+        )
+        return
+    captions = None
+    if classes is not None:
+        names = run["saved"].get("classes")
+        ids = np.broadcast_to(np.asarray(labels), (len(samples),))
+        named = bool(names) and len(names) == classes
+        captions = [str(names[i]) if named else str(i) for i in ids]
+    plots_generative.plot_samples(
+        samples, output, captions=captions, title=f"{name}: samples, seed {seed}"
     )
