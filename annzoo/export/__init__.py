@@ -38,9 +38,10 @@ import numpy as np
 
 import annzoo.layers  # noqa: F401  (registers the custom layers for loading)
 from annzoo import io as aio
-from annzoo._checks import check_choice
+from annzoo._checks import check_bool, check_choice
 from annzoo._version import __version__
 from annzoo.errors import AnnzooError, CheckpointError
+from annzoo.export.step import describe_step, write_step_savedmodel
 from annzoo.layers.crf import CRF, PAD_TAG
 from annzoo.layers.gan import GAN
 from annzoo.layers.walk import walk_layers
@@ -56,6 +57,7 @@ _DEFAULT_PATHS = {
     "savedmodel": Path("export", "savedmodel"),
     "onnx": Path("export", "model.onnx"),
 }
+_DEFAULT_STEP_PATH = Path("export", "step_savedmodel")
 _SERVE_ENDPOINT = "serve"  # the name keras.export.ExportArchive gives it
 _SERVING_SIGNATURE = "serving_default"
 
@@ -66,6 +68,7 @@ def export(
     *,
     format: str = "keras",
     which: str = "best",
+    step: bool = False,
 ) -> Path:
     """Exports a model as a `.keras` file, a TensorFlow SavedModel or ONNX.
 
@@ -88,6 +91,11 @@ def export(
             `"onnx"` (`onnxruntime.InferenceSession(path)`).
         which: in a run directory, `"best"` (the best epoch) or `"final"`
             (the last epoch).
+        step: for a language model, export its one-step function instead
+            of the full-sequence pass: `(token, position, cache[, classes])
+            -> (logits, cache)`, so a client generates without recomputing
+            the prefix (`annzoo.export.step`). SavedModel only; default
+            path `export/step_savedmodel/`.
 
     Returns:
         The path of the export. Its description is `<path>.json`, or
@@ -99,9 +107,18 @@ def export(
     """
     check_choice("format", format, FORMATS)
     check_choice("which", which, WHICH)
+    step = check_bool("step", step)
+    if step and format != "savedmodel":
+        raise AnnzooError(
+            "`step=True` exports a language model's one-step function as a "
+            "SavedModel only (tf2onnx cannot convert its cache update, and a "
+            f".keras file holds the whole model). Received: format={format!r}"
+        )
     if format != "keras":
         _check_backend(format)
     model_file, base = _resolve_source(source, which)
+    if step and path is None and base is not None:
+        path = base / _DEFAULT_STEP_PATH
     target = _resolve_target(path, base, format)
 
     if model_file is None:
@@ -115,6 +132,8 @@ def export(
         )
     provenance = None if model_file is None else str(model_file)
     model = served_model(model)
+    if step:
+        return _export_step(model, target, provenance)
 
     if format == "keras":
         aio.save_model(model, target)
@@ -398,6 +417,17 @@ def _export_savedmodel(
             tmp / METADATA_NAME, _metadata(model, "savedmodel", info, provenance)
         )
     return info
+
+
+def _export_step(model: keras.Model, target: Path, provenance: str | None) -> Path:
+    described = describe_step(model)  # refuses a model that is not an LM
+    with aio.atomic_directory(target) as tmp:
+        write_step_savedmodel(model, tmp)
+        info = _describe_savedmodel(tmp)
+        info["endpoint"] = described.pop("endpoint")
+        metadata = _metadata(model, "savedmodel", info, provenance)
+        aio.write_json(tmp / METADATA_NAME, {**metadata, "step": described})
+    return target
 
 
 # --- descriptions -----------------------------------------------------------------
