@@ -2,8 +2,11 @@
 
 `plot_image_grid` draws ``samples.png`` (one row per label for a conditional
 model) and `plot_reconstructions` draws ``reconstructions.png`` (test images
-above their reconstructions). They use `annzoo.plots`' figure helpers, so
-matplotlib loads lazily and every file is written atomically.
+above their reconstructions); `plot_sample_mosaic` draws the same kind of grid
+as one picture, cheap enough to draw after every epoch
+(``samples/epoch-NNN.png``, `annzoo.training.samples`). They use
+`annzoo.plots`' figure helpers, so matplotlib loads lazily and every file is
+written atomically.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ import numpy as np
 from annzoo.errors import AnnzooError
 from annzoo.plots import _pyplot, _save
 
-__all__ = ["plot_image_grid", "plot_reconstructions", "plot_samples"]
+__all__ = [
+    "mosaic",
+    "plot_image_grid",
+    "plot_reconstructions",
+    "plot_sample_mosaic",
+    "plot_samples",
+]
 
 
 def _check_images(images, argument: str) -> np.ndarray:
@@ -104,6 +113,75 @@ def plot_reconstructions(
     axes[1, 0].set_ylabel("decoded", rotation=0, ha="right")
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def mosaic(images, columns: int, *, gap: int = 1) -> np.ndarray:
+    """Images tiled row by row into one ``(rows, columns)`` picture, ``gap``
+    pixels of background (0) between them: ``(rows * (h + gap) - gap,
+    columns * (w + gap) - gap, channels)``."""
+    images = _check_images(images, "images")
+    if len(images) % columns:
+        raise AnnzooError(
+            f"`images` must fill whole rows of {columns}. Received: {len(images)} "
+            "images"
+        )
+    rows = len(images) // columns
+    n, height, width, channels = images.shape
+    out = np.zeros(
+        (rows * (height + gap) - gap, columns * (width + gap) - gap, channels),
+        dtype="float32",
+    )
+    for k in range(n):
+        top, left = (k // columns) * (height + gap), (k % columns) * (width + gap)
+        out[top : top + height, left : left + width] = images[k]
+    return out
+
+
+def plot_sample_mosaic(
+    images,
+    path: str | os.PathLike,
+    *,
+    columns: int,
+    row_labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """`plot_image_grid`'s grid as one image in one panel, row names as ticks.
+
+    About ten times as fast to draw as one panel per image (one image to
+    render, not a hundred axes), so a run can draw it after every epoch.
+    Values in [0, 1]; grey images are drawn dark on white, as
+    `plot_image_grid` draws them.
+    """
+    images = _check_images(images, "images")
+    picture = mosaic(images, columns)
+    rows = len(images) // columns
+    if row_labels is not None and len(row_labels) != rows:
+        raise AnnzooError(
+            f"`row_labels` must name each of the {rows} rows. Received: "
+            f"{len(row_labels)} labels"
+        )
+    height = images.shape[1]
+    fig, ax = _pyplot().subplots(
+        figsize=(0.55 * columns + 1.3, 0.55 * rows * height / images.shape[2] + 0.6)
+    )
+    if picture.shape[-1] == 1:
+        ax.imshow(picture[..., 0], cmap="gray_r", vmin=0.0, vmax=1.0)
+    else:
+        # White between colour images (their backgrounds are often dark).
+        gaps = mosaic(np.ones_like(images), columns) == 0
+        ax.imshow(np.where(gaps, 1.0, np.clip(picture, 0.0, 1.0)))
+    ax.set_xticks([])
+    if row_labels is None:
+        ax.set_yticks([])
+    else:
+        ax.set_yticks([r * (height + 1) + (height - 1) / 2 for r in range(rows)])
+        ax.set_yticklabels([str(label) for label in row_labels])
+        ax.tick_params(axis="y", length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title)
     return _save(fig, path)
 
 

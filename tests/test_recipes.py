@@ -39,6 +39,7 @@ REQUIRED = {
     "imdb_bilstm",
     "imdb_transformer",
     "digits_vit",
+    "shapes_gan",
 }
 SMOKE = ["fit.epochs=2", "data.limit=48", "data.batch_size=16"]
 # Tasks whose runs draw samples (or write names) instead of a confusion matrix

@@ -20,6 +20,12 @@ zero error:
 
 The pool of 3000 images is drawn once per process from a fixed seed, with
 vectorized numpy; ``load``'s seed only draws the 70/15/15 partition.
+
+``load(NAME, split, target="shapes")`` is the same images as a classification
+dataset (for image-only models such as a GAN conditioned on a class): ``y`` is
+the pair of shapes an image holds, whatever their colours and places, one of
+`PAIRS` (``"circle+square"``; 6 classes, the pairs of two different shapes
+twice as frequent as the others), with the same partition as the captions.
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ import numpy as np
 
 from annzoo.datasets._base import ArrayDataset, register_dataset
 from annzoo.datasets._split import split_indices, split_sizes
+from annzoo.errors import AnnzooError
 from annzoo.text import SEQUENCE_SPECIALS, Vocabulary
 
-__all__ = ["COLOURS", "SHAPES", "RELATIONS", "NAME"]
+__all__ = ["COLOURS", "SHAPES", "RELATIONS", "NAME", "PAIRS", "TARGETS"]
 
 NAME = "shapes_captions"
 
@@ -50,6 +57,11 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 # Relation of the first-named shape to the second; axis 1 is x, axis 0 is y.
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
+# The classes of ``target="shapes"``: an image's two shapes, unordered.
+PAIRS: tuple[str, ...] = tuple(
+    f"{a}+{b}" for i, a in enumerate(SHAPES) for b in SHAPES[i:]
+)
+TARGETS = ("caption", "shapes")
 
 _IMAGE_SIZE = 32
 _NUM_IMAGES = 3000
@@ -174,9 +186,45 @@ def _pool() -> _Pool:
     return _Pool(x, y, tuple(" ".join(w) for w in words), vocabulary)
 
 
-def _load(name: str, split: str, seed: int) -> ArrayDataset:
+@functools.cache
+def _pair_labels() -> np.ndarray:
+    """The `PAIRS` id of each pool image: its caption's two shapes (words 3
+    and last), read-only (callers copy)."""
+    ids = []
+    for caption in _pool().captions:
+        words = caption.split()
+        first, second = sorted((words[2], words[-1]), key=SHAPES.index)
+        ids.append(PAIRS.index(f"{first}+{second}"))
+    labels = np.asarray(ids, dtype=np.int32)
+    labels.setflags(write=False)
+    return labels
+
+
+def _check_target(target: Any) -> str:
+    if target not in TARGETS:
+        raise AnnzooError(
+            f"`target` of {NAME!r} must be one of {', '.join(map(repr, TARGETS))}. "
+            f"Received: target={target!r}"
+        )
+    return target
+
+
+def _load(name: str, split: str, seed: int, target: str = "caption") -> ArrayDataset:
     pool = _pool()
     idx = split_indices(len(pool.y), seed)[split]
+    if _check_target(target) == "shapes":
+        return ArrayDataset(
+            x=pool.x[idx],
+            y=_pair_labels()[idx],
+            name=name,
+            split=split,
+            task="multiclass",
+            num_classes=len(PAIRS),
+            class_names=PAIRS,
+            feature_names=None,
+            seed=seed,
+            indices=idx,
+        )
     return ArrayDataset(
         x=pool.x[idx],  # fancy indexing copies: callers may write
         y=pool.y[idx],
@@ -212,4 +260,22 @@ _INFO: dict[str, Any] = {
     ),
 }
 
-register_dataset(NAME, _load, info=_INFO)
+
+def _info(name: str, target: str = "caption") -> dict[str, Any]:
+    if _check_target(target) == "caption":
+        return _INFO
+    return {
+        **_INFO,
+        "task": "multiclass",
+        "structure": "sample",
+        "num_classes": len(PAIRS),
+        "class_names": PAIRS,
+        "description": (
+            "The shapes_captions images (32x32x3 float32 in [0, 1]) labelled "
+            "with the pair of shapes each holds, whatever their colours and "
+            f"places: {', '.join(PAIRS)} (int32 ids in that order)."
+        ),
+    }
+
+
+register_dataset(NAME, _load, info=_info, options=("target",))

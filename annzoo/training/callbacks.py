@@ -23,6 +23,7 @@ import numpy as np
 
 from annzoo import io as aio
 from annzoo.data import set_epoch
+from annzoo.training.samples import samples_callback
 
 __all__ = [
     "BestModelCheckpoint",
@@ -413,6 +414,11 @@ def build_callbacks(recipe, run_dir, *, progress: dict | None = None) -> Bundle:
             return float(values[index])
 
         bundle.callbacks.append(keras.callbacks.LearningRateScheduler(step_schedule))
+    # Generative models: samples/epoch-NNN.png, a grid from the same noise
+    # after every epoch (annzoo.training.samples).
+    samples = samples_callback(recipe, run_dir)
+    if samples is not None:
+        bundle.callbacks.append(samples)
     if cb["tensorboard"] and _tensorboard_available():
         bundle.callbacks.append(
             keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"))
