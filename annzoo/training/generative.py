@@ -14,9 +14,12 @@ the model's task (a table per task below, never a family name):
   trained on the training split inside the measure, on conditional samples,
   and the Frechet distance between its penultimate features of real test
   images and of as many samples (the "digits FID" on the digits data).
-* ``"generation"`` (language models of names): ``names.txt`` (names per
-  class), the test bits per character beside a smoothed character bigram's
-  (`bigram_bits`), and the share of generated names not in the training split.
+* ``"generation"`` (language models): the test bits per character beside a
+  smoothed character bigram's (`bigram_bits`); of names, ``names.txt`` (names
+  per class), the share of generated names not in the training split and,
+  when conditioned on the class, the share the surnames classifier assigns to
+  the class asked for (`class_share`, `train_classifier`); of running text
+  cut into windows (the ``"kjv"`` dataset), ``samples.txt``.
 """
 
 from __future__ import annotations
@@ -27,22 +30,30 @@ from typing import Any
 import keras
 import numpy as np
 
-from annzoo import io as aio
 from annzoo import plots_generative
-from annzoo.generation import bits_per_character, generate_text
 from annzoo.models import autoencoder, gan
 from annzoo.registry import create_model
-from annzoo.text import PAD_ID
+
+# A language model's measures live in their own module; re-exported here,
+# where the runner and the tests look for every generative measure.
+from annzoo.training.language_measures import (
+    bigram_bits,
+    class_share,
+    names_report,
+    train_classifier,
+)
 
 __all__ = [
     "DRAWN",
     "bernoulli_baseline",
     "bigram_bits",
+    "class_share",
     "classifier_measures",
     "frechet_distance",
     "names_report",
     "report",
     "spread",
+    "train_classifier",
 ]
 
 # The report items (FamilySpec.report) this module draws.
@@ -254,80 +265,3 @@ def _gan_measures(model, train, test, *, classes, seed):
 
 
 _MEASURES = {"bernoulli": _elbo_measures, "adversarial": _gan_measures}
-
-
-# --- language models: names per class, bits per character -----------------
-
-NAMES_PER_CLASS = 20
-BIGRAM_SMOOTHING = (0.01, 0.03, 0.1, 0.3, 1.0)  # chosen on the validation split
-
-
-def _texts(split) -> list[str]:
-    """The texts of a split made by the language model's training_split."""
-    tokens = split.vocabulary.tokens
-    return [
-        "".join(tokens[i] for i in row[1:] if i != PAD_ID)
-        for row in np.asarray(split.x)
-    ]
-
-
-def bigram_bits(train_y_pairs, test_y_pairs, vocabulary_size: int, alpha: float):
-    """Bits per target of an add-``alpha`` bigram model: ``p(b | a) = (n(a, b)
-    + alpha) / (n(a) + alpha * K)`` over the ``K = vocabulary_size - 2`` ids a
-    target can be (all but padding and ``<start>``), counted on the training
-    (previous, next) pairs; the mean of ``-log2 p`` over the test pairs."""
-    counts = np.zeros((vocabulary_size, vocabulary_size))
-    np.add.at(counts, (train_y_pairs[:, 0], train_y_pairs[:, 1]), 1)
-    k = vocabulary_size - 2
-    totals = counts.sum(axis=1)
-    a, b = test_y_pairs[:, 0], test_y_pairs[:, 1]
-    p = (counts[a, b] + alpha) / (totals[a] + alpha * k)
-    return float(-np.log2(p).mean())
-
-
-def _pairs(x, y) -> np.ndarray:
-    """(input token, next token) at every target that is not padding."""
-    x = x["tokens"] if isinstance(x, dict) else x
-    keep = y != PAD_ID
-    return np.stack([np.asarray(x)[keep], y[keep]], axis=1)
-
-
-def names_report(model, splits, run_dir: Path, *, seed: int, feed) -> dict:
-    """A conditional language model of names: ``names.txt`` (a row of names
-    per class, also in results.json), test bits per character beside a
-    smoothed character bigram's, and the share of new names."""
-    train, val, test = splits["train"], splits["validation"], splits["test"]
-    x_test, y_test = feed(test, model)
-    bits = bits_per_character(model, x_test, y_test)
-    train_pairs = _pairs(*feed(train, model))
-    size = len(train.vocabulary)
-    alpha = min(
-        BIGRAM_SMOOTHING,
-        key=lambda a: bigram_bits(train_pairs, _pairs(*feed(val, model)), size, a),
-    )
-    baseline = bigram_bits(train_pairs, _pairs(x_test, y_test), size, alpha)
-    conditional = len(model.inputs) == 2
-    classes = list(train.class_names) if conditional else ["all"]
-    names: dict[str, list[str]] = {}
-    for k, name in enumerate(classes):
-        names[name] = generate_text(
-            model,
-            train.vocabulary,
-            num=NAMES_PER_CLASS,
-            labels=k if conditional else None,
-            seed=seed + k,
-        )
-    known = set(_texts(train))
-    drawn = [n for row in names.values() for n in row]
-    lines = [f"{name}: {', '.join(row)}" for name, row in names.items()]
-    aio.write_text(run_dir / "names.txt", "\n".join(lines) + "\n")
-    return {
-        "test": {
-            "bits_per_character": bits,
-            "bigram_bits_per_character": baseline,
-            "new_names": float(np.mean([n not in known for n in drawn])),
-        },
-        "bigram_smoothing": alpha,
-        "names": names,
-        "names_txt": "names.txt",
-    }
