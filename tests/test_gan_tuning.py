@@ -40,9 +40,10 @@ def digits():
     return datasets.load("digits", "train", seed=0)
 
 
+@pytest.mark.slow
 def test_val_fid_is_the_frechet_distance_of_the_classifier_features(digits):
     x, y = digits.x[:240], digits.y[:240]
-    judge = FrechetJudge(x[:160], y[:160], x[160:], y[160:], epochs=2, seed=3)
+    judge = FrechetJudge(x[:160], y[:160], x[160:], y[160:], epochs=1, seed=3)
     assert judge.num_samples == 80  # at most the real images given
     keras.utils.set_random_seed(1)
     model = annzoo.build_gan((8, 8, 1), **SMALL_GAN, conditional_classes=10)
