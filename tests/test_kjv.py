@@ -18,7 +18,7 @@ import pytest
 
 from annzoo import AnnzooError, datasets
 from annzoo.datasets import kjv
-from annzoo.training import load_recipe, train
+from annzoo.training import language_measures, load_recipe, train
 from tests.conftest import ROOT
 
 needs_text = pytest.mark.skipif(
@@ -98,8 +98,11 @@ def test_books_and_info_agree_with_the_package_database():
     assert label[sermon] == kjv.BOOKS.index("Matthew")
 
 
+@pytest.mark.slow
 @needs_text
-def test_tiny_recipe_run_writes_bits_and_samples(tmp_path):
+def test_tiny_recipe_run_writes_bits_and_samples(tmp_path, monkeypatch):
+    # Texts of 20 characters: generation costs one model step per character.
+    monkeypatch.setattr(language_measures, "TEXT_LENGTH", 20)
     recipe = load_recipe(ROOT / "recipes" / "kjv_char_gpt.py").override(
         [
             "fit.epochs=1",
@@ -119,5 +122,6 @@ def test_tiny_recipe_run_writes_bits_and_samples(tmp_path):
     assert 2.0 < test["bigram_bits_per_character"] < 8.0
     samples = (run / "samples.txt").read_text()
     for prompt, texts in results["samples"].items():
-        assert len(texts) == 2 and all(t.startswith(prompt) for t in texts)
+        assert len(texts) == 3 and all(t.startswith(prompt) for t in texts)
+        assert all(len(t) <= 20 for t in texts)
         assert all(t in samples for t in texts)

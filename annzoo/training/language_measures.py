@@ -43,9 +43,11 @@ BIGRAM_SMOOTHING = (0.01, 0.03, 0.1, 0.3, 1.0)  # chosen on the validation split
 # trains (annzoo/recipes/surnames_char_rnn.yaml: the char_rnn preset).
 CLASSIFIER_RECIPE = "surnames_char_rnn"
 # Running text (a dataset whose `dataset_info` has "window"): texts written
-# from <start>, each with one of these prompts.
-TEXT_PROMPTS = ("", "And God said", "Blessed are the")
-TEXTS_PER_PROMPT = 2
+# from <start> and each of these prompts, as long as the model reads (one
+# step per character: each prompt costs as much as the next).
+TEXT_PROMPTS = ("And God said", "Blessed are the")
+TEXTS_PER_PROMPT = 3
+TEXT_LENGTH = None  # characters, prompt included; None: the model's length
 TEXT_TEMPERATURE = 0.8
 
 
@@ -175,7 +177,7 @@ def names_report(model, splits, run_dir: Path, *, seed: int, feed) -> dict:
 
 def _text_samples(model, vocabulary, run_dir: Path, *, seed: int) -> dict:
     """``samples.txt``: `TEXTS_PER_PROMPT` texts per prompt of `TEXT_PROMPTS`,
-    as long as the model reads, at temperature `TEXT_TEMPERATURE`."""
+    `TEXT_LENGTH` characters long, at temperature `TEXT_TEMPERATURE`."""
     samples: dict[str, list[str]] = {}
     for k, prompt in enumerate(TEXT_PROMPTS):
         samples[prompt] = generate_text(
@@ -184,6 +186,7 @@ def _text_samples(model, vocabulary, run_dir: Path, *, seed: int) -> dict:
             prompt=prompt,
             num=TEXTS_PER_PROMPT,
             temperature=TEXT_TEMPERATURE,
+            max_length=TEXT_LENGTH,
             seed=seed + k,
         )
     blocks = [
