@@ -26,6 +26,7 @@ COURSE = [
     "06_transformers",
     "07_techniques",
     "08_tuning",
+    "09_generative",
     "10_lstm_and_tagging",
     "11_captioning",
     "12_transformer_translation",
