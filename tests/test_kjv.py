@@ -12,12 +12,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import sqlite3
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from annzoo import AnnzooError, datasets
 from annzoo.datasets import kjv
+from annzoo.text import SEQUENCE_SPECIALS, Vocabulary
 from annzoo.training import language_measures, load_recipe, train
 from tests.conftest import ROOT
 
@@ -125,3 +127,23 @@ def test_tiny_recipe_run_writes_bits_and_samples(tmp_path, monkeypatch):
         assert len(texts) == 3 and all(t.startswith(prompt) for t in texts)
         assert all(len(t) <= 20 for t in texts)
         assert all(t in samples for t in texts)
+
+
+def test_the_end_after_each_window_is_not_scored():
+    """Windows of a running text: the <end> the family's labels put after each
+    window ends no text, so bits per character leave it out (padding, id 0);
+    names keep theirs."""
+    vocabulary = Vocabulary([*SEQUENCE_SPECIALS, "a", "b"])  # <end> is id 2
+    y = np.array([[4, 5, 2], [5, 2, 0]])
+
+    def feed(split, model):
+        return "inputs", y
+
+    split = SimpleNamespace(vocabulary=vocabulary)
+    x, scored = language_measures._scored(split, None, feed, 128)
+    assert x == "inputs"
+    np.testing.assert_array_equal(scored, [[4, 5, 0], [5, 0, 0]])
+    _, kept = language_measures._scored(split, None, feed, None)
+    np.testing.assert_array_equal(kept, y)
+    assert datasets.dataset_info("kjv")["window"] == WINDOW
+    assert "window" not in datasets.dataset_info("surnames")
