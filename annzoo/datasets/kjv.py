@@ -10,7 +10,7 @@ patent still restrict printing); the package is MIT-licensed.
 
 The 31,102 verses, in canonical order (Genesis 1:1 to Revelation 22:21),
 are written one per line without their ``chapter:verse`` references: about
-4.1 million characters, 64 distinct ones (letters, punctuation, space and
+4.1 million characters, 63 distinct ones (letters, punctuation, space and
 ``"\\n"``). That text is cut into consecutive windows of `WINDOW` characters,
 and the windows into `NUM_BLOCKS` contiguous blocks of `BLOCK_WINDOWS`
 windows each (the last 26 windows and 5 characters, the end of Revelation,
