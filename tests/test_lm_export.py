@@ -6,6 +6,7 @@ SavedModel with ``tf.saved_model.load`` and (1) steps through fixed token
 rows, whose logits must equal the full-sequence model's ``head_logits`` at
 every position, and (2) decodes greedily with nothing but the exported step,
 whose tokens must be `annzoo.generation.generate_text`'s with ``top_k=1``.
+The Transformer's ONNX step is checked the same way in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def run(path, rows, classes, specials, end, steps):
     for position in range(rows.shape[1]):
         out = loaded.step(token=tf.constant(rows[:, position]),
                           position=tf.constant(position), cache=cache, **extra)
-        cache = out["cache"]
+        cache = out["new_cache"]
         logits.append(out["logits"].numpy())
     # (2) greedy decoding from <start>, the special tokens never chosen
     cache, token, written = start(len(rows)), np.full(len(rows), 1, np.int32), []
@@ -72,7 +73,7 @@ def run(path, rows, classes, specials, end, steps):
     for position in range(steps):
         out = loaded.step(token=tf.constant(token), position=tf.constant(position),
                           cache=cache, **extra)
-        cache, scores = out["cache"], out["logits"].numpy()
+        cache, scores = out["new_cache"], out["logits"].numpy()
         scores[:, specials] = -np.inf
         token = scores.argmax(axis=-1).astype(np.int32)
         written.append(np.where(done, end, token).tolist())
@@ -142,21 +143,65 @@ def test_exported_step_matches_the_model_and_generate_text(tmp_path):
         # generate_text stops a row at <end>; the served loop writes <end> on.
         greedy = np.array(served[name]["greedy"]).T
         for row, ids in enumerate(greedy):
-            ids = list(ids)
-            ids = (
-                ids[: ids.index(VOCABULARY.end_id)] if VOCABULARY.end_id in ids else ids
-            )
             expected = generate_text(
                 model, VOCABULARY, num=1, top_k=1, max_length=6, seed=0,
                 labels=int(CLASSES[row]) if conditional else None,
             )[0]  # fmt: skip
-            assert "".join(VOCABULARY.tokens[i] for i in ids) == expected, name
+            assert _texts(ids) == expected, name
+
+
+def _texts(ids):
+    """Greedy ids as generate_text writes them: up to <end>, as characters."""
+    ids = list(ids)
+    if VOCABULARY.end_id in ids:
+        ids = ids[: ids.index(VOCABULARY.end_id)]
+    return "".join(VOCABULARY.tokens[i] for i in ids)
+
+
+@pytest.mark.slow
+def test_onnx_step_matches_the_model_and_generate_text(tmp_path):
+    """The Transformer, whose cache writes (XlaDynamicUpdateSlice) annzoo
+    rewrites in standard ONNX ops, run by ONNX Runtime."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = _model("transformer")
+    path = export(model, tmp_path / "step.onnx", format="onnx", step=True)
+    meta = json.loads(path.with_name(path.name + ".json").read_text())["step"]
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
+    assert [i.name for i in session.get_inputs()] == ["token", "position", "cache"]
+    names = [o.name for o in session.get_outputs()]
+
+    def step(token, position, cache):
+        feed = {"token": token, "position": np.array(position, np.int32),
+                "cache": cache}  # fmt: skip
+        out = dict(zip(names, session.run(None, feed), strict=True))
+        return out["logits"], out["new_cache"]
+
+    cache = np.zeros((len(ROWS), *meta["cache_shape"][1:]), np.float32)
+    logits = []
+    for position in range(ROWS.shape[1]):
+        scores, cache = step(ROWS[:, position], position, cache)
+        logits.append(scores)
+    np.testing.assert_allclose(
+        np.stack(logits, 1), _full_logits(model, False), atol=ATOL, rtol=0
+    )
+    cache = np.zeros((1, *meta["cache_shape"][1:]), np.float32)
+    token, written = np.array([VOCABULARY.start_id], np.int32), []
+    specials = [PAD_ID, VOCABULARY.start_id, VOCABULARY.unk_id]
+    for position in range(6):
+        scores, cache = step(token, position, cache)
+        scores[:, specials] = -np.inf
+        token = scores.argmax(axis=-1).astype(np.int32)
+        written.append(int(token[0]))
+    expected = generate_text(model, VOCABULARY, num=1, top_k=1, max_length=6)
+    assert _texts(written) == expected[0]
 
 
 def test_step_export_refuses_other_formats_and_models(tmp_path):
     model = annzoo.build_mlp(4, 3, hidden_units=(4,), compile=False)
-    with pytest.raises(AnnzooError, match="SavedModel only.*format='onnx'"):
-        export(model, tmp_path / "x.onnx", format="onnx", step=True)
+    with pytest.raises(AnnzooError, match="SavedModel or ONNX.*format='keras'"):
+        export(model, tmp_path / "x.keras", format="keras", step=True)
     with pytest.raises(AnnzooError, match="must be a language model"):
         export(model, tmp_path / "step", format="savedmodel", step=True)
     assert not (tmp_path / "step").exists()

@@ -41,7 +41,12 @@ from annzoo import io as aio
 from annzoo._checks import check_bool, check_choice
 from annzoo._version import __version__
 from annzoo.errors import AnnzooError, CheckpointError
-from annzoo.export.step import describe_step, write_step_savedmodel
+from annzoo.export.step import (
+    describe_step,
+    rewrite_dynamic_update_slice,
+    step_onnx,
+    write_step_savedmodel,
+)
 from annzoo.layers.crf import CRF, PAD_TAG
 from annzoo.layers.gan import GAN
 from annzoo.layers.walk import walk_layers
@@ -57,7 +62,10 @@ _DEFAULT_PATHS = {
     "savedmodel": Path("export", "savedmodel"),
     "onnx": Path("export", "model.onnx"),
 }
-_DEFAULT_STEP_PATH = Path("export", "step_savedmodel")
+_DEFAULT_STEP_PATHS = {
+    "savedmodel": Path("export", "step_savedmodel"),
+    "onnx": Path("export", "step.onnx"),
+}
 _SERVE_ENDPOINT = "serve"  # the name keras.export.ExportArchive gives it
 _SERVING_SIGNATURE = "serving_default"
 
@@ -94,8 +102,8 @@ def export(
         step: for a language model, export its one-step function instead
             of the full-sequence pass: `(token, position, cache[, classes])
             -> (logits, cache)`, so a client generates without recomputing
-            the prefix (`annzoo.export.step`). SavedModel only; default
-            path `export/step_savedmodel/`.
+            the prefix (`annzoo.export.step`). SavedModel or ONNX; default
+            paths `export/step_savedmodel/` and `export/step.onnx`.
 
     Returns:
         The path of the export. Its description is `<path>.json`, or
@@ -108,17 +116,17 @@ def export(
     check_choice("format", format, FORMATS)
     check_choice("which", which, WHICH)
     step = check_bool("step", step)
-    if step and format != "savedmodel":
+    if step and format == "keras":
         raise AnnzooError(
             "`step=True` exports a language model's one-step function as a "
-            "SavedModel only (tf2onnx cannot convert its cache update, and a "
-            f".keras file holds the whole model). Received: format={format!r}"
+            "SavedModel or ONNX (a .keras file holds the whole model, which "
+            "annzoo.generation steps itself). Received: format='keras'"
         )
     if format != "keras":
         _check_backend(format)
     model_file, base = _resolve_source(source, which)
     if step and path is None and base is not None:
-        path = base / _DEFAULT_STEP_PATH
+        path = base / _DEFAULT_STEP_PATHS[format]
     target = _resolve_target(path, base, format)
 
     if model_file is None:
@@ -133,7 +141,7 @@ def export(
     provenance = None if model_file is None else str(model_file)
     model = served_model(model)
     if step:
-        return _export_step(model, target, provenance)
+        return _export_step(model, target, provenance, format)
 
     if format == "keras":
         aio.save_model(model, target)
@@ -419,8 +427,18 @@ def _export_savedmodel(
     return info
 
 
-def _export_step(model: keras.Model, target: Path, provenance: str | None) -> Path:
+def _export_step(
+    model: keras.Model, target: Path, provenance: str | None, format: str
+) -> Path:
     described = describe_step(model)  # refuses a model that is not an LM
+    if format == "onnx":
+        info = _export_step_onnx(model, target)
+        info["endpoint"] = described.pop("endpoint")
+        metadata = _metadata(model, "onnx", info, provenance)
+        aio.write_json(
+            target.with_name(target.name + ".json"), {**metadata, "step": described}
+        )
+        return target
     with aio.atomic_directory(target) as tmp:
         write_step_savedmodel(model, tmp)
         info = _describe_savedmodel(tmp)
@@ -428,6 +446,40 @@ def _export_step(model: keras.Model, target: Path, provenance: str | None) -> Pa
         metadata = _metadata(model, "savedmodel", info, provenance)
         aio.write_json(tmp / METADATA_NAME, {**metadata, "step": described})
     return target
+
+
+def _export_step_onnx(model: keras.Model, target: Path) -> dict[str, Any]:
+    """The step as ONNX, its cache writes (and exact GELUs) rewritten."""
+    # Deferred: onnx is an optional extra (annzoo[export]).
+    import onnx
+
+    converter_log = logging.getLogger("tf2onnx.tfonnx")
+    converter_log.addFilter(_rewritten_step_errors)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*np.object.*")
+            proto = step_onnx(model)
+    finally:
+        converter_log.removeFilter(_rewritten_step_errors)
+    for graph in _graphs(proto.graph):
+        rewrite_dynamic_update_slice(graph)
+    with aio.atomic_path(target) as tmp:
+        onnx.save(proto, str(tmp))
+        _complete_onnx(model, tmp)
+        return _describe_onnx(tmp)
+
+
+def _rewritten_step_errors(record: logging.LogRecord) -> bool:
+    """`_rewritten_op_errors`, and tf2onnx's errors about the cache's
+    ``XlaDynamicUpdateSlice``, which `rewrite_dynamic_update_slice` rewrites."""
+    message = record.getMessage()
+    rewritten = {"Erfc", "XlaDynamicUpdateSlice"}
+    if message.startswith("Unsupported ops: Counter("):
+        return not set(re.findall(r"'(\w+)'", message)) <= rewritten
+    return not (
+        message.startswith("Tensorflow op [")
+        and any(f": {op}]" in message for op in rewritten)
+    )
 
 
 # --- descriptions -----------------------------------------------------------------

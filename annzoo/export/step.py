@@ -6,16 +6,18 @@ signature), tracing `annzoo.generation.step.step_function`:
     loaded = tf.saved_model.load(path)
     cache = tf.zeros([batch, *cache_shape])       # from annzoo-export.json
     out = loaded.step(token=ids, position=tf.constant(0), cache=cache)
-    out["logits"], out["cache"]                    # next-token logits, new cache
+    out["logits"], out["new_cache"]                # next-token logits, new cache
 
 (a conditional model takes ``classes`` too). Generation is a loop around it:
 feed ``<start>`` and the prompt one token per call from position 0, then the
-token chosen from the logits, and so on, passing the returned cache back; no
+token chosen from the logits, and so on, passing ``new_cache`` back; no
 step recomputes the prefix. TensorFlow is imported here only.
 
-ONNX is not offered: the cache is written with ``keras.ops.slice_update``,
-which TensorFlow runs as ``XlaDynamicUpdateSlice``, an op tf2onnx does not
-convert.
+ONNX (``format="onnx"``): the same function, inputs and outputs by the same
+names, for ONNX Runtime. The cache is written with ``keras.ops.slice_update``,
+which TensorFlow runs as ``XlaDynamicUpdateSlice``, an op tf2onnx leaves
+unconverted: `rewrite_dynamic_update_slice` replaces it with standard ONNX ops
+(the update padded into place, selected by a padded mask).
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ import keras
 
 from annzoo.generation.step import step_function
 
-__all__ = ["STEP_ENDPOINT", "describe_step", "write_step_savedmodel"]
+__all__ = [
+    "STEP_ENDPOINT",
+    "describe_step",
+    "rewrite_dynamic_update_slice",
+    "step_onnx",
+    "write_step_savedmodel",
+]
 
 STEP_ENDPOINT = "step"
 
@@ -40,7 +48,7 @@ def describe_step(model: keras.Model) -> dict[str, Any]:
         "endpoint": STEP_ENDPOINT,
         "architecture": step.architecture,
         "inputs": inputs,
-        "outputs": ["logits", "cache"],
+        "outputs": ["logits", "new_cache"],
         "cache_shape": [None, *step.cache_shape],
         "vocabulary_size": step.vocabulary_size,
         "max_length": step.max_length,
@@ -51,9 +59,9 @@ def describe_step(model: keras.Model) -> dict[str, Any]:
     }
 
 
-def write_step_savedmodel(model: keras.Model, directory: Path) -> None:
-    """Writes the ``step`` endpoint of ``model`` as a SavedModel in ``directory``."""
-    # Deferred: TensorFlow only for SavedModel exports (not needed on JAX).
+def _endpoint(model: keras.Model):
+    """The traceable step of ``model`` (dict outputs) and its input signature."""
+    # Deferred: TensorFlow only for SavedModel and ONNX exports.
     import tensorflow as tf
 
     step = step_function(model)
@@ -67,15 +75,100 @@ def write_step_savedmodel(model: keras.Model, directory: Path) -> None:
 
         def endpoint(token, position, cache, classes):
             logits, cache = step.function(token, position, cache, classes)
-            return {"logits": logits, "cache": cache}
+            return {"logits": logits, "new_cache": cache}
 
     else:
 
         def endpoint(token, position, cache):
             logits, cache = step.function(token, position, cache)
-            return {"logits": logits, "cache": cache}
+            return {"logits": logits, "new_cache": cache}
 
+    return endpoint, specs
+
+
+def write_step_savedmodel(model: keras.Model, directory: Path) -> None:
+    """Writes the ``step`` endpoint of ``model`` as a SavedModel in ``directory``."""
+    endpoint, specs = _endpoint(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(STEP_ENDPOINT, endpoint, input_signature=specs)
     archive.write_out(str(directory), verbose=False)
+
+
+def step_onnx(model: keras.Model) -> Any:
+    """The step of ``model`` as an ONNX ``ModelProto``, outputs named
+    ``logits`` and ``new_cache``; ``XlaDynamicUpdateSlice`` still to rewrite."""
+    # Deferred: TensorFlow and tf2onnx only for ONNX exports.
+    import tensorflow as tf
+    import tf2onnx
+    from onnx import helper
+
+    endpoint, specs = _endpoint(model)
+    function = tf.function(endpoint, input_signature=specs)
+    outputs = function.get_concrete_function().structured_outputs
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=specs)
+    graph = proto.graph
+    # tf2onnx names the outputs after graph tensors (in the order of the
+    # flattened dict: sorted keys); the exported names are the step's own.
+    produced = [value.name for value in graph.output]
+    for name, source in zip(sorted(outputs), produced, strict=True):
+        if name == source:
+            continue
+        graph.node.append(helper.make_node("Identity", [source], [name]))
+        value = next(v for v in graph.output if v.name == source)
+        value.name = name
+    return proto
+
+
+def rewrite_dynamic_update_slice(graph: Any) -> int:
+    """Replaces each ``XlaDynamicUpdateSlice(operand, update, starts)`` node by
+    standard ONNX ops; returns how many.
+
+    XLA's semantics: ``update`` overwrites ``operand`` from ``starts``, each
+    start clamped to ``[0, operand_dim - update_dim]``. Here: the update and a
+    mask of ones are padded (``Pad``, the pads computed from the shapes and the
+    clamped starts) to the operand's shape, and ``Where`` selects.
+    """
+    # Deferred: onnx is an optional extra (annzoo[export]).
+    from onnx import TensorProto, helper
+
+    nodes, count = [], 0
+    for node in graph.node:
+        if node.op_type != "XlaDynamicUpdateSlice":
+            nodes.append(node)
+            continue
+        count += 1
+        operand, update, starts = node.input
+        (out,) = node.output
+        n = f"{node.name}/annzoo"
+
+        def make(op, inputs, name, stem=n, **attributes):
+            nodes.append(
+                helper.make_node(op, inputs, [f"{stem}/{name}"],
+                                 name=f"{stem}/{name}", **attributes)
+            )  # fmt: skip
+            return f"{stem}/{name}"
+
+        operand_shape = make("Shape", [operand], "operand_shape")
+        update_shape = make("Shape", [update], "update_shape")
+        room = make("Sub", [operand_shape, update_shape], "room")
+        start = make("Cast", [starts], "start", to=TensorProto.INT64)
+        zero = make(
+            "Constant", [], "zero",
+            value=helper.make_tensor("zero", TensorProto.INT64, [], [0]),
+        )  # fmt: skip
+        start = make("Min", [make("Max", [start, zero], "low"), room], "clamped")
+        after = make("Sub", [room, start], "after")
+        pads = make("Concat", [start, after], "pads", axis=0)
+        placed = make("Pad", [update, pads], "placed")
+        one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+        ones = make("ConstantOfShape", [update_shape], "ones", value=one)
+        mask = make("Cast", [make("Pad", [ones, pads], "padded_ones")], "mask",
+                    to=TensorProto.BOOL)  # fmt: skip
+        nodes.append(
+            helper.make_node("Where", [mask, placed, operand], [out], name=f"{n}/Where")
+        )
+    if count:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return count
