@@ -35,6 +35,7 @@ LIGHT_COMMANDS = [
     ["recipes", "digits_*", "--json"],
     ["train", "--help"],
     ["tune", "--help"],
+    ["generate", "--help"],
     # usage errors: argparse's, and annzoo's own before the backend starts
     [],
     ["bogus"],
@@ -62,7 +63,7 @@ for argv in json.loads(sys.argv[1]):
             code = exit.code
     loaded = [m for m in {HEAVY!r} if m in sys.modules]
     report.append({{"argv": argv, "code": code, "loaded": loaded,
-                   "out": out.getvalue()[-300:], "err": err.getvalue()[-300:]}})
+                   "out": out.getvalue()[-1000:], "err": err.getvalue()[-1000:]}})
 print(json.dumps(report))
 """
 
@@ -79,7 +80,7 @@ def test_light_commands_and_usage_errors_import_no_backend(tmp_path):
             assert row["code"] == 0, row
     codes = {tuple(r["argv"]): r["code"] for r in report}
     assert codes[("list",)] == codes[("recipes",)] == codes[("info", "cnn")] == 0
-    for argv in LIGHT_COMMANDS[11:]:  # the usage errors
+    for argv in LIGHT_COMMANDS[12:]:  # the usage errors
         assert codes[tuple(argv)] == 2, (argv, report)
     errors = {tuple(r["argv"]): r["err"] for r in report}
     assert "no_such_recipe" in errors[("train", "no_such_recipe")]
