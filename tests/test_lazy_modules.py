@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import ROOT, subprocess_env
 
 
@@ -63,6 +65,7 @@ def test_import_annzoo_loads_no_backend_and_names_resolve_on_use():
     _run_jax(code, timeout=300)
 
 
+@pytest.mark.slow  # four fresh JAX processes
 def test_a_saved_model_reloads_after_import_annzoo_in_either_order(tmp_path):
     """docs/models.md: once annzoo is imported, a model with annzoo's layers
     reloads with plain `keras.saving.load_model`. `import annzoo` imports no
