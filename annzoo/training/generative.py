@@ -194,6 +194,30 @@ def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
 
+def feature_classifier(images, labels, *, num_classes: int, seed: int, epochs: int):
+    """The classifier whose features measure generated images, and a model of
+    those features (its `FEATURE_LAYER`): annzoo's ``cnn`` (filters 16-32,
+    dense 64, dropout 0.2), seeded, trained on ``images`` and ``labels``. The
+    run's measures (`classifier_measures`) and a GAN search's objective
+    (annzoo.tuning.fid) both use it."""
+    keras.utils.set_random_seed(seed)
+    classifier = create_model(
+        "cnn",
+        input_shape=tuple(images.shape[1:]),
+        num_classes=num_classes,
+        filters=(16, 32),
+        hidden_units=(64,),
+        dropout=0.2,
+    )
+    classifier.fit(
+        images, labels, batch_size=32, epochs=int(epochs), verbose=0, shuffle=True
+    )
+    features = keras.Model(
+        classifier.inputs, classifier.get_layer(FEATURE_LAYER).output
+    )
+    return classifier, features
+
+
 def classifier_measures(
     model, train, test, *, classes: int | None, seed: int, epochs: int = 30
 ) -> dict[str, float]:
@@ -208,22 +232,10 @@ def classifier_measures(
     feature statistics); ``sample_diversity`` compares their spread in those
     features (`spread`).
     """
-    num_classes = int(train.num_classes or 0)
-    keras.utils.set_random_seed(seed)
-    classifier = create_model(
-        "cnn",
-        input_shape=tuple(train.x.shape[1:]),
-        num_classes=num_classes,
-        filters=(16, 32),
-        hidden_units=(64,),
-        dropout=0.2,
-    )
-    classifier.fit(
-        train.x, train.y, batch_size=32, epochs=epochs, verbose=0, shuffle=True
-    )
-    features = keras.Model(
-        classifier.inputs, classifier.get_layer(FEATURE_LAYER).output
-    )
+    classifier, features = feature_classifier(
+        train.x, train.y, num_classes=int(train.num_classes or 0), seed=seed,
+        epochs=epochs,
+    )  # fmt: skip
     labels = np.asarray(test.y, "int32") if classes else None
     samples = gan.sample(model, len(test.x), labels=labels, seed=seed)
     real = features.predict(test.x, verbose=0)

@@ -34,8 +34,7 @@ import numpy as np
 
 from annzoo.errors import AnnzooError
 from annzoo.models import gan as gan_module
-from annzoo.registry import create_model
-from annzoo.training.generative import FEATURE_LAYER, frechet_distance
+from annzoo.training.generative import feature_classifier, frechet_distance
 
 __all__ = [
     "CLASSIFIER_EPOCHS",
@@ -125,22 +124,10 @@ class FrechetJudge:
         self.seed = int(seed)
         num_classes = int(train_labels.max()) + 1
         # Seeded here, before any trial (which seeds itself again).
-        keras.utils.set_random_seed(self.seed)
-        classifier = create_model(
-            "cnn",
-            input_shape=tuple(train_images.shape[1:]),
-            num_classes=num_classes,
-            filters=(16, 32),
-            hidden_units=(64,),
-            dropout=0.2,
-        )
-        classifier.fit(
-            train_images, train_labels, batch_size=32, epochs=int(epochs),
-            verbose=0, shuffle=True,
+        _, self._features = feature_classifier(
+            train_images, train_labels, num_classes=num_classes, seed=self.seed,
+            epochs=epochs,
         )  # fmt: skip
-        self._features = keras.Model(
-            classifier.input, classifier.get_layer(FEATURE_LAYER).output
-        )
         self.real_features = self.features(real_images)
 
     def features(self, images: Any) -> np.ndarray:
