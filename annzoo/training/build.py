@@ -160,7 +160,7 @@ def build_model(recipe: Recipe, model_args: dict, replicas: int = 1):
 def compile_recipe_model(recipe: Recipe, model, model_args: dict, learning_rate):
     """Compiles ``model`` with the recipe's optimizer, task and compile settings."""
     comp = recipe.compile
-    optimizer_args = {}
+    optimizer_args = dict(comp["optimizer_options"] or {})
     if comp["weight_decay"] is not None:
         optimizer_args["weight_decay"] = comp["weight_decay"]
     optimizer = tasks.get_optimizer(comp["optimizer"], learning_rate, **optimizer_args)

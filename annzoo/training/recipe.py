@@ -69,6 +69,11 @@ SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
         "optimizer": "adam",
         "learning_rate": None,
         "weight_decay": None,
+        # Further keyword arguments of the optimizer's Keras class, such as
+        # {"beta_1": 0.5, "beta_2": 0.9} for Adam (DCGAN's and WGAN-GP's
+        # settings) or {"clipnorm": 1.0}; a GAN's generator and discriminator
+        # both get them. The learning rate and weight decay have fields above.
+        "optimizer_options": {},
         # None, or {"boundaries": [epochs...], "values": [lr...]}: a step
         # schedule in epochs (He et al.'s CIFAR schedule is one).
         "schedule": None,
