@@ -11,6 +11,7 @@
     annzoo tune RECIPE [--max-trials N]   hyperparameter search (resumable)
     annzoo finetune SOURCE RECIPE         fine-tune trained weights on a recipe
     annzoo export RUN_DIR --format F      keras, savedmodel or onnx
+    annzoo export RUN_DIR --step          a language model's one-step function
     annzoo generate RUN_DIR [--num N]     images or text from a generative run
 
 Errors print one sentence and exit with status 2; ``--debug`` shows the

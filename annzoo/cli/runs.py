@@ -49,10 +49,21 @@ def add_commands(commands) -> None:
     exporting = commands.add_parser("export", help="export a run's model")
     exporting.add_argument("run_dir")
     exporting.add_argument(
-        "--format", default="keras", help="keras, savedmodel or onnx"
+        "--format",
+        help="keras, savedmodel or onnx (default keras; savedmodel with --step)",
     )
     exporting.add_argument("--output", help="destination (default RUN_DIR/export/...)")
     exporting.add_argument("--which", default="best", choices=("best", "final"))
+    exporting.add_argument(
+        "--step",
+        action="store_true",
+        help=(
+            "a language model's one-step function, (token, position, cache) -> "
+            "(logits, new cache), instead of the full-sequence model: "
+            "SavedModel or ONNX (default RUN_DIR/export/step_savedmodel/ or "
+            "step.onnx)"
+        ),
+    )
     exporting.set_defaults(run=_export)
 
 
@@ -100,11 +111,24 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    format = args.format or ("savedmodel" if args.step else "keras")
+    if args.step and format == "keras":
+        raise AnnzooError(
+            "`--step` exports a language model's one-step function as a "
+            "SavedModel or ONNX (a .keras file holds the whole model, which "
+            "annzoo.generation steps itself). Received: --step --format keras"
+        )
     if args.output is not None:
-        savedmodel = args.format == "savedmodel"
+        savedmodel = format == "savedmodel"
         check_output_path("--output", args.output, directory=savedmodel)
     _startup.quiet_backend(args)
     from annzoo.export import export
+    from annzoo.export.step import NotALanguageModelError
 
-    path = export(args.run_dir, args.output, format=args.format, which=args.which)
+    try:
+        path = export(
+            args.run_dir, args.output, format=format, which=args.which, step=args.step
+        )
+    except NotALanguageModelError as error:  # named as the command line has it
+        raise error.for_option("--step") from None
     print(f"exported: {path}")

@@ -44,7 +44,11 @@ from annzoo._version import __version__
 from annzoo.errors import AnnzooError, CheckpointError
 from annzoo.export.describe import tensor as _tensor
 from annzoo.export.onnx import export_onnx, export_step_onnx
-from annzoo.export.step import describe_step, write_step_savedmodel
+from annzoo.export.step import (
+    check_language_model,
+    describe_step,
+    write_step_savedmodel,
+)
 from annzoo.layers.crf import CRF, PAD_TAG
 from annzoo.layers.gan import GAN
 from annzoo.layers.walk import walk_layers
@@ -101,7 +105,9 @@ def export(
             of the full-sequence pass: `(token, position, cache[, classes])
             -> (logits, cache)`, so a client generates without recomputing
             the prefix (`annzoo.export.step`). SavedModel or ONNX; default
-            paths `export/step_savedmodel/` and `export/step.onnx`.
+            paths `export/step_savedmodel/` and `export/step.onnx`. Any
+            other model is refused (`annzoo.export.step.NotALanguageModelError`)
+            before anything is written.
 
     Returns:
         The path of the export. Its description is `<path>.json`, or
@@ -139,6 +145,7 @@ def export(
     provenance = None if model_file is None else str(model_file)
     model = served_model(model)
     if step:
+        check_language_model(model, provenance)  # before anything is written
         return _export_step(model, target, provenance, format)
 
     if format == "keras":
@@ -297,7 +304,7 @@ def _export_savedmodel(
 def _export_step(
     model: keras.Model, target: Path, provenance: str | None, format: str
 ) -> Path:
-    described = describe_step(model)  # refuses a model that is not an LM
+    described = describe_step(model)
     if format == "onnx":
         info = export_step_onnx(model, target)
         info["endpoint"] = described.pop("endpoint")

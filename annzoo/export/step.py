@@ -27,10 +27,14 @@ from typing import Any
 
 import keras
 
+from annzoo.errors import AnnzooError
 from annzoo.generation.step import step_function
+from annzoo.models.language_model import architecture_of
 
 __all__ = [
     "STEP_ENDPOINT",
+    "NotALanguageModelError",
+    "check_language_model",
     "describe_step",
     "rewrite_dynamic_update_slice",
     "step_onnx",
@@ -40,9 +44,44 @@ __all__ = [
 STEP_ENDPOINT = "step"
 
 
+class NotALanguageModelError(AnnzooError):
+    """A step export asked of a model that is not a language model.
+
+    The message names the option that asked (``step=True``; the command line
+    names its ``--step`` with `for_option`), the model expected and the one
+    received, by its name and the file it was loaded from.
+    """
+
+    def __init__(
+        self, model_name: str, source: str | None = None, option: str = "step=True"
+    ) -> None:
+        self.model_name, self.source, self.option = model_name, source, option
+        where = "" if source is None else f" loaded from {source!r}"
+        super().__init__(
+            f"`{option}` exports a language model's one-step function, so the "
+            "model must be a language model built by annzoo.build_language_model "
+            "(a causal Transformer, LSTM or GRU over `tokens`). "
+            f"Received: model={model_name!r}{where}"
+        )
+
+    def for_option(self, option: str) -> NotALanguageModelError:
+        """The same refusal, naming ``option`` (``"--step"``) instead."""
+        return NotALanguageModelError(self.model_name, self.source, option)
+
+
+def check_language_model(model: keras.Model, source: str | None = None) -> str:
+    """``model``'s architecture; `NotALanguageModelError` if it has no step."""
+    try:
+        return architecture_of(model)
+    except AnnzooError:
+        name = getattr(model, "name", type(model).__name__)
+        raise NotALanguageModelError(name, source) from None
+
+
 def describe_step(model: keras.Model) -> dict[str, Any]:
     """What a client needs to run the step: the cache's shape and the limits."""
-    step = step_function(model)  # refuses a model that is not a language model
+    check_language_model(model)
+    step = step_function(model)
     inputs = ["token", "position", "cache"] + (["classes"] if step.conditional else [])
     return {
         "endpoint": STEP_ENDPOINT,
