@@ -48,6 +48,7 @@ LIGHT_COMMANDS = [
     ["info", "resnet2O"],
     ["list", "nomatch*"],
     ["predict", "runs/x"],
+    ["export", "runs/x", "--step", "--format", "keras"],
 ]
 
 PROBE = f"""
@@ -86,6 +87,8 @@ def test_light_commands_and_usage_errors_import_no_backend(tmp_path):
     assert "no_such_recipe" in errors[("train", "no_such_recipe")]
     assert "digits_mlp" in errors[("train", "no_such_recipe")]  # the known names
     assert "resnet2O" in errors[("info", "resnet2O")]
+    step = errors[("export", "runs/x", "--step", "--format", "keras")]
+    assert "--step" in step and "keras" in step, step
     bad_choice = errors[("train", "digits_mlp", "--distribute", "bogus")]
     assert "invalid choice: 'bogus'" in bad_choice
 
