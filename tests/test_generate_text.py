@@ -21,7 +21,9 @@ from annzoo.generation import (
     next_token_arrays,
 )
 
-pytestmark = pytest.mark.speedups_off
+# Not in the ANNZOO_SPEEDUPS=0 passes: the speedups act on building and
+# training steps, which the language model family's smoke model goes through
+# there (test_family_specs); none acts on decoding.
 
 VOCABULARY = language_model_vocabulary(["abcdefgh"])  # 4 specials + 8 letters
 V = len(VOCABULARY)
