@@ -156,6 +156,11 @@ def test_bad_options_are_refused_in_one_sentence(optimizer, options, fragments):
         assert re.search(fragment, message), message
 
 
+def test_the_shipped_gan_recipe_asks_for_wgan_gp_betas():
+    recipe = load_recipe(ROOT / "annzoo" / "recipes" / "shapes_gan.yaml").validate()
+    assert recipe.compile["optimizer_options"] == {"beta_1": 0.5, "beta_2": 0.9}
+
+
 class _Interrupt(Exception):
     pass
 
