@@ -11,8 +11,10 @@ object for a name; :func:`compile_model` compiles a model for one.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import keras
@@ -119,6 +121,70 @@ def get_optimizer(
     if learning_rate is not None:
         options["learning_rate"] = learning_rate
     return getattr(keras.optimizers, class_name)(**options)
+
+
+def check_optimizer_options(
+    optimizer: str | keras.optimizers.Optimizer,
+    options: Any,
+    *,
+    name: str = "optimizer_options",
+    optimizer_name: str = "optimizer",
+    own_fields: Mapping[str, str] | None = None,
+) -> None:
+    """Checks ``options``, keyword arguments for ``optimizer``'s Keras class.
+
+    Each key must be an argument of that class (not ``name`` or
+    ``learning_rate``, nor any key of ``own_fields``, which maps an argument
+    to the setting that sets it instead), each value a number, a boolean or
+    None, and the class must accept them together. An optimizer instance
+    brings its own options: only the mapping is checked. Errors name
+    ``name`` (and the optimizer as ``optimizer_name``), what was expected and
+    what was received.
+    """
+    if options is None:
+        return
+    if not isinstance(options, Mapping):
+        raise AnnzooError(
+            f"`{name}` must be a mapping of the optimizer's keyword arguments, "
+            f"such as {{beta_1: 0.5}}. Received: {name}={options!r}"
+        )
+    if not isinstance(optimizer, str):  # an optimizer instance: its own options
+        return
+    own = {"learning_rate": "learning_rate", **(own_fields or {})}
+    class_name, fixed = OPTIMIZERS[check_choice("optimizer", optimizer, OPTIMIZERS)]
+    cls = getattr(keras.optimizers, class_name)
+    allowed = set(inspect.signature(cls.__init__).parameters)
+    allowed -= {"self", "kwargs", "name", *own}
+    for key in options:
+        if key in own:
+            raise AnnzooError(
+                f"`{name}.{key}` must be set by `{own[key]}` instead. "
+                f"Received: {name}={dict(options)!r}"
+            )
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise AnnzooError(
+                f"`{name}` must hold keyword arguments of keras.optimizers."
+                f"{class_name} ({optimizer_name}={optimizer!r}), and {key!r} is "
+                f"not one: expected some of {sorted(allowed)}.{hint} Received: "
+                f"{name}={dict(options)!r}"
+            )
+        value = options[key]
+        number = isinstance(value, int | float) and math.isfinite(value)
+        if not (number or value is None):  # bools are ints: amsgrad, nesterov
+            raise AnnzooError(
+                f"`{name}.{key}` must be a number, true, false or null. "
+                f"Received: {name}={dict(options)!r}"
+            )
+    try:
+        cls(**{**fixed, **options})
+    except (TypeError, ValueError) as error:
+        raise AnnzooError(
+            f"`{name}` must be values keras.optimizers.{class_name} accepts; "
+            f"it refused them ({' '.join(str(error).split())[:200]}). Received: "
+            f"{name}={dict(options)!r}"
+        ) from None
 
 
 def check_compile_options(options: dict[str, Any]) -> None:

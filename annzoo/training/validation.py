@@ -7,14 +7,10 @@ was received, so that a bad recipe is refused in one sentence.
 from __future__ import annotations
 
 import difflib
-import inspect
-import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-import keras
 
 from annzoo import augment, datasets, registry, tasks
 from annzoo._checks import (
@@ -112,7 +108,16 @@ def validate_recipe(recipe) -> None:
         check_positive_float("compile.learning_rate", comp["learning_rate"])
     if comp["weight_decay"] is not None:
         check_rate("compile.weight_decay", comp["weight_decay"])
-    _check_optimizer_options(comp["optimizer"], comp["optimizer_options"])
+    tasks.check_optimizer_options(
+        comp["optimizer"],
+        comp["optimizer_options"],
+        name="compile.optimizer_options",
+        optimizer_name="compile.optimizer",
+        own_fields={
+            "learning_rate": "compile.learning_rate",
+            "weight_decay": "compile.weight_decay",
+        },
+    )
     check_positive_int("compile.steps_per_execution", comp["steps_per_execution"])
     _check_auto_or_bool("compile.jit_compile", comp["jit_compile"])
     _check_schedule(comp["schedule"])
@@ -242,60 +247,6 @@ def _check_options(name: str, value: Any, allowed: set[str]) -> None:
                 f"`{name}.{key}` is not an option. Expected some of {sorted(allowed)}."
                 f"{suggest(key, allowed)}"
             )
-
-
-# Optimizer arguments with a recipe field of their own, or not the recipe's.
-_OWN_FIELDS = {"learning_rate": "compile.learning_rate",
-               "weight_decay": "compile.weight_decay"}  # fmt: skip
-_NOT_OPTIONS = {"self", "kwargs", "name", *_OWN_FIELDS}
-
-
-def _check_optimizer_options(optimizer: str, options: Any) -> None:
-    """``compile.optimizer_options``: keyword arguments of ``optimizer``'s
-    Keras class (not its learning rate or weight decay, which have fields),
-    which must build it."""
-    name = "compile.optimizer_options"
-    if options is None:
-        return
-    if not isinstance(options, Mapping):
-        raise AnnzooError(
-            f"`{name}` must be a mapping of the optimizer's keyword arguments, "
-            f"such as {{beta_1: 0.5}}. Received: {name}={options!r}"
-        )
-    if not isinstance(optimizer, str):  # an optimizer instance: its own options
-        return
-    class_name, fixed = tasks.OPTIMIZERS[optimizer]
-    cls = getattr(keras.optimizers, class_name)
-    allowed = set(inspect.signature(cls.__init__).parameters) - _NOT_OPTIONS
-    for key in options:
-        if key in _OWN_FIELDS:
-            raise AnnzooError(
-                f"`{name}.{key}` must be set by `{_OWN_FIELDS[key]}` instead. "
-                f"Received: {name}={dict(options)!r}"
-            )
-        if key not in allowed:
-            raise AnnzooError(
-                f"`{name}` must hold keyword arguments of keras.optimizers."
-                f"{class_name} (compile.optimizer={optimizer!r}), and {key!r} is "
-                f"not one: expected some of {sorted(allowed)}."
-                f"{suggest(str(key), allowed)} Received: "
-                f"{name}={dict(options)!r}"
-            )
-        value = options[key]
-        number = isinstance(value, int | float) and math.isfinite(value)
-        if not (number or value is None):  # bools are ints: amsgrad, nesterov
-            raise AnnzooError(
-                f"`{name}.{key}` must be a number, true, false or null. "
-                f"Received: {name}={dict(options)!r}"
-            )
-    try:
-        cls(**{**fixed, **options})
-    except (TypeError, ValueError) as error:
-        raise AnnzooError(
-            f"`{name}` must be values keras.optimizers.{class_name} accepts; "
-            f"it refused them ({' '.join(str(error).split())[:200]}). Received: "
-            f"{name}={dict(options)!r}"
-        ) from None
 
 
 def _check_auto_or_bool(name: str, value: Any) -> None:

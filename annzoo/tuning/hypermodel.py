@@ -46,6 +46,10 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
             space.
         compile_options: further :func:`annzoo.compile_model` arguments
             (``jit_compile``, ``steps_per_execution``, ``label_format``...).
+        optimizer_options: keyword arguments of every trial's optimizer
+            (``{"beta_1": 0.5}``, ``weight_decay``...), checked against each
+            optimizer the trials may use (the fixed one, or each choice of
+            the space's ``optimizer``).
         tunable: keras-tuner's flag (whether new hyperparameters are added to
             the tuner's space).
 
@@ -54,6 +58,7 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
         fixed: the fixed builder arguments.
         settings: the fixed ``optimizer``, ``learning_rate``, ``batch_size``.
         compile_options: as given.
+        optimizer_options: as given.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
         space: Mapping[str, Any] | None = None,
         fixed: Mapping[str, Any] | None = None,
         compile_options: Mapping[str, Any] | None = None,
+        optimizer_options: Mapping[str, Any] | None = None,
         tunable: bool = True,
     ) -> None:
         fixed = dict(fixed or {})
@@ -81,10 +87,35 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
         self.settings = {k: fixed.pop(k) for k in spaces.SPECIAL_KEYS if k in fixed}
         self.fixed = fixed
         self.compile_options = compile_options
+        self.optimizer_options = dict(optimizer_options or {})
+        optimizers = self._optimizers()
+        for optimizer in optimizers:
+            try:
+                tasks.check_optimizer_options(optimizer, self.optimizer_options)
+            except AnnzooError as error:
+                if len(optimizers) == 1:
+                    raise
+                raise AnnzooError(
+                    f"{error} (The space draws `optimizer` among {optimizers}, "
+                    "and every choice must take the options: fix `optimizer` or "
+                    "narrow its choices.)"
+                ) from None
         self._task = model_task(name, fixed)
         # A GAN's objective (`annzoo.tuning.fid`): set by the recipe's
         # hypermodel, else made by `fit` from its data and validation images.
         self.fid_judge: FrechetJudge | None = None
+
+    def _optimizers(self) -> list:
+        """The optimizers the trials may use: the fixed one, each choice of
+        the space's ``optimizer``, or the default ``"adam"``."""
+        if "optimizer" in self.settings:
+            return [self.settings["optimizer"]]
+        entry = self._space.get("optimizer")
+        if entry is None:
+            return ["adam"]
+        if entry.get("type") == "choice":
+            return list(entry["values"])
+        return [entry.get("value", "adam")]
 
     @property
     def space(self) -> dict[str, Any]:
@@ -132,12 +163,13 @@ class AnnzooHyperModel(keras_tuner.HyperModel):
         model = registry.create_model(
             self.model_name, **arguments["model"], compile=False
         )
+        optimizer = tasks.get_optimizer(
+            arguments["compile"].get("optimizer", "adam"),
+            arguments["compile"].get("learning_rate"),
+            **self.optimizer_options,
+        )
         return tasks.compile_model(
-            model,
-            task=self._task,
-            optimizer=arguments["compile"].get("optimizer", "adam"),
-            learning_rate=arguments["compile"].get("learning_rate"),
-            **self.compile_options,
+            model, task=self._task, optimizer=optimizer, **self.compile_options
         )
 
     @property
@@ -356,6 +388,7 @@ def hypermodel(
     *,
     space: Mapping[str, Any] | None = None,
     compile_options: Mapping[str, Any] | None = None,
+    optimizer_options: Mapping[str, Any] | None = None,
     **fixed: Any,
 ) -> AnnzooHyperModel:
     """A keras-tuner hypermodel searching the arguments of preset or family ``name``.
@@ -371,6 +404,8 @@ def hypermodel(
         space: overrides, in the format of a recipe's ``search_space``: new or
             replaced entries, ``None`` to remove a key.
         compile_options: further :func:`annzoo.compile_model` arguments.
+        optimizer_options: keyword arguments of every trial's optimizer
+            (``{"beta_1": 0.5}``), checked before any search.
         **fixed: builder arguments that stay fixed (input and output sizes
             are required for a family), and optionally ``optimizer``,
             ``learning_rate`` or ``batch_size``.
@@ -384,5 +419,9 @@ def hypermodel(
         >>> tuner = keras_tuner.RandomSearch(hm, objective="val_accuracy")
     """
     return AnnzooHyperModel(
-        name, space=space, fixed=fixed, compile_options=compile_options
+        name,
+        space=space,
+        fixed=fixed,
+        compile_options=compile_options,
+        optimizer_options=optimizer_options,
     )

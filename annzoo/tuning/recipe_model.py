@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from annzoo import data, tasks
+from annzoo.errors import AnnzooError
 from annzoo.layers.walk import walk_layers
 from annzoo.speedups import without_batch_hooks
 from annzoo.training import sequences
@@ -95,11 +96,25 @@ def recipe_hypermodel(
             recipe.compile["steps_per_execution"]
         ),
     }
+    # The recipe's optimizer settings reach every trial's optimizer.
+    optimizer_options = dict(recipe.compile["optimizer_options"] or {})
+    if recipe.compile["weight_decay"] is not None:
+        optimizer_options["weight_decay"] = recipe.compile["weight_decay"]
     # The factory checks the space and the fixed arguments; the subclass below
     # is then built from the same arguments.
-    hypermodel(
-        recipe.model["name"], space=space, compile_options=compile_options, **fixed
-    )
+    try:
+        hypermodel(
+            recipe.model["name"],
+            space=space,
+            compile_options=compile_options,
+            optimizer_options=optimizer_options,
+            **fixed,
+        )
+    except AnnzooError as error:  # named as the recipe's field
+        if not str(error).startswith("`optimizer_options"):
+            raise
+        message = str(error).replace("optimizer_options", "compile.optimizer_options")
+        raise AnnzooError(message) from None
 
     class RecipeHyperModel(AnnzooHyperModel):
         def build(self, hp):
@@ -182,6 +197,7 @@ def recipe_hypermodel(
         space=space,
         fixed=fixed,
         compile_options=compile_options,
+        optimizer_options=optimizer_options,
     )
     if made.adversarial:
         # Before the search, so that no trial's seeded draws depend on which

@@ -187,6 +187,11 @@ def tune(
     space = dict(recipe.search_space or {})
     tuned = set(default_space(recipe.model["name"], **sizes)) | set(space)
     fixed = {k: v for k, v in model_args.items() if k in sizes or k not in tuned}
+    if recipe.compile["optimizer_options"] and "optimizer" not in space:
+        # The options are those of compile.optimizer: the trials keep it
+        # rather than draw another (a search_space naming `optimizer` draws
+        # it, and each choice must then take the options).
+        fixed["optimizer"] = recipe.compile["optimizer"]
     hypermodel = recipe_hypermodel(recipe, splits, fixed, space or None)
     # A GAN's default is its val_fid (`annzoo.tuning.fid`), not its monitor.
     objective = (
