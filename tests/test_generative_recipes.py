@@ -31,6 +31,7 @@ from annzoo.training.generative import (
 from annzoo.training.report import evaluate_run
 
 from . import _kill_hooks as hooks
+from ._interrupt import stopped_then_resumed
 from .conftest import ROOT, subprocess_env
 
 SMOKE = ["fit.epochs=2", "data.limit=48", "data.batch_size=16"]
@@ -219,17 +220,11 @@ def test_digits_gan_resumes_after_kill_9_as_if_never_stopped(tmp_path):
         evaluate_run(run, which="final")
 
 
-class _Interrupt(Exception):
-    pass
-
-
 @pytest.mark.slow
 def test_surnames_generator_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
     """The language model's data path (training_split, fit_arrays) resumed:
     a run stopped as epoch 2 begins, rerun, ends as the run never stopped."""
     import keras
-
-    from annzoo.training import fitting
 
     recipe = load_recipe(ROOT / "recipes" / "surnames_generator.py").override(
         ["fit.epochs=3", "data.limit=64", "data.batch_size=16"]
@@ -237,23 +232,7 @@ def test_surnames_generator_resumes_to_the_uninterrupted_run(tmp_path, monkeypat
     )
     reference = train(recipe, output_dir=tmp_path / "reference", verbose=0).run_dir
 
-    class StopAtEpoch2(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise _Interrupt
-
-    built = fitting.build_callbacks
-
-    def with_stop(*args, **kwargs):
-        bundle = built(*args, **kwargs)
-        bundle.callbacks.append(StopAtEpoch2())
-        return bundle
-
-    with monkeypatch.context() as patch:
-        patch.setattr(fitting, "build_callbacks", with_stop)
-        with pytest.raises(_Interrupt):
-            train(recipe, output_dir=tmp_path / "killed", verbose=0)
-    result = train(recipe, output_dir=tmp_path / "killed", verbose=0)
+    result = stopped_then_resumed(recipe, tmp_path / "killed", monkeypatch)
     assert result.resumed_from == 1
     run = result.run_dir
     assert (run / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()

@@ -17,8 +17,9 @@ import keras
 import numpy as np
 import pytest
 
-from annzoo.training import fitting, load_recipe, train
+from annzoo.training import load_recipe, train
 
+from ._interrupt import stopped_then_resumed
 from .conftest import ROOT
 
 TINY = [
@@ -31,16 +32,6 @@ CASES = {
     "digits_vae": TINY,
     "digits_gan-wgan-gp": [*TINY, "model.loss=wgan-gp"],
 }
-
-
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAtSecondEpoch(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 1:
-            raise _Interrupt
 
 
 def _state(path):
@@ -60,18 +51,7 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_run(case, tmp_path, monkeypa
     recipe = load_recipe(ROOT / "recipes" / f"{name}.py").override(CASES[case])
     reference = train(recipe, output_dir=tmp_path / "reference", verbose=0).run_dir
 
-    built = fitting.build_callbacks
-
-    def with_stop(*args, **kwargs):
-        bundle = built(*args, **kwargs)
-        bundle.callbacks.append(_StopAtSecondEpoch())
-        return bundle
-
-    with monkeypatch.context() as patch:
-        patch.setattr(fitting, "build_callbacks", with_stop)
-        with pytest.raises(_Interrupt):
-            train(recipe, output_dir=tmp_path / "stopped", verbose=0)
-    result = train(recipe, output_dir=tmp_path / "stopped", verbose=0)
+    result = stopped_then_resumed(recipe, tmp_path / "stopped", monkeypatch)
     assert result.resumed_from == 1
     run = result.run_dir
     assert (run / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()

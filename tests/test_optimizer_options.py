@@ -17,6 +17,7 @@ from annzoo import AnnzooError, registry
 from annzoo.training import Recipe, load_recipe, train
 from annzoo.training.build import compile_recipe_model
 
+from ._interrupt import stopped_then_resumed
 from .conftest import ROOT
 
 GAN_SMOKE = dict(
@@ -161,17 +162,11 @@ def test_the_shipped_gan_recipe_asks_for_wgan_gp_betas():
     assert recipe.compile["optimizer_options"] == {"beta_1": 0.5, "beta_2": 0.9}
 
 
-class _Interrupt(Exception):
-    pass
-
-
 @pytest.mark.slow
 def test_options_survive_the_saved_state_and_a_resume(tmp_path, monkeypatch):
     """A GAN run stopped as epoch 2 begins and rerun ends with the same bits as
     the uninterrupted run, both optimizers still with the recipe's betas (a
     resume that rebuilt Adam at its defaults would diverge)."""
-    from annzoo.training import fitting
-
     recipe = load_recipe(ROOT / "recipes" / "digits_gan.py").override(
         ["fit.epochs=2", "data.limit=48", "data.batch_size=16"]
         + ["callbacks.tensorboard=false"]
@@ -179,23 +174,7 @@ def test_options_survive_the_saved_state_and_a_resume(tmp_path, monkeypatch):
     )
     reference = train(recipe, output_dir=tmp_path / "reference", verbose=0).run_dir
 
-    class StopAtEpoch2(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise _Interrupt
-
-    built = fitting.build_callbacks
-
-    def with_stop(*args, **kwargs):
-        bundle = built(*args, **kwargs)
-        bundle.callbacks.append(StopAtEpoch2())
-        return bundle
-
-    with monkeypatch.context() as patch:
-        patch.setattr(fitting, "build_callbacks", with_stop)
-        with pytest.raises(_Interrupt):
-            train(recipe, output_dir=tmp_path / "killed", verbose=0)
-    result = train(recipe, output_dir=tmp_path / "killed", verbose=0)
+    result = stopped_then_resumed(recipe, tmp_path / "killed", monkeypatch)
     assert result.resumed_from == 1
     run = result.run_dir
     saved = json.loads((run / "recipe.json").read_text())
