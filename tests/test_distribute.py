@@ -27,13 +27,14 @@ TOLERANCE = 1e-5
 pytest.importorskip("jax")
 
 
-def _recipe(tmp_path, epochs=2):
+def _recipe(tmp_path, epochs=2, compile=None):
     recipe = {
         "name": "dist",
         "model": {"name": "mlp", "hidden_units": [16], "dropout": 0.0},
         # 256 training samples: 8 global batches of 32, none partial.
         "data": {"dataset": "digits", "batch_size": 16, "limit": 256},
         "fit": {"epochs": epochs, "seed": 3},
+        "compile": compile or {},
         "callbacks": {"tensorboard": False, "early_stopping": None},
     }
     path = tmp_path / "dist.json"
@@ -182,7 +183,9 @@ def test_two_processes_through_workers_2_train_resume_and_match_one_process(
     tmp_path,
 ):
     """annzoo train --workers 2, killed mid-run and rerun, equals one process."""
-    recipe = _recipe(tmp_path, epochs=4)
+    # Optimizer options: each process checks its recipe before it joins the
+    # job, and that check must not start JAX (it would refuse to join).
+    recipe = _recipe(tmp_path, epochs=4, compile={"optimizer_options": {"beta_1": 0.8}})
     jobs = tmp_path / "jobs"
     command = hooks.command(
         "train", str(recipe), "--workers", "2", "--output-dir", str(jobs), "--quiet"

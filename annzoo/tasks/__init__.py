@@ -130,19 +130,23 @@ def check_optimizer_options(
     name: str = "optimizer_options",
     optimizer_name: str = "optimizer",
     own_fields: Mapping[str, str] | None = None,
+    build: bool = True,
 ) -> None:
     """Checks ``options``, keyword arguments for ``optimizer``'s Keras class.
 
     Each key must be an argument of that class (not ``name`` or
     ``learning_rate``, nor any key of ``own_fields``, which maps an argument
     to the setting that sets it instead), each value a number, a boolean or
-    None, and the class must accept them together. An optimizer instance
-    brings its own options: only the mapping is checked. Errors name
-    ``name`` (and the optimizer as ``optimizer_name``), what was expected and
-    what was received.
+    None, and, where ``build``, the class must accept them together (by
+    building one: that starts the backend, so a recipe's check before a
+    multi-process job joins leaves it to `build_optimizer`). An optimizer
+    instance brings its own options: only the mapping is checked. Errors
+    name ``name`` (and the optimizer as ``optimizer_name``), what was
+    expected and what was received.
     """
-    if options is None:
-        return
+    if not options:
+        if options is None or isinstance(options, Mapping):
+            return
     if not isinstance(options, Mapping):
         raise AnnzooError(
             f"`{name}` must be a mapping of the optimizer's keyword arguments, "
@@ -177,9 +181,24 @@ def check_optimizer_options(
                 f"`{name}.{key}` must be a number, true, false or null. "
                 f"Received: {name}={dict(options)!r}"
             )
+    if build:
+        build_optimizer(optimizer, None, options, name=name)
+
+
+def build_optimizer(
+    optimizer: str | keras.optimizers.Optimizer,
+    learning_rate: float | None,
+    options: Mapping[str, Any],
+    *,
+    name: str = "optimizer_options",
+) -> keras.optimizers.Optimizer:
+    """`get_optimizer` with keyword arguments ``options``; values its Keras
+    class refuses together (``clipnorm`` with ``clipvalue``...) are an
+    `AnnzooError` naming ``name``, not Keras' own exception."""
     try:
-        cls(**{**fixed, **options})
+        return get_optimizer(optimizer, learning_rate, **options)
     except (TypeError, ValueError) as error:
+        class_name = OPTIMIZERS[optimizer][0] if isinstance(optimizer, str) else ""
         raise AnnzooError(
             f"`{name}` must be values keras.optimizers.{class_name} accepts; "
             f"it refused them ({' '.join(str(error).split())[:200]}). Received: "

@@ -163,7 +163,12 @@ def compile_recipe_model(recipe: Recipe, model, model_args: dict, learning_rate)
     optimizer_args = dict(comp["optimizer_options"] or {})
     if comp["weight_decay"] is not None:
         optimizer_args["weight_decay"] = comp["weight_decay"]
-    optimizer = tasks.get_optimizer(comp["optimizer"], learning_rate, **optimizer_args)
+    optimizer = tasks.build_optimizer(
+        comp["optimizer"],
+        learning_rate,
+        optimizer_args,
+        name="compile.optimizer_options",
+    )
     task = model_args.get("task", "multiclass")
     tasks.compile_model(
         model,

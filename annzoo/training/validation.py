@@ -113,6 +113,7 @@ def validate_recipe(recipe) -> None:
         comp["optimizer_options"],
         name="compile.optimizer_options",
         optimizer_name="compile.optimizer",
+        build=False,  # no backend yet: `compile_recipe_model` builds it
         own_fields={
             "learning_rate": "compile.learning_rate",
             "weight_decay": "compile.weight_decay",
