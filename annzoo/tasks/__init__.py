@@ -197,6 +197,8 @@ def build_optimizer(
     `AnnzooError` naming ``name``, not Keras' own exception."""
     try:
         return get_optimizer(optimizer, learning_rate, **options)
+    except AnnzooError:  # a name or rate of annzoo's: already named
+        raise
     except (TypeError, ValueError) as error:
         class_name = OPTIMIZERS[optimizer][0] if isinstance(optimizer, str) else ""
         raise AnnzooError(
