@@ -20,14 +20,7 @@ from annzoo.training.build import compile_recipe_model
 from ._interrupt import stopped_then_resumed
 from .conftest import ROOT
 
-GAN_SMOKE = dict(
-    image_shape=(8, 8, 1),
-    latent_dim=4,
-    generator_filters=(8, 4),
-    discriminator_filters=(4,),
-    dropout=0.0,
-    conditional_classes=3,
-)
+GAN_SMOKE = registry.family_spec("gan").smoke  # the family's tiny GAN
 
 
 def _recipe(**compile_fields) -> Recipe:
