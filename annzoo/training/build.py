@@ -22,6 +22,7 @@ __all__ = [
     "head_epochs",
     "learning_rates",
     "load_or_build",
+    "optimizer_arguments",
     "stages",
     "start_model",
     "with_source_checksum",
@@ -157,16 +158,23 @@ def build_model(recipe: Recipe, model_args: dict, replicas: int = 1):
     return model
 
 
+def optimizer_arguments(recipe: Recipe) -> dict:
+    """The keyword arguments of the recipe's optimizer beside its learning
+    rate: ``compile.optimizer_options`` and ``compile.weight_decay``. A run's
+    optimizer and every trial's of a search get them."""
+    arguments = dict(recipe.compile["optimizer_options"] or {})
+    if recipe.compile["weight_decay"] is not None:
+        arguments["weight_decay"] = recipe.compile["weight_decay"]
+    return arguments
+
+
 def compile_recipe_model(recipe: Recipe, model, model_args: dict, learning_rate):
     """Compiles ``model`` with the recipe's optimizer, task and compile settings."""
     comp = recipe.compile
-    optimizer_args = dict(comp["optimizer_options"] or {})
-    if comp["weight_decay"] is not None:
-        optimizer_args["weight_decay"] = comp["weight_decay"]
     optimizer = tasks.build_optimizer(
         comp["optimizer"],
         learning_rate,
-        optimizer_args,
+        optimizer_arguments(recipe),
         name="compile.optimizer_options",
     )
     task = model_args.get("task", "multiclass")

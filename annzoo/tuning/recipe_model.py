@@ -16,9 +16,10 @@ from annzoo.errors import AnnzooError
 from annzoo.layers.walk import walk_layers
 from annzoo.speedups import without_batch_hooks
 from annzoo.training import sequences
+from annzoo.training.build import optimizer_arguments
 from annzoo.training.recipe import Recipe
 from annzoo.tuning.fid import FrechetJudge
-from annzoo.tuning.hypermodel import AnnzooHyperModel, hypermodel
+from annzoo.tuning.hypermodel import AnnzooHyperModel
 
 __all__ = ["VALIDATION_BATCH", "fid_judge", "recipe_hypermodel"]
 
@@ -96,25 +97,6 @@ def recipe_hypermodel(
             recipe.compile["steps_per_execution"]
         ),
     }
-    # The recipe's optimizer settings reach every trial's optimizer.
-    optimizer_options = dict(recipe.compile["optimizer_options"] or {})
-    if recipe.compile["weight_decay"] is not None:
-        optimizer_options["weight_decay"] = recipe.compile["weight_decay"]
-    # The factory checks the space and the fixed arguments; the subclass below
-    # is then built from the same arguments.
-    try:
-        hypermodel(
-            recipe.model["name"],
-            space=space,
-            compile_options=compile_options,
-            optimizer_options=optimizer_options,
-            **fixed,
-        )
-    except AnnzooError as error:  # named as the recipe's field
-        if not str(error).startswith("`optimizer_options"):
-            raise
-        message = str(error).replace("optimizer_options", "compile.optimizer_options")
-        raise AnnzooError(message) from None
 
     class RecipeHyperModel(AnnzooHyperModel):
         def build(self, hp):
@@ -192,13 +174,21 @@ def recipe_hypermodel(
             # The pipeline shuffles (seeded per epoch); Keras warns otherwise.
             return super().fit_model(model, train, shuffle=False, **kwargs)
 
-    made = RecipeHyperModel(
-        recipe.model["name"],
-        space=space,
-        fixed=fixed,
-        compile_options=compile_options,
-        optimizer_options=optimizer_options,
-    )
+    # Its constructor checks the space, the fixed arguments and the options
+    # (the recipe's, which every trial's optimizer gets) before any search.
+    try:
+        made = RecipeHyperModel(
+            recipe.model["name"],
+            space=space,
+            fixed=fixed,
+            compile_options=compile_options,
+            optimizer_options=optimizer_arguments(recipe),
+        )
+    except AnnzooError as error:  # named as the recipe's field
+        if not str(error).startswith("`optimizer_options"):
+            raise
+        message = str(error).replace("optimizer_options", "compile.optimizer_options")
+        raise AnnzooError(message) from None
     if made.adversarial:
         # Before the search, so that no trial's seeded draws depend on which
         # trial came first after a resume.
